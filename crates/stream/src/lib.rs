@@ -1,0 +1,19 @@
+//! Flows: the bidirectional flow table with per-state timeouts and a hard size limit, and per-direction
+//! TCP sequence accounting (each byte of the stream counted once, holes detected).
+//!
+//! Owns: flow lifetime (creation, TCP state from flags, close/linger, timeout, eviction), orientation
+//! (client = SYN sender, else first sender, re-orientable), packet/byte/payload counters.
+//! Must not know: any application protocol, port meaning, network or threshold. Per-flow application
+//! state is the caller's type parameter `A`.
+//! Invariants: memory is bounded by `max_flows` flows of fixed size plus `A`; time is whatever the caller
+//! says (packet time in replay), so the same input gives the same flows; nothing panics on packet data.
+
+#![forbid(unsafe_code)]
+
+mod seq;
+mod table;
+
+pub use seq::{SeqTracker, MAX_SEQ_RANGES};
+pub use table::{
+    Dir, EndReason, Flow, FlowState, FlowTable, FlowTableConfig, Timeouts, TableStats,
+};
