@@ -1,0 +1,131 @@
+//! Sharding: one bounded queue per worker, packets batched per worker and sent when a batch is full or
+//! every `FLUSH_EVERY` packets (so idle workers still learn that time moved on).
+
+use crate::batch::{Batch, Item, PacketRec};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use xferwatch_wire::{FlowKey, L4Packet};
+
+const BATCH_ITEMS: usize = 512;
+const BATCH_BYTES: usize = 512 * 1024;
+const FLUSH_EVERY: u64 = 8192;
+
+/// Replay keeps backpressure (nothing is dropped); live capture never blocks and counts drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Replay,
+    Live,
+}
+
+pub struct Dispatcher {
+    mode: Mode,
+    senders: Vec<Sender<Batch>>,
+    recycle: Receiver<Batch>,
+    pending: Vec<Batch>,
+    since_flush: u64,
+    last_idx: u64,
+    /// Batches dropped because a worker's queue was full (live mode), and the packets in them.
+    pub dropped_batches: u64,
+    pub dropped_packets: u64,
+}
+
+impl Dispatcher {
+    pub fn new(mode: Mode, senders: Vec<Sender<Batch>>, recycle: Receiver<Batch>) -> Self {
+        let pending = senders.iter().map(|_| Batch::default()).collect();
+        Dispatcher { mode, senders, recycle, pending, since_flush: 0, last_idx: 0, dropped_batches: 0, dropped_packets: 0 }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.senders.len()
+    }
+
+    fn fresh(&self) -> Batch {
+        match self.recycle.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Batch { items: Vec::with_capacity(BATCH_ITEMS), data: Vec::with_capacity(BATCH_BYTES), ..Default::default() },
+        }
+    }
+
+    fn send(&mut self, w: usize, end: bool) {
+        let replacement = self.fresh();
+        let mut b = std::mem::replace(&mut self.pending[w], replacement);
+        b.through = self.last_idx;
+        b.end = end;
+        match self.mode {
+            Mode::Replay => {
+                let _ = self.senders[w].send(b);
+            }
+            Mode::Live => {
+                if let Err(TrySendError::Full(b)) = self.senders[w].try_send(b) {
+                    self.dropped_batches += 1;
+                    self.dropped_packets += b.items.iter().filter(|i| matches!(i, Item::Packet(_))).count() as u64;
+                }
+            }
+        }
+    }
+
+    /// Queues one decoded packet for the worker that owns its flow.
+    pub fn packet(&mut self, idx: u64, ts_us: i64, frame_len: u32, p: &L4Packet<'_>) {
+        let (key, _) = FlowKey::new(p.transport, p.src, p.dst, p.vlan);
+        let w = (key.symmetric_hash() % self.senders.len() as u64) as usize;
+        self.last_idx = idx;
+        let b = &mut self.pending[w];
+        let off = b.data.len() as u32;
+        b.data.extend_from_slice(p.payload);
+        b.items.push(Item::Packet(PacketRec {
+            idx,
+            ts_us,
+            frame_len,
+            transport: p.transport,
+            src: p.src,
+            dst: p.dst,
+            vlan: p.vlan,
+            tcp: p.tcp,
+            payload_off: off,
+            payload_cap: p.payload.len() as u32,
+            payload_len: p.payload_len,
+        }));
+        if b.items.len() >= BATCH_ITEMS || b.data.len() >= BATCH_BYTES {
+            self.send(w, false);
+        }
+        self.since_flush += 1;
+        if self.since_flush >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// A packet that made no flow packet still moves the timeline.
+    pub fn skipped(&mut self, idx: u64) {
+        self.last_idx = idx;
+    }
+
+    /// Packet time crossed a second boundary: every worker checks its timeouts here.
+    pub fn tick(&mut self, ts_us: i64, idx: u64) {
+        for b in &mut self.pending {
+            b.items.push(Item::Tick { ts_us, idx });
+        }
+    }
+
+    /// Sends every pending batch, even empty ones, so every worker's watermark advances.
+    pub fn flush(&mut self) {
+        self.since_flush = 0;
+        for w in 0..self.senders.len() {
+            self.send(w, false);
+        }
+    }
+
+    /// Sends the final batches. Workers end all their flows when they see `end`.
+    pub fn finish(&mut self) {
+        self.last_idx = u64::MAX;
+        for w in 0..self.senders.len() {
+            // The end marker must arrive even in live mode.
+            let replacement = Batch::default();
+            let mut b = std::mem::replace(&mut self.pending[w], replacement);
+            b.through = u64::MAX;
+            b.end = true;
+            let _ = self.senders[w].send(b);
+        }
+    }
+}

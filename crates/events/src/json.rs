@@ -1,0 +1,154 @@
+//! A minimal streaming JSON object writer: fields in the order written, strings escaped per RFC 8259.
+
+use std::fmt::Write;
+
+pub struct JsonObject<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    pub fn begin(out: &'a mut String) -> Self {
+        out.push('{');
+        JsonObject { out, first: true }
+    }
+    /// Continues an object whose `{` and first field the caller wrote by hand.
+    pub fn continue_after_first(out: &'a mut String) -> Self {
+        JsonObject { out, first: false }
+    }
+    pub(crate) fn buf(&mut self) -> &mut String {
+        self.out
+    }
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        escape_into(self.out, k);
+        self.out.push(':');
+    }
+    pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
+        self.key(k);
+        escape_into(self.out, v);
+        self
+    }
+    pub fn u64(&mut self, k: &str, v: u64) -> &mut Self {
+        self.key(k);
+        let _ = write!(self.out, "{v}");
+        self
+    }
+    pub fn i64(&mut self, k: &str, v: i64) -> &mut Self {
+        self.key(k);
+        let _ = write!(self.out, "{v}");
+        self
+    }
+    pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
+        self.key(k);
+        self.out.push_str(if v { "true" } else { "false" });
+        self
+    }
+    /// A nested object, filled by `f`.
+    pub fn obj(&mut self, k: &str, f: impl FnOnce(&mut JsonObject<'_>)) -> &mut Self {
+        self.key(k);
+        let mut inner = JsonObject::begin(self.out);
+        f(&mut inner);
+        inner.end_inner();
+        self
+    }
+    pub fn u64_array(&mut self, k: &str, v: &[u64]) -> &mut Self {
+        self.key(k);
+        self.out.push('[');
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let _ = write!(self.out, "{x}");
+        }
+        self.out.push(']');
+        self
+    }
+    fn end_inner(self) {
+        self.out.push('}');
+    }
+    /// Closes the object and ends the line.
+    pub fn end(self) {
+        self.out.push_str("}\n");
+    }
+}
+
+pub fn escape_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Suricata's timestamp format, UTC: `2026-01-01T00:00:03.141593+0000`.
+pub fn timestamp(out: &mut String, micros: i64) {
+    let secs = micros.div_euclid(1_000_000);
+    let us = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}+0000",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    );
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        let mut s = String::new();
+        timestamp(&mut s, 1_767_225_603_141_593);
+        assert_eq!(s, "2026-01-01T00:00:03.141593+0000");
+        s.clear();
+        timestamp(&mut s, 0);
+        assert_eq!(s, "1970-01-01T00:00:00.000000+0000");
+        s.clear();
+        timestamp(&mut s, 951_782_400_000_000); // 2000-02-29
+        assert_eq!(s, "2000-02-29T00:00:00.000000+0000");
+    }
+
+    #[test]
+    fn escaping() {
+        let mut s = String::new();
+        let mut o = JsonObject::begin(&mut s);
+        o.str("a\"b", "x\u{1}\\\n").u64("n", 7).obj("o", |o| {
+            o.bool("t", true);
+        });
+        o.end();
+        assert_eq!(s, "{\"a\\\"b\":\"x\\u0001\\\\\\n\",\"n\":7,\"o\":{\"t\":true}}\n");
+    }
+}

@@ -1,0 +1,180 @@
+//! Policy: every opinion the sensor holds about traffic, kept out of the decoders and parsers.
+//!
+//! Owns: which networks are internal (and so which way a flow goes), which protocol a server port implies.
+//! Later: thresholds, allowlists, baselines. Parsers report facts; this crate decides what they mean.
+//! Invariants: lookups are allocation-free; tables are built once from validated configuration.
+
+#![forbid(unsafe_code)]
+
+use ipnet::IpNet;
+use std::net::IpAddr;
+use xferwatch_wire::{Addr, Transport};
+
+/// The default internal networks: RFC 1918, RFC 6598 shared space, IPv6 unique local.
+pub const DEFAULT_INTERNAL: [&str; 5] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
+
+#[derive(Clone, Debug)]
+pub struct Networks {
+    nets: Vec<IpNet>,
+}
+
+impl Networks {
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Networks { nets: nets.into_iter().map(|n| n.trunc()).collect() }
+    }
+    pub fn default_internal() -> Self {
+        Networks::new(DEFAULT_INTERNAL.iter().map(|s| s.parse().expect("valid default CIDR")).collect())
+    }
+    pub fn is_internal(&self, addr: Addr) -> bool {
+        let ip: IpAddr = addr.to_ip();
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
+    }
+}
+
+/// Which way a flow goes across the site boundary, from its client's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Internal client to external server.
+    Outbound,
+    /// External client to internal server.
+    Inbound,
+    Internal,
+    External,
+}
+
+impl Direction {
+    pub fn of(client_internal: bool, server_internal: bool) -> Direction {
+        match (client_internal, server_internal) {
+            (true, false) => Direction::Outbound,
+            (false, true) => Direction::Inbound,
+            (true, true) => Direction::Internal,
+            (false, false) => Direction::External,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+            Direction::Internal => "internal",
+            Direction::External => "external",
+        }
+    }
+}
+
+/// Payload bytes sent by the internal end to the external end, whichever end opened the flow.
+pub fn outbound_payload(direction: Direction, to_server: u64, to_client: u64) -> u64 {
+    match direction {
+        Direction::Outbound => to_server,
+        Direction::Inbound => to_client,
+        Direction::Internal | Direction::External => 0,
+    }
+}
+
+/// The protocol a server port implies ("port 21 is FTP"), the table the mismatch detector reads.
+#[derive(Clone, Debug)]
+pub struct PortTable {
+    tcp: Vec<(u16, &'static str)>,
+    udp: Vec<(u16, &'static str)>,
+}
+
+/// Defaults: 21 ftp, 69 tftp, 139/445 smb, 80/8080 http, 443 tls, 22 ssh, 25/587 smtp, 53 dns.
+pub const DEFAULT_PORTS: [(Transport, u16, &str); 12] = [
+    (Transport::Tcp, 21, "ftp"),
+    (Transport::Udp, 69, "tftp"),
+    (Transport::Tcp, 139, "smb"),
+    (Transport::Tcp, 445, "smb"),
+    (Transport::Tcp, 80, "http"),
+    (Transport::Tcp, 8080, "http"),
+    (Transport::Tcp, 443, "tls"),
+    (Transport::Tcp, 22, "ssh"),
+    (Transport::Tcp, 25, "smtp"),
+    (Transport::Tcp, 587, "smtp"),
+    (Transport::Udp, 53, "dns"),
+    (Transport::Tcp, 53, "dns"),
+];
+
+/// Protocol names the port table may hold.
+pub const KNOWN_PROTOCOLS: [&str; 8] = ["ftp", "tftp", "smb", "http", "tls", "ssh", "dns", "smtp"];
+
+/// The transport a protocol runs on, for entries given by protocol name only.
+pub fn transports_of(proto: &str) -> &'static [Transport] {
+    match proto {
+        "tftp" => &[Transport::Udp],
+        "dns" => &[Transport::Udp, Transport::Tcp],
+        _ => &[Transport::Tcp],
+    }
+}
+
+impl Default for PortTable {
+    fn default() -> Self {
+        let mut t = PortTable { tcp: Vec::new(), udp: Vec::new() };
+        for (tr, port, proto) in DEFAULT_PORTS {
+            t.set(tr, port, proto);
+        }
+        t
+    }
+}
+
+impl PortTable {
+    pub fn empty() -> Self {
+        PortTable { tcp: Vec::new(), udp: Vec::new() }
+    }
+    /// Sets (or replaces) what `port` implies. `proto` must be one of [`KNOWN_PROTOCOLS`].
+    pub fn set(&mut self, transport: Transport, port: u16, proto: &str) {
+        let Some(p) = KNOWN_PROTOCOLS.iter().find(|k| **k == proto) else { return };
+        let v = match transport {
+            Transport::Tcp => &mut self.tcp,
+            Transport::Udp => &mut self.udp,
+        };
+        v.retain(|(pt, _)| *pt != port);
+        v.push((port, p));
+        v.sort_unstable();
+    }
+    pub fn expected(&self, transport: Transport, port: u16) -> Option<&'static str> {
+        let v = match transport {
+            Transport::Tcp => &self.tcp,
+            Transport::Udp => &self.udp,
+        };
+        v.binary_search_by_key(&port, |(p, _)| *p).ok().map(|i| v[i].1)
+    }
+    pub fn entries(&self) -> impl Iterator<Item = (Transport, u16, &'static str)> + '_ {
+        self.tcp.iter().map(|(p, s)| (Transport::Tcp, *p, *s)).chain(self.udp.iter().map(|(p, s)| (Transport::Udp, *p, *s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_networks() {
+        let n = Networks::default_internal();
+        assert!(n.is_internal(Addr::v4([10, 1, 2, 3])));
+        assert!(n.is_internal(Addr::v4([100, 64, 0, 1])));
+        assert!(!n.is_internal(Addr::v4([8, 8, 8, 8])));
+        let mut fd = [0u8; 16];
+        fd[0] = 0xfd;
+        assert!(n.is_internal(Addr::v6(fd)));
+    }
+
+    #[test]
+    fn direction_and_outbound_bytes() {
+        assert_eq!(Direction::of(true, false), Direction::Outbound);
+        assert_eq!(outbound_payload(Direction::Inbound, 5, 7), 7);
+        assert_eq!(outbound_payload(Direction::Outbound, 5, 7), 5);
+        assert_eq!(outbound_payload(Direction::Internal, 5, 7), 0);
+    }
+
+    #[test]
+    fn port_table() {
+        let mut t = PortTable::default();
+        assert_eq!(t.expected(Transport::Tcp, 21), Some("ftp"));
+        assert_eq!(t.expected(Transport::Udp, 21), None);
+        assert_eq!(t.expected(Transport::Udp, 69), Some("tftp"));
+        t.set(Transport::Tcp, 2121, "ftp");
+        assert_eq!(t.expected(Transport::Tcp, 2121), Some("ftp"));
+    }
+}
