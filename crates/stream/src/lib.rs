@@ -10,9 +10,11 @@
 
 #![forbid(unsafe_code)]
 
+mod reassembly;
 mod seq;
 mod table;
 
+pub use reassembly::{Budget, Reassembler, MAX_PENDING_SEGMENTS};
 pub use seq::{SeqTracker, MAX_SEQ_RANGES};
 pub use table::{
     Dir, EndReason, Flow, FlowState, FlowTable, FlowTableConfig, Timeouts, TableStats,

@@ -287,7 +287,7 @@ impl<A: Default> FlowTable<A> {
         let mut f = self.slots[h as usize].flow.take().expect("occupied slot");
         self.map.remove(&f.key);
         self.free.push(h);
-        let reason = if f.state == FlowState::Closed && reason == EndReason::Timeout { EndReason::Closed } else { reason };
+        let reason = if f.state == FlowState::Closed && matches!(reason, EndReason::Timeout | EndReason::Shutdown) { EndReason::Closed } else { reason };
         match reason {
             EndReason::Timeout => self.stats.ended_timeout += 1,
             EndReason::Closed => self.stats.ended_closed += 1,

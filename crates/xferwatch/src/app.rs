@@ -1,0 +1,213 @@
+//! Per-flow application identification: feeds each flow's first bytes (in-order TCP prefix, first UDP
+//! datagrams) to the fingerprints until one decides, then stops buffering — after that a packet costs
+//! nothing here. Re-orients mid-stream flows when a fingerprint says the first sender was the server.
+
+use crate::worker::Shared;
+use xferwatch_fingerprint::{identify, AppProto, Dgram, Identification, Observed, Transport as FpTransport};
+use xferwatch_stream::{Budget, Dir, Flow, Reassembler};
+use xferwatch_wire::{L4Packet, Transport};
+
+/// Datagrams kept per UDP flow for fingerprinting, and bytes kept of each.
+const UDP_DGRAMS: usize = 12;
+const UDP_DGRAM_KEEP: usize = 600;
+
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Bytes of each TCP direction buffered for identification.
+    pub depth: usize,
+    /// Reassembly memory per worker.
+    pub memcap: usize,
+    /// Payload needed on a well-known port before "nothing matched" is a mismatch.
+    pub mismatch_min_payload: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Ident {
+    #[default]
+    Pending,
+    Found(AppProto),
+    Unknown,
+}
+
+#[derive(Debug, Default)]
+pub struct App {
+    ident: Ident,
+    tcp: [Reassembler; 2],
+    udp: Vec<(bool, Vec<u8>)>,
+    /// A TFTP flow that starts with a read/write request (not a transfer on a new port).
+    tftp_request: bool,
+    reversed: bool,
+}
+
+/// Counters kept per worker, cheap, for the stats event and later the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct AppCounters {
+    pub identified: u64,
+    pub unknown: u64,
+    pub reoriented: u64,
+    pub reassembly_gaps: u64,
+    pub reassembly_overlaps: u64,
+    pub reassembly_memcap_hits: u64,
+    pub reassembly_peak_bytes: u64,
+}
+
+pub struct AppState {
+    pub budget: Budget,
+    pub counters: AppCounters,
+}
+
+impl AppState {
+    pub fn new(cfg: &AppConfig) -> Self {
+        AppState { budget: Budget::new(cfg.memcap), counters: AppCounters::default() }
+    }
+    pub fn snapshot(&self) -> AppCounters {
+        let mut c = self.counters.clone();
+        c.reassembly_gaps = self.budget.gaps;
+        c.reassembly_overlaps = self.budget.overlaps;
+        c.reassembly_memcap_hits = self.budget.memcap_hits;
+        c
+    }
+}
+
+pub fn on_packet(flow: &mut Flow<App>, dir: Dir, p: &L4Packet<'_>, cfg: &AppConfig, st: &mut AppState) {
+    if flow.app.ident != Ident::Pending {
+        return;
+    }
+    let grew = match (p.transport, p.tcp) {
+        (Transport::Tcp, Some(tcp)) => {
+            let d = dir.idx();
+            if tcp.syn {
+                flow.app.tcp[d].on_syn(tcp.seq);
+            }
+            let data_seq = if tcp.syn { tcp.seq.wrapping_add(1) } else { tcp.seq };
+            let mut grew = flow.app.tcp[d].segment(data_seq, p.payload, cfg.depth, &mut st.budget);
+            if tcp.ack_flag {
+                grew |= flow.app.tcp[1 - d].on_peer_ack(tcp.ack, cfg.depth, &mut st.budget);
+            }
+            grew
+        }
+        _ => {
+            if flow.app.udp.len() < UDP_DGRAMS && !p.payload.is_empty() {
+                let keep = &p.payload[..p.payload.len().min(UDP_DGRAM_KEEP)];
+                flow.app.udp.push((dir == Dir::ToServer, keep.to_vec()));
+                true
+            } else {
+                false
+            }
+        }
+    };
+    st.counters.reassembly_peak_bytes = st.counters.reassembly_peak_bytes.max(st.budget.used as u64);
+    if grew {
+        let final_ = match flow.transport() {
+            Transport::Tcp => flow.app.tcp.iter().any(|r| r.is_done()),
+            Transport::Udp => flow.app.udp.len() >= UDP_DGRAMS,
+        };
+        decide(flow, final_, st);
+    }
+}
+
+fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
+    let verdict = {
+        let app = &flow.app;
+        let mut dgrams: [Dgram<'_>; UDP_DGRAMS] = [Dgram { to_server: true, data: &[] }; UDP_DGRAMS];
+        for (slot, (ts, data)) in dgrams.iter_mut().zip(app.udp.iter()) {
+            *slot = Dgram { to_server: *ts, data };
+        }
+        let obs = Observed {
+            transport: match flow.transport() {
+                Transport::Tcp => FpTransport::Tcp,
+                Transport::Udp => FpTransport::Udp,
+            },
+            to_server: app.tcp[0].data(),
+            to_client: app.tcp[1].data(),
+            dgrams: &dgrams[..app.udp.len()],
+            final_,
+        };
+        identify(&obs)
+    };
+    match verdict {
+        Identification::NeedMore => {}
+        Identification::Found { proto, reversed } => {
+            // With the handshake seen, the client is known for certain; trust a reversal only on UDP
+            // and on TCP flows picked up mid-stream.
+            let handshake = flow.syn_seen || flow.synack_seen;
+            if reversed && (flow.transport() == Transport::Udp || !handshake) {
+                flow.reverse();
+                flow.app.tcp.swap(0, 1);
+                for d in &mut flow.app.udp {
+                    d.0 = !d.0;
+                }
+                flow.app.reversed = true;
+                st.counters.reoriented += 1;
+            }
+            if proto == AppProto::Tftp {
+                flow.app.tftp_request = flow
+                    .app
+                    .udp
+                    .iter()
+                    .find(|(ts, _)| *ts)
+                    .is_some_and(|(_, d)| d.len() >= 2 && d[0] == 0 && (d[1] == 1 || d[1] == 2));
+            }
+            flow.app.ident = Ident::Found(proto);
+            st.counters.identified += 1;
+            release(flow, st);
+        }
+        Identification::Unknown => {
+            flow.app.ident = Ident::Unknown;
+            st.counters.unknown += 1;
+            release(flow, st);
+        }
+    }
+}
+
+fn release(flow: &mut Flow<App>, st: &mut AppState) {
+    for r in &mut flow.app.tcp {
+        r.release(&mut st.budget);
+    }
+    flow.app.udp = Vec::new();
+}
+
+/// The flow ended: decide with what was seen, and give the buffers back.
+pub fn on_end(flow: &mut Flow<App>, st: &mut AppState) {
+    if flow.app.ident == Ident::Pending && (flow.payload[0] > 0 || flow.payload[1] > 0) {
+        decide(flow, true, st);
+    }
+    release(flow, st);
+}
+
+/// What a flow record says about the application.
+pub struct Facts {
+    pub app_proto: Option<&'static str>,
+    pub app_proto_ts: Option<&'static str>,
+    pub app_proto_tc: Option<&'static str>,
+    pub app_proto_expected: Option<&'static str>,
+    pub port_mismatch: Option<bool>,
+}
+
+const FILE_TRANSFER: [AppProto; 3] = [AppProto::Ftp, AppProto::Tftp, AppProto::Smb];
+
+pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
+    let server_port = flow.server_endpoint().port;
+    let expected = shared.ports.expected(flow.transport(), server_port);
+    let payload = flow.payload[0] + flow.payload[1];
+    let app_proto = match flow.app.ident {
+        Ident::Found(p) => Some(p.as_str()),
+        Ident::Unknown => Some("failed"),
+        Ident::Pending if payload > 0 => Some("failed"),
+        Ident::Pending => None,
+    };
+    let mismatch = match flow.app.ident {
+        // TFTP transfers run on new ports by design: never a mismatch.
+        Ident::Found(AppProto::Tftp) if !flow.app.tftp_request => false,
+        Ident::Found(p) if FILE_TRANSFER.contains(&p) => expected != Some(p.as_str()),
+        Ident::Found(p) => expected.is_some_and(|e| e != p.as_str()),
+        Ident::Unknown | Ident::Pending => expected.is_some() && payload >= shared.app.mismatch_min_payload,
+    };
+    Facts {
+        app_proto,
+        app_proto_ts: None,
+        app_proto_tc: None,
+        app_proto_expected: expected,
+        port_mismatch: if app_proto.is_some() { Some(mismatch) } else { None },
+    }
+}

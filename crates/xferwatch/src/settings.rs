@@ -1,0 +1,540 @@
+//! Configuration: raw TOML (+ `XFERWATCH__SECTION__KEY` environment overrides) → validated settings,
+//! checked once at the edge. Unknown keys and bad values are errors that name the key and the expected
+//! form. Every key of `sensor.toml.example` is here, including those later capabilities read, so a
+//! configuration written today stays valid.
+
+use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
+use serde::{de, Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A byte count: an integer, or a string such as "50MiB", "10 MB", "1.5GiB".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Bytes(pub u64);
+
+/// Largest accepted byte threshold (1 PiB): anything above is a typo.
+const MAX_BYTES: u64 = 1 << 50;
+
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a byte size (examples: 52428800, \"50MiB\", \"10MB\")"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" | "ki" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" | "mi" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" | "gi" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" | "ti" => 1 << 40,
+        u => return Err(format!("unknown byte unit `{u}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)")),
+    };
+    let v = n * mult as f64;
+    if !(v.is_finite()) || v < 1.0 || v > MAX_BYTES as f64 {
+        return Err(format!("`{s}` is out of range (1 byte to 1 PiB)"));
+    }
+    Ok(v as u64)
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte count: a positive integer or a string like \"50MiB\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Bytes, E> {
+                if v == 0 || v > MAX_BYTES {
+                    return Err(E::custom(format!("{v} is out of range (1 byte to 1 PiB)")));
+                }
+                Ok(Bytes(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bytes, E> {
+                if v <= 0 {
+                    return Err(E::custom(format!("{v} is not a positive byte count")));
+                }
+                self.visit_u64(v as u64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
+                parse_bytes(v).map(Bytes).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration: integer seconds, or a string such as "30s", "5m", "1h", "2d".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Seconds(pub u64);
+
+pub fn parse_seconds(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration (examples: 30, \"30s\", \"5m\", \"1h\")"))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        u => return Err(format!("unknown duration unit `{u}` in `{s}` (use s, m, h, d)")),
+    };
+    let v = n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too long"))?;
+    if v == 0 || v > 365 * 86_400 {
+        return Err(format!("`{s}` is out of range (1 second to 365 days)"));
+    }
+    Ok(v)
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Seconds;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration: integer seconds or a string like \"30s\", \"5m\", \"1h\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
+                parse_seconds(&v.to_string()).map(Seconds).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
+                if v <= 0 {
+                    return Err(E::custom(format!("{v} is not a positive duration")));
+                }
+                self.visit_u64(v as u64)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
+                parse_seconds(v).map(Seconds).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub network: Network,
+    pub engine: Engine,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub capture: Capture,
+    pub output: Output,
+    pub metrics: Metrics,
+    pub log: Log,
+    pub service: Service,
+    pub detect: Detect,
+    pub allow: Vec<Allow>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// Networks whose hosts are "internal"; everything else is external.
+    pub internal: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Engine {
+    /// Worker threads (0 = one per available core).
+    pub workers: usize,
+    /// Queue depth per worker, in batches.
+    pub queue_batches: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_flows: usize,
+    pub defrag_max_datagrams: usize,
+    pub defrag_memcap: Bytes,
+    pub reassembly_memcap: Bytes,
+    pub reassembly_flow_depth: Bytes,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub tcp_new: Seconds,
+    pub tcp_established: Seconds,
+    pub tcp_closed: Seconds,
+    pub udp_new: Seconds,
+    pub udp_established: Seconds,
+    pub defrag: Seconds,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Capture {
+    pub interfaces: Vec<String>,
+    pub snaplen: u32,
+    pub promisc: bool,
+    pub buffer_size: Bytes,
+    pub bpf: String,
+    pub immediate: bool,
+    pub timeout_ms: u32,
+    pub threads_per_interface: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Output {
+    pub eve_path: String,
+    pub stats_interval: Seconds,
+    pub log_credentials: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    pub enabled: bool,
+    pub listen: String,
+    pub allow: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// "text" or "json".
+    pub format: String,
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Service {
+    pub user: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Detect {
+    pub large_outbound: LargeOutbound,
+    pub mismatch: Mismatch,
+    pub baseline: Baseline,
+    pub rollup: Rollup,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LargeOutbound {
+    pub threshold_bytes: Bytes,
+    pub per_protocol: BTreeMap<String, Bytes>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mismatch {
+    /// Extra ports per protocol, merged with the built-in port table.
+    pub expected_ports: BTreeMap<String, Vec<u16>>,
+    /// Payload bytes to see on a well-known port before "nothing matched" counts as a mismatch.
+    pub min_payload_bytes: Bytes,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Baseline {
+    pub enabled: bool,
+    pub window: Seconds,
+    pub learning_windows: u32,
+    pub k: f64,
+    pub floor_bytes: Bytes,
+    pub state_file: String,
+    pub max_hosts: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rollup {
+    pub window: Seconds,
+    pub max_pairs: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allow {
+    pub internal: Option<IpNet>,
+    pub external: Option<IpNet>,
+    pub app_proto: Option<String>,
+    #[serde(default)]
+    pub signatures: Vec<u32>,
+    pub reason: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            network: Network::default(),
+            engine: Engine::default(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            capture: Capture::default(),
+            output: Output::default(),
+            metrics: Metrics::default(),
+            log: Log::default(),
+            service: Service::default(),
+            detect: Detect::default(),
+            allow: Vec::new(),
+        }
+    }
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            internal: xferwatch_policy::DEFAULT_INTERNAL.iter().map(|s| s.parse().expect("valid default CIDR")).collect(),
+        }
+    }
+}
+impl Default for Engine {
+    fn default() -> Self {
+        Engine { workers: 0, queue_batches: 64 }
+    }
+}
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_flows: 1_000_000,
+            defrag_max_datagrams: 4096,
+            defrag_memcap: Bytes(32 << 20),
+            reassembly_memcap: Bytes(64 << 20),
+            reassembly_flow_depth: Bytes(64 << 10),
+        }
+    }
+}
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_new: Seconds(60),
+            tcp_established: Seconds(600),
+            tcp_closed: Seconds(10),
+            udp_new: Seconds(30),
+            udp_established: Seconds(120),
+            defrag: Seconds(30),
+        }
+    }
+}
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            interfaces: Vec::new(),
+            snaplen: 65_535,
+            promisc: true,
+            buffer_size: Bytes(64 << 20),
+            bpf: String::new(),
+            immediate: false,
+            timeout_ms: 100,
+            threads_per_interface: 1,
+        }
+    }
+}
+impl Default for Output {
+    fn default() -> Self {
+        Output { eve_path: "eve.json".into(), stats_interval: Seconds(60), log_credentials: false }
+    }
+}
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            enabled: true,
+            listen: "127.0.0.1:9727".into(),
+            allow: vec!["127.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")],
+        }
+    }
+}
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: "text".into(), level: "info".into() }
+    }
+}
+impl Default for LargeOutbound {
+    fn default() -> Self {
+        LargeOutbound { threshold_bytes: Bytes(52_428_800), per_protocol: BTreeMap::new() }
+    }
+}
+impl Default for Mismatch {
+    fn default() -> Self {
+        Mismatch { expected_ports: BTreeMap::new(), min_payload_bytes: Bytes(64) }
+    }
+}
+impl Default for Baseline {
+    fn default() -> Self {
+        Baseline {
+            enabled: true,
+            window: Seconds(3600),
+            learning_windows: 24,
+            k: 3.0,
+            floor_bytes: Bytes(10 << 20),
+            state_file: String::new(),
+            max_hosts: 100_000,
+        }
+    }
+}
+impl Default for Rollup {
+    fn default() -> Self {
+        Rollup { window: Seconds(3600), max_pairs: 100_000 }
+    }
+}
+
+/// Signature ids of the detection issue, the only ones an `[[allow]]` entry may name.
+pub const SIGNATURE_IDS: [u32; 5] = [1_173_001, 1_173_002, 1_173_003, 1_173_004, 1_173_005];
+const FILE_PROTOCOLS: [&str; 3] = ["ftp", "tftp", "smb"];
+
+impl Settings {
+    /// Loads `path` (if any) plus environment overrides, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Settings> {
+        let mut b = config::Config::builder();
+        if let Some(p) = path {
+            if !p.exists() {
+                bail!("{}: no such configuration file", p.display());
+            }
+            b = b.add_source(config::File::from(p).format(config::FileFormat::Toml).required(true));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("XFERWATCH")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("network.internal")
+                .with_list_parse_key("capture.interfaces")
+                .with_list_parse_key("metrics.allow"),
+        );
+        let name = path.map(|p| p.display().to_string()).unwrap_or_else(|| "environment".into());
+        let raw = b.build().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let s: Settings = raw.try_deserialize().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        s.validate().with_context(|| name.clone())?;
+        Ok(s)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.network.internal.is_empty() {
+            bail!("network.internal: empty; give at least one CIDR (e.g. [\"10.0.0.0/8\"])");
+        }
+        if self.engine.workers > 256 {
+            bail!("engine.workers: {} is too many (0 = one per core, at most 256)", self.engine.workers);
+        }
+        if self.engine.queue_batches == 0 || self.engine.queue_batches > 65_536 {
+            bail!("engine.queue_batches: expected 1..=65536");
+        }
+        if self.limits.max_flows == 0 || self.limits.max_flows > 100_000_000 {
+            bail!("limits.max_flows: expected 1..=100000000, got {}", self.limits.max_flows);
+        }
+        for (k, _) in &self.detect.large_outbound.per_protocol {
+            if !FILE_PROTOCOLS.contains(&k.as_str()) {
+                bail!("detect.large_outbound.per_protocol.{k}: unknown protocol (expected ftp, tftp or smb)");
+            }
+        }
+        for (k, ports) in &self.detect.mismatch.expected_ports {
+            if !xferwatch_policy::KNOWN_PROTOCOLS.contains(&k.as_str()) {
+                bail!(
+                    "detect.mismatch.expected_ports.{k}: unknown protocol (expected one of {})",
+                    xferwatch_policy::KNOWN_PROTOCOLS.join(", ")
+                );
+            }
+            if ports.contains(&0) {
+                bail!("detect.mismatch.expected_ports.{k}: port 0 is not a port");
+            }
+        }
+        if !(self.detect.baseline.k.is_finite() && self.detect.baseline.k >= 1.0 && self.detect.baseline.k <= 1000.0) {
+            bail!("detect.baseline.k: expected a number from 1 to 1000, got {}", self.detect.baseline.k);
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format: expected \"text\" or \"json\", got {:?}", self.log.format);
+        }
+        if self.capture.threads_per_interface == 0 || self.capture.threads_per_interface > 64 {
+            bail!("capture.threads_per_interface: expected 1..=64");
+        }
+        if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            bail!("metrics.listen: {:?} is not an address:port (e.g. \"127.0.0.1:9727\")", self.metrics.listen);
+        }
+        for (i, a) in self.allow.iter().enumerate() {
+            for sid in &a.signatures {
+                if !SIGNATURE_IDS.contains(sid) {
+                    bail!("allow[{i}].signatures: unknown signature id {sid} (known: 1173001..1173005)");
+                }
+            }
+            if let Some(p) = &a.app_proto {
+                if !FILE_PROTOCOLS.contains(&p.as_str()) {
+                    bail!("allow[{i}].app_proto: unknown protocol {p:?} (expected ftp, tftp or smb)");
+                }
+            }
+            if a.reason.trim().is_empty() {
+                bail!("allow[{i}].reason: say why this path is approved");
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, defaults resolved.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+
+    pub fn port_table(&self) -> xferwatch_policy::PortTable {
+        let mut t = xferwatch_policy::PortTable::default();
+        for (proto, ports) in &self.detect.mismatch.expected_ports {
+            for tr in xferwatch_policy::transports_of(proto) {
+                for p in ports {
+                    t.set(*tr, *p, proto);
+                }
+            }
+        }
+        t
+    }
+
+    pub fn flow_table_config(&self) -> xferwatch_stream::FlowTableConfig {
+        let us = |s: Seconds| s.0 as i64 * 1_000_000;
+        xferwatch_stream::FlowTableConfig {
+            max_flows: self.limits.max_flows,
+            timeouts: xferwatch_stream::Timeouts {
+                tcp_new: us(self.timeouts.tcp_new),
+                tcp_established: us(self.timeouts.tcp_established),
+                tcp_closed: us(self.timeouts.tcp_closed),
+                udp_new: us(self.timeouts.udp_new),
+                udp_established: us(self.timeouts.udp_established),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("50MiB"), Ok(52_428_800));
+        assert_eq!(parse_bytes("10 MB"), Ok(10_000_000));
+        assert_eq!(parse_bytes("1.5KiB"), Ok(1536));
+        assert!(parse_bytes("-5").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert!(parse_bytes("99999PiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_seconds("1h"), Ok(3600));
+        assert_eq!(parse_seconds("90"), Ok(90));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("3 weeks").is_err());
+    }
+
+    #[test]
+    fn defaults_validate_and_render() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        let t = s.to_toml();
+        assert!(t.contains("threshold_bytes = 52428800"));
+        let back: Settings = toml::from_str(&t).unwrap();
+        assert_eq!(back.limits.max_flows, 1_000_000);
+    }
+}
