@@ -24,7 +24,10 @@ pub struct PacketRec {
 pub enum Item {
     Packet(PacketRec),
     /// Packet time advanced past a second boundary at packet `idx` (sent to every worker).
-    Tick { ts_us: i64, idx: u64 },
+    Tick {
+        ts_us: i64,
+        idx: u64,
+    },
 }
 
 #[derive(Debug, Default)]

@@ -14,7 +14,11 @@ pub struct DefragLimits {
 
 impl Default for DefragLimits {
     fn default() -> Self {
-        DefragLimits { max_datagrams: 4096, max_total_bytes: 32 << 20, timeout_us: 30_000_000 }
+        DefragLimits {
+            max_datagrams: 4096,
+            max_total_bytes: 32 << 20,
+            timeout_us: 30_000_000,
+        }
     }
 }
 
@@ -68,11 +72,19 @@ pub struct Whole<'a> {
 
 impl Defrag {
     pub fn new(limits: DefragLimits) -> Self {
-        Defrag { limits, ..Default::default() }
+        Defrag {
+            limits,
+            ..Default::default()
+        }
     }
 
     /// Adds a fragment; when it completes a datagram, the whole payload is written to `out` and returned.
-    pub fn add<'o>(&mut self, f: &Fragment<'_>, now_us: i64, out: &'o mut Vec<u8>) -> Option<Whole<'o>> {
+    pub fn add<'o>(
+        &mut self,
+        f: &Fragment<'_>,
+        now_us: i64,
+        out: &'o mut Vec<u8>,
+    ) -> Option<Whole<'o>> {
         self.stats.fragments += 1;
         let start = f.offset;
         let end = start.saturating_add(f.data.len() as u32);
@@ -80,13 +92,29 @@ impl Defrag {
             self.stats.malformed += 1;
             return None;
         }
-        let key = Key { src: f.src, dst: f.dst, id: f.id, protocol: f.protocol, vlan: f.vlan };
+        let key = Key {
+            src: f.src,
+            dst: f.dst,
+            id: f.id,
+            protocol: f.protocol,
+            vlan: f.vlan,
+        };
         if !self.table.contains_key(&key) {
-            if self.table.len() >= self.limits.max_datagrams || self.buffered + f.data.len() > self.limits.max_total_bytes {
+            if self.table.len() >= self.limits.max_datagrams
+                || self.buffered + f.data.len() > self.limits.max_total_bytes
+            {
                 self.stats.dropped_limit += 1;
                 return None;
             }
-            self.table.insert(key, Datagram { first_us: now_us, data: Vec::new(), have: Vec::new(), total: None });
+            self.table.insert(
+                key,
+                Datagram {
+                    first_us: now_us,
+                    data: Vec::new(),
+                    have: Vec::new(),
+                    total: None,
+                },
+            );
         }
         let d = self.table.get_mut(&key)?;
         if !f.more {
@@ -97,7 +125,8 @@ impl Defrag {
                 _ => d.total = Some(end),
             }
         }
-        if d.have.len() >= MAX_PIECES || self.buffered + f.data.len() > self.limits.max_total_bytes {
+        if d.have.len() >= MAX_PIECES || self.buffered + f.data.len() > self.limits.max_total_bytes
+        {
             self.stats.dropped_limit += 1;
             let gone = self.table.remove(&key).map(|d| d.data.len()).unwrap_or(0);
             self.buffered -= gone.min(self.buffered);
@@ -149,7 +178,13 @@ impl Defrag {
         self.stats.reassembled += 1;
         out.clear();
         out.extend_from_slice(&d.data);
-        Some(Whole { src: f.src, dst: f.dst, vlan: f.vlan, protocol: f.protocol, data: out })
+        Some(Whole {
+            src: f.src,
+            dst: f.dst,
+            vlan: f.vlan,
+            protocol: f.protocol,
+            data: out,
+        })
     }
 
     /// Drops datagrams older than the timeout.
@@ -174,7 +209,16 @@ mod tests {
     use super::*;
 
     fn frag(offset: u32, more: bool, data: &[u8]) -> Fragment<'_> {
-        Fragment { src: Addr::v4([1, 1, 1, 1]), dst: Addr::v4([2, 2, 2, 2]), vlan: 0, protocol: 17, id: 7, offset, more, data }
+        Fragment {
+            src: Addr::v4([1, 1, 1, 1]),
+            dst: Addr::v4([2, 2, 2, 2]),
+            vlan: 0,
+            protocol: 17,
+            id: 7,
+            offset,
+            more,
+            data,
+        }
     }
 
     #[test]
@@ -193,7 +237,10 @@ mod tests {
 
     #[test]
     fn timeout_and_limits() {
-        let mut d = Defrag::new(DefragLimits { max_datagrams: 1, ..Default::default() });
+        let mut d = Defrag::new(DefragLimits {
+            max_datagrams: 1,
+            ..Default::default()
+        });
         let mut out = Vec::new();
         d.add(&frag(0, true, b"AAAAAAAA"), 0, &mut out);
         let mut other = frag(0, true, b"AAAAAAAA");
@@ -202,7 +249,9 @@ mod tests {
         assert_eq!(d.stats.dropped_limit, 1);
         d.expire(31_000_000);
         assert_eq!(d.stats.timeouts, 1);
-        assert!(d.add(&frag(65_530, false, b"AAAAAAAAAA"), 0, &mut out).is_none());
+        assert!(d
+            .add(&frag(65_530, false, b"AAAAAAAAAA"), 0, &mut out)
+            .is_none());
         assert_eq!(d.stats.malformed, 1);
     }
 }

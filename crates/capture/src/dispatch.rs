@@ -31,7 +31,16 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(mode: Mode, senders: Vec<Sender<Batch>>, recycle: Receiver<Batch>) -> Self {
         let pending = senders.iter().map(|_| Batch::default()).collect();
-        Dispatcher { mode, senders, recycle, pending, since_flush: 0, last_idx: 0, dropped_batches: 0, dropped_packets: 0 }
+        Dispatcher {
+            mode,
+            senders,
+            recycle,
+            pending,
+            since_flush: 0,
+            last_idx: 0,
+            dropped_batches: 0,
+            dropped_packets: 0,
+        }
     }
 
     pub fn workers(&self) -> usize {
@@ -44,7 +53,11 @@ impl Dispatcher {
                 b.clear();
                 b
             }
-            Err(_) => Batch { items: Vec::with_capacity(BATCH_ITEMS), data: Vec::with_capacity(BATCH_BYTES), ..Default::default() },
+            Err(_) => Batch {
+                items: Vec::with_capacity(BATCH_ITEMS),
+                data: Vec::with_capacity(BATCH_BYTES),
+                ..Default::default()
+            },
         }
     }
 
@@ -60,7 +73,11 @@ impl Dispatcher {
             Mode::Live => {
                 if let Err(TrySendError::Full(b)) = self.senders[w].try_send(b) {
                     self.dropped_batches += 1;
-                    self.dropped_packets += b.items.iter().filter(|i| matches!(i, Item::Packet(_))).count() as u64;
+                    self.dropped_packets += b
+                        .items
+                        .iter()
+                        .filter(|i| matches!(i, Item::Packet(_)))
+                        .count() as u64;
                 }
             }
         }

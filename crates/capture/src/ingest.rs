@@ -20,7 +20,11 @@ pub struct IngestStats {
 
 impl IngestStats {
     pub fn invalid(&self) -> u64 {
-        DecodeError::ALL.iter().filter(|e| e.is_error()).map(|e| self.decode[e.index()]).sum()
+        DecodeError::ALL
+            .iter()
+            .filter(|e| e.is_error())
+            .map(|e| self.decode[e.index()])
+            .sum()
     }
     pub fn merge(&mut self, o: &IngestStats) {
         self.frames += o.frames;
@@ -44,6 +48,7 @@ pub struct Ingest {
     next_idx: u64,
     last_tick_sec: Option<i64>,
     last_ts_us: i64,
+    first_ts_us: Option<i64>,
     whole: Vec<u8>,
 }
 
@@ -56,6 +61,7 @@ impl Ingest {
             next_idx: 0,
             last_tick_sec: None,
             last_ts_us: 0,
+            first_ts_us: None,
             whole: Vec::new(),
         }
     }
@@ -64,12 +70,17 @@ impl Ingest {
         self.last_ts_us
     }
 
+    pub fn first_ts_us(&self) -> i64 {
+        self.first_ts_us.unwrap_or(0)
+    }
+
     /// Processes one captured frame. Time never runs backwards: an older timestamp (files out of
     /// order, clock steps) is treated as the latest time seen, so timeouts stay monotonic.
     pub fn frame(&mut self, link: LinkType, ts_us: i64, frame: &[u8], wire_len: u32) {
         let idx = self.next_idx;
         self.next_idx += 1;
         let ts_us = ts_us.max(self.last_ts_us);
+        self.first_ts_us.get_or_insert(ts_us);
         self.last_ts_us = ts_us;
         let sec = ts_us.div_euclid(1_000_000);
         if self.last_tick_sec != Some(sec) {
@@ -83,18 +94,16 @@ impl Ingest {
         self.stats.bytes += frame.len() as u64;
         let snapped = (wire_len as usize) > frame.len();
         let decoded = match decode(link, frame, snapped) {
-            Ok(Decoded::Fragment(f)) => {
-                match self.defrag.add(&f, ts_us, &mut self.whole) {
-                    Some(w) => {
-                        let len = w.data.len();
-                        decode_l4(w.protocol, w.src, w.dst, w.vlan, w.data, len)
-                    }
-                    None => {
-                        self.dispatcher.skipped(idx);
-                        return;
-                    }
+            Ok(Decoded::Fragment(f)) => match self.defrag.add(&f, ts_us, &mut self.whole) {
+                Some(w) => {
+                    let len = w.data.len();
+                    decode_l4(w.protocol, w.src, w.dst, w.vlan, w.data, len)
                 }
-            }
+                None => {
+                    self.dispatcher.skipped(idx);
+                    return;
+                }
+            },
             other => other,
         };
         match decoded {

@@ -10,7 +10,11 @@ pub enum FileProblem {
     /// Not a capture, or unreadable: nothing was read from it.
     Open { path: PathBuf, message: String },
     /// Truncated or corrupt after `packet` good packets: those were kept.
-    Damaged { path: PathBuf, packet: u64, message: String },
+    Damaged {
+        path: PathBuf,
+        packet: u64,
+        message: String,
+    },
     /// A link type the decoder does not know: the file was skipped.
     LinkType { path: PathBuf, dlt: i32 },
 }
@@ -40,7 +44,9 @@ pub struct ReadOutcome {
 impl ReadOutcome {
     /// True when some file could not be read at all (exit status 2).
     pub fn any_unreadable(&self) -> bool {
-        self.problems.iter().any(|p| matches!(p, FileProblem::Open { .. } | FileProblem::LinkType { .. }))
+        self.problems
+            .iter()
+            .any(|p| matches!(p, FileProblem::Open { .. } | FileProblem::LinkType { .. }))
     }
 }
 
@@ -58,7 +64,10 @@ pub fn read_files(
         let mut cap = match pcap::Capture::from_file(path) {
             Ok(c) => c,
             Err(e) => {
-                let p = FileProblem::Open { path: path.to_path_buf(), message: e.to_string() };
+                let p = FileProblem::Open {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                };
                 on_problem(&p);
                 out.problems.push(p);
                 continue;
@@ -67,7 +76,10 @@ pub fn read_files(
         let dlt = cap.get_datalink().0;
         let link = LinkType::from_dlt(dlt);
         if let LinkType::Unsupported(_) = link {
-            let p = FileProblem::LinkType { path: path.to_path_buf(), dlt };
+            let p = FileProblem::LinkType {
+                path: path.to_path_buf(),
+                dlt,
+            };
             on_problem(&p);
             out.problems.push(p);
             continue;
@@ -86,7 +98,11 @@ pub fn read_files(
                 }
                 Err(pcap::Error::NoMorePackets) => break,
                 Err(e) => {
-                    let p = FileProblem::Damaged { path: path.to_path_buf(), packet: n, message: e.to_string() };
+                    let p = FileProblem::Damaged {
+                        path: path.to_path_buf(),
+                        packet: n,
+                        message: e.to_string(),
+                    };
                     on_problem(&p);
                     out.problems.push(p);
                     break;

@@ -149,6 +149,9 @@ mod tests {
             o.bool("t", true);
         });
         o.end();
-        assert_eq!(s, "{\"a\\\"b\":\"x\\u0001\\\\\\n\",\"n\":7,\"o\":{\"t\":true}}\n");
+        assert_eq!(
+            s,
+            "{\"a\\\"b\":\"x\\u0001\\\\\\n\",\"n\":7,\"o\":{\"t\":true}}\n"
+        );
     }
 }

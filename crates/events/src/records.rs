@@ -45,7 +45,8 @@ pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
     let mut o = JsonObject::continue_after_first(out);
     o.u64("flow_id", r.flow_id).str("event_type", "flow");
     o.str("src_ip", r.src_ip).u64("src_port", r.src_port as u64);
-    o.str("dest_ip", r.dest_ip).u64("dest_port", r.dest_port as u64);
+    o.str("dest_ip", r.dest_ip)
+        .u64("dest_port", r.dest_port as u64);
     o.str("proto", r.proto);
     if r.vlan != 0 {
         o.u64_array("vlan", &[r.vlan as u64]);
@@ -60,13 +61,20 @@ pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
         o.str("app_proto_tc", p);
     }
     o.obj("flow", |f| {
-        f.u64("pkts_toserver", r.pkts_toserver).u64("pkts_toclient", r.pkts_toclient);
-        f.u64("bytes_toserver", r.bytes_toserver).u64("bytes_toclient", r.bytes_toclient);
+        f.u64("pkts_toserver", r.pkts_toserver)
+            .u64("pkts_toclient", r.pkts_toclient);
+        f.u64("bytes_toserver", r.bytes_toserver)
+            .u64("bytes_toclient", r.bytes_toclient);
         f.raw_ts("start", r.start_us).raw_ts("end", r.end_us);
-        f.i64("age", r.age).str("state", r.state).str("reason", r.reason).bool("alerted", r.alerted);
+        f.i64("age", r.age)
+            .str("state", r.state)
+            .str("reason", r.reason)
+            .bool("alerted", r.alerted);
     });
     o.obj("xfer", |x| {
-        x.bool("local_orig", r.local_orig).bool("local_resp", r.local_resp).str("direction", r.direction);
+        x.bool("local_orig", r.local_orig)
+            .bool("local_resp", r.local_resp)
+            .str("direction", r.direction);
         x.u64("payload_bytes_toserver", r.payload_bytes_toserver);
         x.u64("payload_bytes_toclient", r.payload_bytes_toclient);
         x.u64("outbound_payload_bytes", r.outbound_payload_bytes);
@@ -119,8 +127,14 @@ pub fn write_stats(out: &mut String, s: &StatsRecord) {
     o.obj("stats", |st| {
         st.i64("uptime", s.uptime_secs);
         st.obj("decoder", |d| {
-            d.u64("pkts", s.pkts).u64("bytes", s.bytes).u64("invalid", s.invalid);
-            d.u64("ipv4", s.ipv4).u64("ipv6", s.ipv6).u64("tcp", s.tcp).u64("udp", s.udp).u64("vlan", s.vlan);
+            d.u64("pkts", s.pkts)
+                .u64("bytes", s.bytes)
+                .u64("invalid", s.invalid);
+            d.u64("ipv4", s.ipv4)
+                .u64("ipv6", s.ipv6)
+                .u64("tcp", s.tcp)
+                .u64("udp", s.udp)
+                .u64("vlan", s.vlan);
         });
         st.obj("defrag", |d| {
             d.obj("ipv4", |_| {}).obj("ipv6", |_| {});
@@ -131,7 +145,8 @@ pub fn write_stats(out: &mut String, s: &StatsRecord) {
         });
     });
     o.obj("xfer", |x| {
-        x.u64("ip_fragments", s.fragments).u64("ip_reassembled", s.reassembled);
+        x.u64("ip_fragments", s.fragments)
+            .u64("ip_reassembled", s.reassembled);
         x.obj("decode_errors", |d| {
             for (k, v) in &s.decode_errors {
                 d.u64(k, *v);

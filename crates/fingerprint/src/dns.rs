@@ -169,9 +169,16 @@ fn parse_inner(m: &[u8], kind_out: &mut Option<Kind>) -> Result<usize, Stop> {
     let kind = if qr { Kind::Response } else { Kind::Query };
     let mut at = 12usize;
     for i in 0..qd {
+        let name_at = at;
         at = name(m, at)?;
         let qtype = be16(m, at)?;
-        let qclass = be16(m, at + 2)? & 0x7fff;
+        let raw_class = be16(m, at + 2)?;
+        let qclass = raw_class & 0x7fff;
+        // Same wire format, other protocols: NetBIOS name service (encoded names), multicast DNS
+        // (".local", unicast-response bit). They are not DNS for a sensor that names protocols.
+        if raw_class & 0x8000 != 0 || other_name_service(m, name_at) {
+            return Err(Stop::Bad);
+        }
         if qtype == 0 || !matches!(qclass, 1 | 3 | 4 | 255) {
             return Err(Stop::Bad);
         }
@@ -181,9 +188,14 @@ fn parse_inner(m: &[u8], kind_out: &mut Option<Kind>) -> Result<usize, Stop> {
         }
     }
     for _ in 0..an + ns + ar {
+        let name_at = at;
         at = name(m, at)?;
         let rtype = be16(m, at)?;
-        let class = be16(m, at + 2)? & 0x7fff;
+        let raw_class = be16(m, at + 2)?;
+        let class = raw_class & 0x7fff;
+        if rtype != TYPE_OPT && (raw_class & 0x8000 != 0 || other_name_service(m, name_at)) {
+            return Err(Stop::Bad);
+        }
         if rtype == 0 || (rtype != TYPE_OPT && !matches!(class, 1 | 3 | 4 | 254 | 255)) {
             return Err(Stop::Bad);
         }
@@ -197,6 +209,29 @@ fn parse_inner(m: &[u8], kind_out: &mut Option<Kind>) -> Result<usize, Stop> {
         }
     }
     Ok(at)
+}
+
+/// A name only NetBIOS name service (a 32-byte first-level-encoded label, RFC 1001) or multicast DNS
+/// (a last label "local", RFC 6762) uses. Pointers are not followed.
+fn other_name_service(m: &[u8], start: usize) -> bool {
+    let mut at = start;
+    let mut first = true;
+    let mut last: &[u8] = &[];
+    while let Some(&l) = m.get(at) {
+        if l == 0 || l & 0xc0 != 0 {
+            break;
+        }
+        let Some(label) = m.get(at + 1..at + 1 + usize::from(l)) else {
+            return false;
+        };
+        if first && label.len() == 32 && label.iter().all(|c| (b'A'..=b'P').contains(c)) {
+            return true;
+        }
+        first = false;
+        last = label;
+        at += 1 + usize::from(l);
+    }
+    last.eq_ignore_ascii_case(b"local")
 }
 
 /// Parse a (possibly compressed) domain name starting at `start`; returns the
@@ -248,6 +283,16 @@ mod tests {
     use super::*;
 
     const Q: &[u8] = b"\xb7\x89\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03dns\x08msftncsi\x03com\x00\x00\x01\x00\x01";
+
+    #[test]
+    fn netbios_and_mdns_are_not_dns() {
+        // NBNS name query for "FRED" (encoded), from a real broadcast
+        let nbns = b"\x82\x28\x01\x10\x00\x01\x00\x00\x00\x00\x00\x00\x20EGFCEFEECACACACACACACACACACACAAA\x00\x00\x20\x00\x01";
+        assert!(!matches!(parse(nbns, true), Msg::Complete(_)));
+        let mdns = b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07printer\x05local\x00\x00\x01\x00\x01";
+        assert!(!matches!(parse(mdns, true), Msg::Complete(_)));
+        assert!(matches!(parse(Q, true), Msg::Complete(_)));
+    }
 
     #[test]
     fn query_parses() {

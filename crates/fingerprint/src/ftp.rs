@@ -14,7 +14,8 @@
 //! Verdict: both sides agreeing (client verb + server reply) is a match.
 //! `USER`/`PASS` alone are not enough (POP3 and IRC send them too). A server
 //! greeting alone waits for the client; on a final flow, a lone `220` greeting
-//! that does not look like SMTP/NNTP matches. An NNTP-style `200`/`201` first
+//! that does not look like SMTP/NNTP matches (only if the client sent nothing
+//! at all: a client that stopped mid-line is not a lone greeting). An NNTP-style `200`/`201` first
 //! reply only matches with an FTP-only client verb (not `LIST`, `MODE`,
 //! `QUIT`, ...). POP3 (`+OK`), IMAP (`* OK`) and IRC (`:server ...`) servers
 //! fail the first-line test. If the caller's "client" side carries the
@@ -146,7 +147,7 @@ fn orient(cli: &[u8], srv: &[u8], final_: bool) -> Verdict {
         (Client::Empty | Client::Pending, Server::Reply { greeting, .. }) => {
             if !final_ {
                 Verdict::NeedMore
-            } else if greeting {
+            } else if greeting && cs == Client::Empty {
                 Verdict::Match { reversed: false }
             } else {
                 Verdict::NoMatch

@@ -140,8 +140,15 @@ fn scan(buf: &[u8], final_: bool) -> Scan {
                     break;
                 }
             },
+            // A session request is NetBIOS, not yet SMB (it may be refused, or carry something
+            // else): skip it and decide on what follows.
             0x81 if at == 0 => match session_request(buf) {
-                At::Yes(d) => return Scan::Start(d),
+                At::Yes(_) => {
+                    at += 4 + nbss_len(buf, 0);
+                    if at >= buf.len() {
+                        return Scan::Pending;
+                    }
+                }
                 At::Partial => return Scan::Pending,
                 At::No => break,
             },
@@ -278,7 +285,9 @@ fn smb_header(buf: &[u8], q: usize, final_: bool) -> At {
         } else {
             Dir::Request
         }),
-        0xfe => (byte(4) == 64 && byte(5) == 0).then_some(if byte(16) & 1 != 0 {
+        // StructureSize should be 64, but crafted and buggy stacks send other values; NBSS framing
+        // plus the 4-byte protocol id is evidence enough.
+        0xfe => Some(if byte(16) & 1 != 0 {
             Dir::Response
         } else {
             Dir::Request
@@ -405,8 +414,16 @@ mod tests {
         let mut bad = REQ.to_vec();
         bad[10] = b'Z';
         assert_eq!(session_request(&bad), At::No);
-        assert_eq!(probe(REQ, b"", false), Verdict::Match { reversed: false });
-        assert_eq!(probe(b"", REQ, false), Verdict::Match { reversed: true });
+        // A session request alone is NetBIOS: SMB must follow before the flow is called SMB.
+        assert_eq!(probe(REQ, b"", false), Verdict::NeedMore);
+        assert_eq!(probe(REQ, b"", true), Verdict::NoMatch);
+        let mut with_smb = REQ.to_vec();
+        with_smb.extend_from_slice(b"\x00\x00\x00\x40\xfeSMB\x40\x00");
+        with_smb.extend_from_slice(&[0u8; 58]);
+        assert_eq!(
+            probe(&with_smb, b"", false),
+            Verdict::Match { reversed: false }
+        );
     }
 
     #[test]

@@ -254,23 +254,50 @@ fn options(mut rest: &[u8]) -> Option<(usize, bool)> {
     Some((pairs, known))
 }
 
+fn is_mode(m: &[u8]) -> bool {
+    [&b"netascii"[..], b"octet", b"mail"]
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(m))
+}
+
+/// A request whose file name is empty or made of printable bytes and NULs: returns what follows the
+/// mode's terminating NUL.
+fn lenient_request(body: &[u8]) -> Option<&[u8]> {
+    let limit = body.len().min(512);
+    let mut start = 0;
+    while start < limit {
+        let end = start + body[start..].iter().position(|&b| b == 0)?;
+        let token = &body[start..end];
+        if !token.is_empty() && is_mode(token) {
+            let name = &body[..start];
+            let name_ok =
+                name.last() == Some(&0) && name.iter().all(|&b| b == 0 || is_printable(b));
+            return name_ok.then(|| &body[end + 1..]);
+        }
+        start = end + 1;
+    }
+    None
+}
+
 fn packet(d: &[u8]) -> Option<Pkt> {
     let (&[0, op], body) = d.split_first_chunk::<2>()? else {
         return None;
     };
     match op {
         1 | 2 => {
-            let (file, rest) = cstr(body)?;
-            if file.is_empty() || !file.iter().all(|&b| is_printable(b)) {
-                return None;
-            }
-            let (mode, rest) = cstr(rest)?;
-            if ![&b"netascii"[..], b"octet", b"mail"]
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(mode))
-            {
-                return None;
-            }
+            let strict = cstr(body).and_then(|(file, rest)| {
+                if file.is_empty() || !file.iter().all(|&b| is_printable(b)) {
+                    return None;
+                }
+                let (mode, rest) = cstr(rest)?;
+                is_mode(mode).then_some(rest)
+            });
+            // Real clients also send empty or NUL-padded file names; the NUL-delimited transfer
+            // mode is the strong evidence, so find it directly.
+            let rest = match strict {
+                Some(rest) => rest,
+                None => lenient_request(body)?,
+            };
             options(rest)?;
             Some(Pkt::Request)
         }
@@ -349,7 +376,13 @@ mod tests {
             packet(b"\x00\x01a\x00NetAscii\x00blksize\x001428\x00"),
             Some(Pkt::Request)
         );
-        assert_eq!(packet(b"\x00\x01\x00octet\x00"), None); // empty filename
+        // empty and NUL-padded file names are sent by real clients (both seen in public captures)
+        assert_eq!(packet(b"\x00\x01\x00octet\x00"), Some(Pkt::Request));
+        assert_eq!(
+            packet(b"\x00\x01\x00\x00\x00\x00octet\x00"),
+            Some(Pkt::Request)
+        );
+        assert_eq!(packet(b"\x00\x01\xff\x00octet\x00"), None);
         assert_eq!(packet(b"\x00\x01a\x00binary\x00"), None);
         assert_eq!(packet(b"\x00\x01a\x00octet\x00blksize\x00"), None); // option without value
         assert_eq!(packet(b"\x00\x04\x00\x01"), Some(Pkt::Ack { block: 1 }));

@@ -11,7 +11,13 @@ use std::net::IpAddr;
 use xferwatch_wire::{Addr, Transport};
 
 /// The default internal networks: RFC 1918, RFC 6598 shared space, IPv6 unique local.
-pub const DEFAULT_INTERNAL: [&str; 5] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
+pub const DEFAULT_INTERNAL: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+];
 
 #[derive(Clone, Debug)]
 pub struct Networks {
@@ -20,10 +26,17 @@ pub struct Networks {
 
 impl Networks {
     pub fn new(nets: Vec<IpNet>) -> Self {
-        Networks { nets: nets.into_iter().map(|n| n.trunc()).collect() }
+        Networks {
+            nets: nets.into_iter().map(|n| n.trunc()).collect(),
+        }
     }
     pub fn default_internal() -> Self {
-        Networks::new(DEFAULT_INTERNAL.iter().map(|s| s.parse().expect("valid default CIDR")).collect())
+        Networks::new(
+            DEFAULT_INTERNAL
+                .iter()
+                .map(|s| s.parse().expect("valid default CIDR"))
+                .collect(),
+        )
     }
     pub fn is_internal(&self, addr: Addr) -> bool {
         let ip: IpAddr = addr.to_ip();
@@ -110,7 +123,10 @@ pub fn transports_of(proto: &str) -> &'static [Transport] {
 
 impl Default for PortTable {
     fn default() -> Self {
-        let mut t = PortTable { tcp: Vec::new(), udp: Vec::new() };
+        let mut t = PortTable {
+            tcp: Vec::new(),
+            udp: Vec::new(),
+        };
         for (tr, port, proto) in DEFAULT_PORTS {
             t.set(tr, port, proto);
         }
@@ -120,11 +136,16 @@ impl Default for PortTable {
 
 impl PortTable {
     pub fn empty() -> Self {
-        PortTable { tcp: Vec::new(), udp: Vec::new() }
+        PortTable {
+            tcp: Vec::new(),
+            udp: Vec::new(),
+        }
     }
     /// Sets (or replaces) what `port` implies. `proto` must be one of [`KNOWN_PROTOCOLS`].
     pub fn set(&mut self, transport: Transport, port: u16, proto: &str) {
-        let Some(p) = KNOWN_PROTOCOLS.iter().find(|k| **k == proto) else { return };
+        let Some(p) = KNOWN_PROTOCOLS.iter().find(|k| **k == proto) else {
+            return;
+        };
         let v = match transport {
             Transport::Tcp => &mut self.tcp,
             Transport::Udp => &mut self.udp,
@@ -138,10 +159,15 @@ impl PortTable {
             Transport::Tcp => &self.tcp,
             Transport::Udp => &self.udp,
         };
-        v.binary_search_by_key(&port, |(p, _)| *p).ok().map(|i| v[i].1)
+        v.binary_search_by_key(&port, |(p, _)| *p)
+            .ok()
+            .map(|i| v[i].1)
     }
     pub fn entries(&self) -> impl Iterator<Item = (Transport, u16, &'static str)> + '_ {
-        self.tcp.iter().map(|(p, s)| (Transport::Tcp, *p, *s)).chain(self.udp.iter().map(|(p, s)| (Transport::Udp, *p, *s)))
+        self.tcp
+            .iter()
+            .map(|(p, s)| (Transport::Tcp, *p, *s))
+            .chain(self.udp.iter().map(|(p, s)| (Transport::Udp, *p, *s)))
     }
 }
 

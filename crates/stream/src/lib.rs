@@ -17,5 +17,5 @@ mod table;
 pub use reassembly::{Budget, Reassembler, MAX_PENDING_SEGMENTS};
 pub use seq::{SeqTracker, MAX_SEQ_RANGES};
 pub use table::{
-    Dir, EndReason, Flow, FlowState, FlowTable, FlowTableConfig, Timeouts, TableStats,
+    Dir, EndReason, Flow, FlowState, FlowTable, FlowTableConfig, TableStats, Timeouts,
 };

@@ -21,7 +21,13 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(limit: usize) -> Self {
-        Budget { limit, used: 0, memcap_hits: 0, gaps: 0, overlaps: 0 }
+        Budget {
+            limit,
+            used: 0,
+            memcap_hits: 0,
+            gaps: 0,
+            overlaps: 0,
+        }
     }
     fn take(&mut self, n: usize) -> bool {
         if self.used + n > self.limit {
@@ -120,7 +126,9 @@ impl Reassembler {
         let mut grew = false;
         loop {
             let Some(next) = self.next else { return grew };
-            let Some(i) = self.pending.iter().position(|(s, _)| !seq_lt(next, *s)) else { return grew };
+            let Some(i) = self.pending.iter().position(|(s, _)| !seq_lt(next, *s)) else {
+                return grew;
+            };
             let (s, b) = self.pending.swap_remove(i);
             budget.give(b.len());
             grew |= self.append(s, &b, depth, budget);
@@ -138,7 +146,13 @@ impl Reassembler {
 
     /// Jumps over the hole to the lowest pending segment.
     pub fn skip_gap(&mut self, depth: usize, budget: &mut Budget) -> bool {
-        let Some(lowest) = self.pending.iter().map(|(s, _)| *s).min_by(|a, b| if seq_lt(*a, *b) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater }) else {
+        let Some(lowest) = self.pending.iter().map(|(s, _)| *s).min_by(|a, b| {
+            if seq_lt(*a, *b) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
+        }) else {
             return false;
         };
         self.gap = true;
@@ -234,15 +248,27 @@ mod tests {
             let mut r = Reassembler::default();
             r.on_syn(u32::MAX - 100);
             for (s, e) in segs {
-                r.segment((u32::MAX - 99).wrapping_add(s as u32), &stream[s..e], 4096, &mut b);
+                r.segment(
+                    (u32::MAX - 99).wrapping_add(s as u32),
+                    &stream[s..e],
+                    4096,
+                    &mut b,
+                );
             }
             assert!(stream.starts_with(r.data()));
             if b.memcap_hits == 0 {
-                assert_eq!(r.data().len(), stream.len(), "nothing dropped, so the stream is complete");
+                assert_eq!(
+                    r.data().len(),
+                    stream.len(),
+                    "nothing dropped, so the stream is complete"
+                );
                 complete += 1;
             }
         }
-        assert!(complete > 100, "most shuffles fit in the pending list ({complete})");
+        assert!(
+            complete > 100,
+            "most shuffles fit in the pending list ({complete})"
+        );
     }
 
     #[test]

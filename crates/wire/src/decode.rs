@@ -217,7 +217,10 @@ impl Ctx {
         if self.depth >= MAX_ENCAP_DEPTH {
             return Err(DecodeError::EncapTooDeep);
         }
-        Ok(Ctx { depth: self.depth + 1, ..self })
+        Ok(Ctx {
+            depth: self.depth + 1,
+            ..self
+        })
     }
 }
 
@@ -227,7 +230,12 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 #[inline]
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]))
+    Some(u32::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
 }
 #[inline]
 fn tail(b: &[u8], from: usize) -> Option<&[u8]> {
@@ -236,16 +244,28 @@ fn tail(b: &[u8], from: usize) -> Option<&[u8]> {
 
 /// Decodes one captured frame. `snapped` = the capture length is smaller than the wire length.
 pub fn decode(link: LinkType, frame: &[u8], snapped: bool) -> Result<Decoded<'_>, DecodeError> {
-    let ctx = Ctx { vlan: None, depth: 0, snapped };
+    let ctx = Ctx {
+        vlan: None,
+        depth: 0,
+        snapped,
+    };
     match link {
         LinkType::Ethernet => ethernet(frame, ctx),
         LinkType::LinuxSll => {
             let proto = be16(frame, 14).ok_or(DecodeError::LinkTruncated)?;
-            ethertype(proto, tail(frame, SLL_HEADER_LEN).ok_or(DecodeError::LinkTruncated)?, ctx)
+            ethertype(
+                proto,
+                tail(frame, SLL_HEADER_LEN).ok_or(DecodeError::LinkTruncated)?,
+                ctx,
+            )
         }
         LinkType::LinuxSll2 => {
             let proto = be16(frame, 0).ok_or(DecodeError::LinkTruncated)?;
-            ethertype(proto, tail(frame, SLL2_HEADER_LEN).ok_or(DecodeError::LinkTruncated)?, ctx)
+            ethertype(
+                proto,
+                tail(frame, SLL2_HEADER_LEN).ok_or(DecodeError::LinkTruncated)?,
+                ctx,
+            )
         }
         LinkType::Raw => ip_by_version(frame, ctx),
         LinkType::Ipv4 | LinkType::Ipv6 => ip_by_version(frame, ctx),
@@ -255,7 +275,11 @@ pub fn decode(link: LinkType, frame: &[u8], snapped: bool) -> Result<Decoded<'_>
             // network order. Either way a small number in one of the two readings is the family.
             let le = u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
             let be = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-            let family = if link == LinkType::Loop || le > 0xffff { be } else { le };
+            let family = if link == LinkType::Loop || le > 0xffff {
+                be
+            } else {
+                le
+            };
             let rest = tail(frame, 4).ok_or(DecodeError::LinkTruncated)?;
             match family {
                 2 => ip(rest, ctx),
@@ -266,7 +290,11 @@ pub fn decode(link: LinkType, frame: &[u8], snapped: bool) -> Result<Decoded<'_>
         LinkType::Ppp | LinkType::PppSerial => ppp(frame, ctx),
         LinkType::CiscoHdlc => {
             let proto = be16(frame, 2).ok_or(DecodeError::LinkTruncated)?;
-            ethertype(proto, tail(frame, 4).ok_or(DecodeError::LinkTruncated)?, ctx)
+            ethertype(
+                proto,
+                tail(frame, 4).ok_or(DecodeError::LinkTruncated)?,
+                ctx,
+            )
         }
         LinkType::Unsupported(_) => Err(DecodeError::LinkUnsupported),
     }
@@ -274,7 +302,11 @@ pub fn decode(link: LinkType, frame: &[u8], snapped: bool) -> Result<Decoded<'_>
 
 fn ethernet(frame: &[u8], ctx: Ctx) -> Result<Decoded<'_>, DecodeError> {
     let proto = be16(frame, 12).ok_or(DecodeError::LinkTruncated)?;
-    ethertype(proto, tail(frame, ETH_HEADER_LEN).ok_or(DecodeError::LinkTruncated)?, ctx)
+    ethertype(
+        proto,
+        tail(frame, ETH_HEADER_LEN).ok_or(DecodeError::LinkTruncated)?,
+        ctx,
+    )
 }
 
 fn ethertype(mut proto: u16, mut rest: &[u8], mut ctx: Ctx) -> Result<Decoded<'_>, DecodeError> {
@@ -366,11 +398,20 @@ fn ip(b: &[u8], ctx: Ctx) -> Result<Decoded<'_>, DecodeError> {
         LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
             let frag = if v4.is_payload_fragmented() {
-                Some((h.identification() as u32, h.fragments_offset().value() as u32 * 8, h.more_fragments()))
+                Some((
+                    h.identification() as u32,
+                    h.fragments_offset().value() as u32 * 8,
+                    h.more_fragments(),
+                ))
             } else {
                 None
             };
-            (Addr::v4(h.source()), Addr::v4(h.destination()), h.total_len() as usize, frag)
+            (
+                Addr::v4(h.source()),
+                Addr::v4(h.destination()),
+                h.total_len() as usize,
+                frag,
+            )
         }
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
@@ -400,7 +441,16 @@ fn ip(b: &[u8], ctx: Ctx) -> Result<Decoded<'_>, DecodeError> {
         data.len()
     };
     if let Some((id, off, more)) = frag {
-        return Ok(Decoded::Fragment(Fragment { src, dst, vlan, protocol: proto, id, offset: off, more, data }));
+        return Ok(Decoded::Fragment(Fragment {
+            src,
+            dst,
+            vlan,
+            protocol: proto,
+            id,
+            offset: off,
+            more,
+            data,
+        }));
     }
     transport(proto, src, dst, data, wire_len, ctx)
 }
@@ -441,7 +491,11 @@ pub fn decode_l4(
     data: &[u8],
     wire_len: usize,
 ) -> Result<Decoded<'_>, DecodeError> {
-    let ctx = Ctx { vlan: Some(vlan), depth: 0, snapped: wire_len > data.len() };
+    let ctx = Ctx {
+        vlan: Some(vlan),
+        depth: 0,
+        snapped: wire_len > data.len(),
+    };
     transport(protocol, src, dst, data, wire_len, ctx)
 }
 
@@ -476,8 +530,14 @@ fn transport<'a>(
             let payload_len = wire_len.saturating_sub(off).max(payload.len());
             Ok(Decoded::Packet(L4Packet {
                 transport: Transport::Tcp,
-                src: Endpoint { addr: src, port: be16(data, 0).ok_or(DecodeError::TcpTruncated)? },
-                dst: Endpoint { addr: dst, port: be16(data, 2).ok_or(DecodeError::TcpTruncated)? },
+                src: Endpoint {
+                    addr: src,
+                    port: be16(data, 0).ok_or(DecodeError::TcpTruncated)?,
+                },
+                dst: Endpoint {
+                    addr: dst,
+                    port: be16(data, 2).ok_or(DecodeError::TcpTruncated)?,
+                },
                 vlan,
                 tcp: Some(tcp),
                 payload,
@@ -498,7 +558,11 @@ fn transport<'a>(
             }
             let present = data.len();
             // Trust the UDP length when the packet was snapped; never beyond what IP said otherwise.
-            let wire_payload = if ctx.snapped { ulen.min(wire_len.max(present)) } else { ulen.min(present) };
+            let wire_payload = if ctx.snapped {
+                ulen.min(wire_len.max(present))
+            } else {
+                ulen.min(present)
+            };
             let payload_len = wire_payload.saturating_sub(UDP_HEADER_LEN);
             let end = ulen.min(present);
             let payload = data.get(UDP_HEADER_LEN..end).unwrap_or(&[]);
@@ -511,8 +575,14 @@ fn transport<'a>(
             }
             Ok(Decoded::Packet(L4Packet {
                 transport: Transport::Udp,
-                src: Endpoint { addr: src, port: sport },
-                dst: Endpoint { addr: dst, port: dport },
+                src: Endpoint {
+                    addr: src,
+                    port: sport,
+                },
+                dst: Endpoint {
+                    addr: dst,
+                    port: dport,
+                },
                 vlan,
                 tcp: None,
                 payload,
@@ -555,10 +625,13 @@ mod tests {
     /// Ethernet + IPv4 + TCP SYN, 10.0.0.1:40000 -> 192.0.2.1:21, taken from a real capture and trimmed.
     fn eth_ipv4_tcp(payload: &[u8]) -> Vec<u8> {
         let mut f = vec![
-            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0x08, 0x00, // ethernet
-            0x45, 0x00, 0x00, 0x00, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, // IPv4, len patched
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0x08,
+            0x00, // ethernet
+            0x45, 0x00, 0x00, 0x00, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x00,
+            0x00, // IPv4, len patched
             10, 0, 0, 1, 192, 0, 2, 1, // addresses
-            0x9c, 0x40, 0x00, 0x15, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0, // TCP
+            0x9c, 0x40, 0x00, 0x15, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0,
+            0, // TCP
         ];
         f.extend_from_slice(payload);
         let ip_len = (f.len() - 14) as u16;
@@ -569,7 +642,9 @@ mod tests {
     #[test]
     fn ethernet_ipv4_tcp_fields() {
         let f = eth_ipv4_tcp(b"USER x\r\n");
-        let Ok(Decoded::Packet(p)) = decode(LinkType::Ethernet, &f, false) else { panic!() };
+        let Ok(Decoded::Packet(p)) = decode(LinkType::Ethernet, &f, false) else {
+            panic!()
+        };
         assert_eq!(p.transport, Transport::Tcp);
         assert_eq!(p.src.port, 40000);
         assert_eq!(p.dst.port, 21);
@@ -587,11 +662,15 @@ mod tests {
             let _ = decode(LinkType::Ethernet, &f[..n], false);
         }
         // snapped inside the payload: the header length wins
-        let Ok(Decoded::Packet(p)) = decode(LinkType::Ethernet, &f[..f.len() - 2], true) else { panic!() };
+        let Ok(Decoded::Packet(p)) = decode(LinkType::Ethernet, &f[..f.len() - 2], true) else {
+            panic!()
+        };
         assert_eq!(p.payload_len, 5);
         assert_eq!(p.payload.len(), 3);
         // same bytes but the frame was whole: bogus length capped to what is present
-        let Ok(Decoded::Packet(p)) = decode(LinkType::Ethernet, &f[..f.len() - 2], false) else { panic!() };
+        let Ok(Decoded::Packet(p)) = decode(LinkType::Ethernet, &f[..f.len() - 2], false) else {
+            panic!()
+        };
         assert_eq!(p.payload_len, 3);
     }
 
@@ -601,7 +680,9 @@ mod tests {
         let mut f = inner[..12].to_vec();
         f.extend_from_slice(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0xc8]); // 802.1ad 100, 802.1Q 200
         f.extend_from_slice(&inner[12..]);
-        let Ok(Decoded::Packet(p)) = decode(LinkType::Ethernet, &f, false) else { panic!() };
+        let Ok(Decoded::Packet(p)) = decode(LinkType::Ethernet, &f, false) else {
+            panic!()
+        };
         assert_eq!(p.vlan, 100);
     }
 
@@ -610,19 +691,30 @@ mod tests {
         let eth = eth_ipv4_tcp(b"x");
         let mut null = vec![2, 0, 0, 0];
         null.extend_from_slice(&eth[14..]);
-        assert!(matches!(decode(LinkType::Null, &null, false), Ok(Decoded::Packet(_))));
-        assert!(matches!(decode(LinkType::Raw, &eth[14..], false), Ok(Decoded::Packet(_))));
+        assert!(matches!(
+            decode(LinkType::Null, &null, false),
+            Ok(Decoded::Packet(_))
+        ));
+        assert!(matches!(
+            decode(LinkType::Raw, &eth[14..], false),
+            Ok(Decoded::Packet(_))
+        ));
         let mut sll = vec![0u8; 16];
         sll[14] = 0x08;
         sll.extend_from_slice(&eth[14..]);
-        assert!(matches!(decode(LinkType::LinuxSll, &sll, false), Ok(Decoded::Packet(_))));
+        assert!(matches!(
+            decode(LinkType::LinuxSll, &sll, false),
+            Ok(Decoded::Packet(_))
+        ));
     }
 
     #[test]
     fn fragments_are_reported() {
         let mut f = eth_ipv4_tcp(b"abcdefgh");
         f[20] = 0x20; // MF, offset 0
-        assert!(matches!(decode(LinkType::Ethernet, &f, false), Ok(Decoded::Fragment(fr)) if fr.more && fr.offset == 0));
+        assert!(
+            matches!(decode(LinkType::Ethernet, &f, false), Ok(Decoded::Fragment(fr)) if fr.more && fr.offset == 0)
+        );
     }
 
     #[test]
@@ -637,7 +729,13 @@ mod tests {
                 x ^= x << 17;
                 *b = x as u8;
             }
-            for lt in [LinkType::Ethernet, LinkType::Raw, LinkType::LinuxSll2, LinkType::Null, LinkType::Ppp] {
+            for lt in [
+                LinkType::Ethernet,
+                LinkType::Raw,
+                LinkType::LinuxSll2,
+                LinkType::Null,
+                LinkType::Ppp,
+            ] {
                 let _ = decode(lt, &buf[..n], round % 2 == 0);
             }
         }

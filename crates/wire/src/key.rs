@@ -29,7 +29,20 @@ impl Addr {
         if self.v6 {
             IpAddr::V6(Ipv6Addr::from(self.bytes))
         } else {
-            IpAddr::V4(Ipv4Addr::new(self.bytes[12], self.bytes[13], self.bytes[14], self.bytes[15]))
+            IpAddr::V4(Ipv4Addr::new(
+                self.bytes[12],
+                self.bytes[13],
+                self.bytes[14],
+                self.bytes[15],
+            ))
+        }
+    }
+    /// Multicast group (224.0.0.0/4, ff00::/8).
+    pub fn is_multicast(&self) -> bool {
+        if self.v6 {
+            self.bytes[0] == 0xff
+        } else {
+            self.bytes[12] & 0xf0 == 0xe0
         }
     }
     pub fn octets(&self) -> &[u8; 16] {
@@ -110,9 +123,25 @@ impl FlowKey {
     /// Builds the canonical key of a packet from `src` to `dst` and says which side sent it.
     pub fn new(transport: Transport, src: Endpoint, dst: Endpoint, vlan: u16) -> (FlowKey, Side) {
         if src <= dst {
-            (FlowKey { transport, lo: src, hi: dst, vlan }, Side::Lo)
+            (
+                FlowKey {
+                    transport,
+                    lo: src,
+                    hi: dst,
+                    vlan,
+                },
+                Side::Lo,
+            )
         } else {
-            (FlowKey { transport, lo: dst, hi: src, vlan }, Side::Hi)
+            (
+                FlowKey {
+                    transport,
+                    lo: dst,
+                    hi: src,
+                    vlan,
+                },
+                Side::Hi,
+            )
         }
     }
 
@@ -132,8 +161,12 @@ impl FlowKey {
         };
         for ep in [&self.lo, &self.hi] {
             let o = ep.addr.octets();
-            mix(u64::from_le_bytes([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]));
-            mix(u64::from_le_bytes([o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15]]));
+            mix(u64::from_le_bytes([
+                o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7],
+            ]));
+            mix(u64::from_le_bytes([
+                o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15],
+            ]));
             mix(ep.port as u64);
         }
         mix(self.vlan as u64);
@@ -151,8 +184,14 @@ mod tests {
 
     #[test]
     fn both_directions_share_key_and_hash() {
-        let a = Endpoint { addr: Addr::v4([10, 0, 0, 1]), port: 40000 };
-        let b = Endpoint { addr: Addr::v4([8, 8, 8, 8]), port: 21 };
+        let a = Endpoint {
+            addr: Addr::v4([10, 0, 0, 1]),
+            port: 40000,
+        };
+        let b = Endpoint {
+            addr: Addr::v4([8, 8, 8, 8]),
+            port: 21,
+        };
         let (k1, s1) = FlowKey::new(Transport::Tcp, a, b, 0);
         let (k2, s2) = FlowKey::new(Transport::Tcp, b, a, 0);
         assert_eq!(k1, k2);

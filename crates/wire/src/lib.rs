@@ -12,5 +12,7 @@
 mod decode;
 mod key;
 
-pub use decode::{decode, decode_l4, DecodeError, Decoded, Fragment, L4Packet, LinkType, TcpInfo, MAX_ENCAP_DEPTH};
+pub use decode::{
+    decode, decode_l4, DecodeError, Decoded, Fragment, L4Packet, LinkType, TcpInfo, MAX_ENCAP_DEPTH,
+};
 pub use key::{Addr, Endpoint, FlowKey, Side, Transport};

@@ -3,7 +3,9 @@
 //! nothing here. Re-orients mid-stream flows when a fingerprint says the first sender was the server.
 
 use crate::worker::Shared;
-use xferwatch_fingerprint::{identify, AppProto, Dgram, Identification, Observed, Transport as FpTransport};
+use xferwatch_fingerprint::{
+    identify, AppProto, Dgram, Identification, Observed, Transport as FpTransport,
+};
 use xferwatch_stream::{Budget, Dir, Flow, Reassembler};
 use xferwatch_wire::{L4Packet, Transport};
 
@@ -58,7 +60,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(cfg: &AppConfig) -> Self {
-        AppState { budget: Budget::new(cfg.memcap), counters: AppCounters::default() }
+        AppState {
+            budget: Budget::new(cfg.memcap),
+            counters: AppCounters::default(),
+        }
     }
     pub fn snapshot(&self) -> AppCounters {
         let mut c = self.counters.clone();
@@ -69,7 +74,13 @@ impl AppState {
     }
 }
 
-pub fn on_packet(flow: &mut Flow<App>, dir: Dir, p: &L4Packet<'_>, cfg: &AppConfig, st: &mut AppState) {
+pub fn on_packet(
+    flow: &mut Flow<App>,
+    dir: Dir,
+    p: &L4Packet<'_>,
+    cfg: &AppConfig,
+    st: &mut AppState,
+) {
     if flow.app.ident != Ident::Pending {
         return;
     }
@@ -79,7 +90,11 @@ pub fn on_packet(flow: &mut Flow<App>, dir: Dir, p: &L4Packet<'_>, cfg: &AppConf
             if tcp.syn {
                 flow.app.tcp[d].on_syn(tcp.seq);
             }
-            let data_seq = if tcp.syn { tcp.seq.wrapping_add(1) } else { tcp.seq };
+            let data_seq = if tcp.syn {
+                tcp.seq.wrapping_add(1)
+            } else {
+                tcp.seq
+            };
             let mut grew = flow.app.tcp[d].segment(data_seq, p.payload, cfg.depth, &mut st.budget);
             if tcp.ack_flag {
                 grew |= flow.app.tcp[1 - d].on_peer_ack(tcp.ack, cfg.depth, &mut st.budget);
@@ -96,7 +111,8 @@ pub fn on_packet(flow: &mut Flow<App>, dir: Dir, p: &L4Packet<'_>, cfg: &AppConf
             }
         }
     };
-    st.counters.reassembly_peak_bytes = st.counters.reassembly_peak_bytes.max(st.budget.used as u64);
+    st.counters.reassembly_peak_bytes =
+        st.counters.reassembly_peak_bytes.max(st.budget.used as u64);
     if grew {
         let final_ = match flow.transport() {
             Transport::Tcp => flow.app.tcp.iter().any(|r| r.is_done()),
@@ -109,9 +125,15 @@ pub fn on_packet(flow: &mut Flow<App>, dir: Dir, p: &L4Packet<'_>, cfg: &AppConf
 fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
     let verdict = {
         let app = &flow.app;
-        let mut dgrams: [Dgram<'_>; UDP_DGRAMS] = [Dgram { to_server: true, data: &[] }; UDP_DGRAMS];
+        let mut dgrams: [Dgram<'_>; UDP_DGRAMS] = [Dgram {
+            to_server: true,
+            data: &[],
+        }; UDP_DGRAMS];
         for (slot, (ts, data)) in dgrams.iter_mut().zip(app.udp.iter()) {
-            *slot = Dgram { to_server: *ts, data };
+            *slot = Dgram {
+                to_server: *ts,
+                data,
+            };
         }
         let obs = Observed {
             transport: match flow.transport() {
@@ -147,6 +169,13 @@ fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
                     .iter()
                     .find(|(ts, _)| *ts)
                     .is_some_and(|(_, d)| d.len() >= 2 && d[0] == 0 && (d[1] == 1 || d[1] == 2));
+            }
+            // Unicast DNS never targets a multicast group: DNS-format traffic there is LLMNR or mDNS.
+            if proto == AppProto::Dns && flow.server_endpoint().addr.is_multicast() {
+                flow.app.ident = Ident::Unknown;
+                st.counters.unknown += 1;
+                release(flow, st);
+                return;
             }
             flow.app.ident = Ident::Found(proto);
             st.counters.identified += 1;
@@ -201,13 +230,19 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
         Ident::Found(AppProto::Tftp) if !flow.app.tftp_request => false,
         Ident::Found(p) if FILE_TRANSFER.contains(&p) => expected != Some(p.as_str()),
         Ident::Found(p) => expected.is_some_and(|e| e != p.as_str()),
-        Ident::Unknown | Ident::Pending => expected.is_some() && payload >= shared.app.mismatch_min_payload,
+        Ident::Unknown | Ident::Pending => {
+            expected.is_some() && payload >= shared.app.mismatch_min_payload
+        }
     };
     Facts {
         app_proto,
         app_proto_ts: None,
         app_proto_tc: None,
         app_proto_expected: expected,
-        port_mismatch: if app_proto.is_some() { Some(mismatch) } else { None },
+        port_mismatch: if app_proto.is_some() {
+            Some(mismatch)
+        } else {
+            None
+        },
     }
 }

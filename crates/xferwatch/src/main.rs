@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "xferwatch", version, about = "Passive sensor for large outbound FTP/TFTP/SMB transfers and application/port mismatches")]
+#[command(
+    name = "xferwatch",
+    version,
+    about = "Passive sensor for large outbound FTP/TFTP/SMB transfers and application/port mismatches"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -51,7 +55,13 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Replay { config, eve, workers, quiet, pcaps } => {
+        Cmd::Replay {
+            config,
+            eve,
+            workers,
+            quiet,
+            pcaps,
+        } => {
             let settings = match settings::Settings::load(config.as_deref()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -75,7 +85,10 @@ fn main() -> ExitCode {
             };
             match settings::Settings::load(Some(&path)) {
                 Ok(s) => {
-                    println!("# {}: valid; effective configuration with defaults resolved:", path.display());
+                    println!(
+                        "# {}: valid; effective configuration with defaults resolved:",
+                        path.display()
+                    );
                     print!("{}", s.to_toml());
                     ExitCode::SUCCESS
                 }
@@ -91,6 +104,12 @@ fn main() -> ExitCode {
 fn init_logging(s: &settings::Settings) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log.level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if s.log.format == "json" { b.json().try_init() } else { b.with_target(false).try_init() };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if s.log.format == "json" {
+        b.json().try_init()
+    } else {
+        b.with_target(false).try_init()
+    };
 }

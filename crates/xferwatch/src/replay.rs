@@ -15,16 +15,28 @@ use xferwatch_events::{write_stats, StatsRecord};
 use xferwatch_policy::Networks;
 use xferwatch_wire::DecodeError;
 
-pub fn run(s: &Settings, eve: &str, workers: Option<usize>, quiet: bool, pcaps: &[PathBuf]) -> Result<u8> {
+pub fn run(
+    s: &Settings,
+    eve: &str,
+    workers: Option<usize>,
+    quiet: bool,
+    pcaps: &[PathBuf],
+) -> Result<u8> {
     let started = Instant::now();
     let n = match workers.unwrap_or(s.engine.workers) {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         n => n.min(256),
     };
     let mut out: Box<dyn Write + Send> = if eve == "-" {
-        Box::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()))
+        Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout(),
+        ))
     } else {
-        let f = std::fs::File::create(eve).with_context(|| format!("{eve}: cannot create the EVE file"))?;
+        let f = std::fs::File::create(eve)
+            .with_context(|| format!("{eve}: cannot create the EVE file"))?;
         Box::new(std::io::BufWriter::with_capacity(1 << 16, f))
     };
     let shared = Arc::new(Shared {
@@ -75,29 +87,51 @@ pub fn run(s: &Settings, eve: &str, workers: Option<usize>, quiet: bool, pcaps: 
         timeout_us: s.timeouts.defrag.0 as i64 * 1_000_000,
     };
     let mut ingest = Ingest::new(dispatcher, limits);
-    let stop = AtomicBool::new(false);
-    let outcome = read_files(pcaps, &mut ingest, &stop, |p| tracing::warn!("{p}"));
+    // SIGINT/SIGTERM stop reading; every flow read so far still gets its record.
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let _ = ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::Relaxed));
+    let outcome = read_files(pcaps, &mut ingest, &STOP, |p| tracing::warn!("{p}"));
     ingest.finish();
     let last_ts = ingest.last_ts_us();
     for h in handles {
         let _ = h.join();
     }
-    let (merged, mut out) = writer.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    let (merged, mut out) = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
     let merged = merged.context("cannot write the EVE output")?;
 
-    let stats = stats_record(&ingest.stats, &ingest, &merged.totals, last_ts, started);
+    let first_ts = ingest.first_ts_us();
+    let mut stats = stats_record(&ingest.stats, &ingest, &merged.totals, last_ts, started);
+    // Replay output must not depend on the wall clock: uptime is the packet time the capture spans.
+    stats.uptime_secs = (last_ts - first_ts).max(0) / 1_000_000;
     let mut line = String::new();
     write_stats(&mut line, &stats);
-    out.write_all(line.as_bytes()).and_then(|_| out.flush()).context("cannot write the EVE output")?;
+    out.write_all(line.as_bytes())
+        .and_then(|_| out.flush())
+        .context("cannot write the EVE output")?;
 
     if !quiet {
-        summary(&ingest.stats, &stats, &merged.totals, merged.events, started, &outcome);
+        summary(
+            &ingest.stats,
+            &stats,
+            &merged.totals,
+            merged.events,
+            started,
+            &outcome,
+        );
     }
     let code = if outcome.any_unreadable() { 2 } else { 0 };
     Ok(code)
 }
 
-fn stats_record(st: &IngestStats, ingest: &Ingest, totals: &[WorkerTotals], last_ts: i64, started: Instant) -> StatsRecord {
+fn stats_record(
+    st: &IngestStats,
+    ingest: &Ingest,
+    totals: &[WorkerTotals],
+    last_ts: i64,
+    started: Instant,
+) -> StatsRecord {
     let mut by_proto = std::collections::BTreeMap::new();
     let (mut tcp, mut udp) = (0, 0);
     let mut table = xferwatch_stream::TableStats::default();
@@ -142,7 +176,11 @@ fn stats_record(st: &IngestStats, ingest: &Ingest, totals: &[WorkerTotals], last
         flows_tcp: tcp,
         flows_udp: udp,
         flows_by_app_proto: by_proto.into_iter().collect(),
-        decode_errors: DecodeError::ALL.iter().map(|e| (e.reason(), st.decode[e.index()])).filter(|(_, v)| *v > 0).collect(),
+        decode_errors: DecodeError::ALL
+            .iter()
+            .map(|e| (e.reason(), st.decode[e.index()]))
+            .filter(|(_, v)| *v > 0)
+            .collect(),
         ended_by_reason: vec![
             ("timeout", table.ended_timeout),
             ("closed", table.ended_closed),
@@ -169,14 +207,19 @@ fn stats_record(st: &IngestStats, ingest: &Ingest, totals: &[WorkerTotals], last
 fn summary(
     st: &IngestStats,
     stats: &StatsRecord,
-    _totals: &[WorkerTotals],
+    totals: &[WorkerTotals],
     events: u64,
     started: Instant,
     outcome: &xferwatch_capture::ReadOutcome,
 ) {
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "xferwatch replay: {} file(s) read, {} problem(s)", outcome.files_read, outcome.problems.len());
+    let _ = writeln!(
+        e,
+        "xferwatch replay: {} file(s) read, {} problem(s)",
+        outcome.files_read,
+        outcome.problems.len()
+    );
     let _ = writeln!(
         e,
         "  packets {}  ({} MB)  in {:.2}s  = {:.0} pkt/s, {:.2} Gbit/s",
@@ -186,13 +229,60 @@ fn summary(
         st.frames as f64 / secs,
         st.bytes as f64 * 8.0 / secs / 1e9
     );
-    let _ = writeln!(e, "  flows {}  (tcp {}, udp {}), {} events written", stats.flows_total, stats.flows_tcp, stats.flows_udp, events + 1);
-    let protos: Vec<String> = stats.flows_by_app_proto.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(e, "  by app_proto: {}", if protos.is_empty() { "-".into() } else { protos.join(", ") });
+    let _ = writeln!(
+        e,
+        "  flows {}  (tcp {}, udp {}), {} events written",
+        stats.flows_total,
+        stats.flows_tcp,
+        stats.flows_udp,
+        events + 1
+    );
+    let protos: Vec<String> = stats
+        .flows_by_app_proto
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        e,
+        "  by app_proto: {}",
+        if protos.is_empty() {
+            "-".into()
+        } else {
+            protos.join(", ")
+        }
+    );
     let _ = writeln!(e, "  alerts: 0 (detection is not enabled in this version)");
-    let errs: Vec<String> = stats.decode_errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(e, "  not decoded: {}", if errs.is_empty() { "none".into() } else { errs.join(", ") });
+    let mut notable: Vec<&(u64, String)> = totals.iter().flat_map(|t| t.notable.iter()).collect();
+    notable.sort();
+    if !notable.is_empty() {
+        let _ = writeln!(
+            e,
+            "  file transfers and port mismatches (first {}):",
+            notable.len()
+        );
+        for (_, l) in notable {
+            let _ = writeln!(e, "    {l}");
+        }
+    }
+    let errs: Vec<String> = stats
+        .decode_errors
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        e,
+        "  not decoded: {}",
+        if errs.is_empty() {
+            "none".into()
+        } else {
+            errs.join(", ")
+        }
+    );
     if stats.fragments > 0 {
-        let _ = writeln!(e, "  ip fragments {} → {} datagrams reassembled", stats.fragments, stats.reassembled);
+        let _ = writeln!(
+            e,
+            "  ip fragments {} → {} datagrams reassembled",
+            stats.fragments, stats.reassembled
+        );
     }
 }

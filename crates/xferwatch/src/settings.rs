@@ -19,9 +19,13 @@ const MAX_BYTES: u64 = 1 << 50;
 
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a byte size (examples: 52428800, \"50MiB\", \"10MB\")"))?;
+    let n: f64 = num.parse().map_err(|_| {
+        format!("`{s}` is not a byte size (examples: 52428800, \"50MiB\", \"10MB\")")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
@@ -32,7 +36,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "gib" | "gi" => 1 << 30,
         "t" | "tb" => 1_000_000_000_000,
         "tib" | "ti" => 1 << 40,
-        u => return Err(format!("unknown byte unit `{u}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)")),
+        u => {
+            return Err(format!(
+                "unknown byte unit `{u}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
+            ))
+        }
     };
     let v = n * mult as f64;
     if !(v.is_finite()) || v < 1.0 || v > MAX_BYTES as f64 {
@@ -78,15 +86,23 @@ pub fn parse_seconds(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration (examples: 30, \"30s\", \"5m\", \"1h\")"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (examples: 30, \"30s\", \"5m\", \"1h\")"))?;
     let mult = match unit.trim() {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        u => return Err(format!("unknown duration unit `{u}` in `{s}` (use s, m, h, d)")),
+        u => {
+            return Err(format!(
+                "unknown duration unit `{u}` in `{s}` (use s, m, h, d)"
+            ))
+        }
     };
-    let v = n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too long"))?;
+    let v = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too long"))?;
     if v == 0 || v > 365 * 86_400 {
         return Err(format!("`{s}` is out of range (1 second to 365 days)"));
     }
@@ -102,7 +118,9 @@ impl<'de> Deserialize<'de> for Seconds {
                 f.write_str("a duration: integer seconds or a string like \"30s\", \"5m\", \"1h\"")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
-                parse_seconds(&v.to_string()).map(Seconds).map_err(E::custom)
+                parse_seconds(&v.to_string())
+                    .map(Seconds)
+                    .map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
                 if v <= 0 {
@@ -290,13 +308,19 @@ impl Default for Settings {
 impl Default for Network {
     fn default() -> Self {
         Network {
-            internal: xferwatch_policy::DEFAULT_INTERNAL.iter().map(|s| s.parse().expect("valid default CIDR")).collect(),
+            internal: xferwatch_policy::DEFAULT_INTERNAL
+                .iter()
+                .map(|s| s.parse().expect("valid default CIDR"))
+                .collect(),
         }
     }
 }
 impl Default for Engine {
     fn default() -> Self {
-        Engine { workers: 0, queue_batches: 64 }
+        Engine {
+            workers: 0,
+            queue_batches: 64,
+        }
     }
 }
 impl Default for Limits {
@@ -316,8 +340,8 @@ impl Default for Timeouts {
             tcp_new: Seconds(60),
             tcp_established: Seconds(600),
             tcp_closed: Seconds(10),
-            udp_new: Seconds(30),
-            udp_established: Seconds(120),
+            udp_new: Seconds(120),
+            udp_established: Seconds(300),
             defrag: Seconds(30),
         }
     }
@@ -338,7 +362,11 @@ impl Default for Capture {
 }
 impl Default for Output {
     fn default() -> Self {
-        Output { eve_path: "eve.json".into(), stats_interval: Seconds(60), log_credentials: false }
+        Output {
+            eve_path: "eve.json".into(),
+            stats_interval: Seconds(60),
+            log_credentials: false,
+        }
     }
 }
 impl Default for Metrics {
@@ -346,23 +374,35 @@ impl Default for Metrics {
         Metrics {
             enabled: true,
             listen: "127.0.0.1:9727".into(),
-            allow: vec!["127.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")],
+            allow: vec![
+                "127.0.0.0/8".parse().expect("cidr"),
+                "::1/128".parse().expect("cidr"),
+            ],
         }
     }
 }
 impl Default for Log {
     fn default() -> Self {
-        Log { format: "text".into(), level: "info".into() }
+        Log {
+            format: "text".into(),
+            level: "info".into(),
+        }
     }
 }
 impl Default for LargeOutbound {
     fn default() -> Self {
-        LargeOutbound { threshold_bytes: Bytes(52_428_800), per_protocol: BTreeMap::new() }
+        LargeOutbound {
+            threshold_bytes: Bytes(52_428_800),
+            per_protocol: BTreeMap::new(),
+        }
     }
 }
 impl Default for Mismatch {
     fn default() -> Self {
-        Mismatch { expected_ports: BTreeMap::new(), min_payload_bytes: Bytes(64) }
+        Mismatch {
+            expected_ports: BTreeMap::new(),
+            min_payload_bytes: Bytes(64),
+        }
     }
 }
 impl Default for Baseline {
@@ -380,7 +420,10 @@ impl Default for Baseline {
 }
 impl Default for Rollup {
     fn default() -> Self {
-        Rollup { window: Seconds(3600), max_pairs: 100_000 }
+        Rollup {
+            window: Seconds(3600),
+            max_pairs: 100_000,
+        }
     }
 }
 
@@ -396,7 +439,11 @@ impl Settings {
             if !p.exists() {
                 bail!("{}: no such configuration file", p.display());
             }
-            b = b.add_source(config::File::from(p).format(config::FileFormat::Toml).required(true));
+            b = b.add_source(
+                config::File::from(p)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
         b = b.add_source(
             config::Environment::with_prefix("XFERWATCH")
@@ -408,9 +455,13 @@ impl Settings {
                 .with_list_parse_key("capture.interfaces")
                 .with_list_parse_key("metrics.allow"),
         );
-        let name = path.map(|p| p.display().to_string()).unwrap_or_else(|| "environment".into());
+        let name = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "environment".into());
         let raw = b.build().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let s: Settings = raw.try_deserialize().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let s: Settings = raw
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         s.validate().with_context(|| name.clone())?;
         Ok(s)
     }
@@ -420,13 +471,19 @@ impl Settings {
             bail!("network.internal: empty; give at least one CIDR (e.g. [\"10.0.0.0/8\"])");
         }
         if self.engine.workers > 256 {
-            bail!("engine.workers: {} is too many (0 = one per core, at most 256)", self.engine.workers);
+            bail!(
+                "engine.workers: {} is too many (0 = one per core, at most 256)",
+                self.engine.workers
+            );
         }
         if self.engine.queue_batches == 0 || self.engine.queue_batches > 65_536 {
             bail!("engine.queue_batches: expected 1..=65536");
         }
         if self.limits.max_flows == 0 || self.limits.max_flows > 100_000_000 {
-            bail!("limits.max_flows: expected 1..=100000000, got {}", self.limits.max_flows);
+            bail!(
+                "limits.max_flows: expected 1..=100000000, got {}",
+                self.limits.max_flows
+            );
         }
         for (k, _) in &self.detect.large_outbound.per_protocol {
             if !FILE_PROTOCOLS.contains(&k.as_str()) {
@@ -444,17 +501,29 @@ impl Settings {
                 bail!("detect.mismatch.expected_ports.{k}: port 0 is not a port");
             }
         }
-        if !(self.detect.baseline.k.is_finite() && self.detect.baseline.k >= 1.0 && self.detect.baseline.k <= 1000.0) {
-            bail!("detect.baseline.k: expected a number from 1 to 1000, got {}", self.detect.baseline.k);
+        if !(self.detect.baseline.k.is_finite()
+            && self.detect.baseline.k >= 1.0
+            && self.detect.baseline.k <= 1000.0)
+        {
+            bail!(
+                "detect.baseline.k: expected a number from 1 to 1000, got {}",
+                self.detect.baseline.k
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            bail!("log.format: expected \"text\" or \"json\", got {:?}", self.log.format);
+            bail!(
+                "log.format: expected \"text\" or \"json\", got {:?}",
+                self.log.format
+            );
         }
         if self.capture.threads_per_interface == 0 || self.capture.threads_per_interface > 64 {
             bail!("capture.threads_per_interface: expected 1..=64");
         }
         if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
-            bail!("metrics.listen: {:?} is not an address:port (e.g. \"127.0.0.1:9727\")", self.metrics.listen);
+            bail!(
+                "metrics.listen: {:?} is not an address:port (e.g. \"127.0.0.1:9727\")",
+                self.metrics.listen
+            );
         }
         for (i, a) in self.allow.iter().enumerate() {
             for sid in &a.signatures {
@@ -464,7 +533,9 @@ impl Settings {
             }
             if let Some(p) = &a.app_proto {
                 if !FILE_PROTOCOLS.contains(&p.as_str()) {
-                    bail!("allow[{i}].app_proto: unknown protocol {p:?} (expected ftp, tftp or smb)");
+                    bail!(
+                        "allow[{i}].app_proto: unknown protocol {p:?} (expected ftp, tftp or smb)"
+                    );
                 }
             }
             if a.reason.trim().is_empty() {
@@ -476,7 +547,8 @@ impl Settings {
 
     /// The effective configuration as TOML, defaults resolved.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 
     pub fn port_table(&self) -> xferwatch_policy::PortTable {

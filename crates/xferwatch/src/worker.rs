@@ -30,7 +30,12 @@ pub struct WorkerTotals {
     pub flows_tcp: u64,
     pub flows_udp: u64,
     pub flows_by_app_proto: std::collections::BTreeMap<String, u64>,
+    /// File-transfer and mismatching flows for the human summary, (first packet, line), bounded.
+    pub notable: Vec<(u64, String)>,
 }
+
+/// Notable flows kept per worker for the summary.
+const MAX_NOTABLE: usize = 200;
 
 pub struct Shared {
     pub networks: Networks,
@@ -53,7 +58,15 @@ impl Worker {
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
         let table = FlowTable::new(shared.table);
         let app = AppState::new(&shared.app);
-        Worker { id, shared, table, ended: Vec::new(), app, events: Vec::new(), totals: WorkerTotals::default() }
+        Worker {
+            id,
+            shared,
+            table,
+            ended: Vec::new(),
+            app,
+            events: Vec::new(),
+            totals: WorkerTotals::default(),
+        }
     }
 
     pub fn run(mut self, rx: Receiver<Batch>, recycle: Sender<Batch>, out: Sender<Out>) {
@@ -66,7 +79,13 @@ impl Worker {
                     }
                     Item::Packet(ref rec) => {
                         let p = batch.l4(rec);
-                        let (h, dir) = self.table.packet(&p, rec.frame_len, rec.ts_us, rec.idx, &mut self.ended);
+                        let (h, dir) = self.table.packet(
+                            &p,
+                            rec.frame_len,
+                            rec.ts_us,
+                            rec.idx,
+                            &mut self.ended,
+                        );
                         self.flush_ended(rec.idx, 1);
                         if let Some(flow) = self.table.get_mut(h) {
                             crate::app::on_packet(flow, dir, &p, &self.shared.app, &mut self.app);
@@ -90,7 +109,12 @@ impl Worker {
             };
             if !self.events.is_empty() || done.is_some() || watermark != 0 {
                 let events = std::mem::take(&mut self.events);
-                let _ = out.send(Out { worker: self.id, events, watermark, done: done.clone() });
+                let _ = out.send(Out {
+                    worker: self.id,
+                    events,
+                    watermark,
+                    done: done.clone(),
+                });
             }
             if end {
                 break;
@@ -124,7 +148,11 @@ impl Worker {
             xferwatch_wire::Transport::Tcp => self.totals.flows_tcp += 1,
             xferwatch_wire::Transport::Udp => self.totals.flows_udp += 1,
         }
-        *self.totals.flows_by_app_proto.entry(facts.app_proto.unwrap_or("none").to_string()).or_default() += 1;
+        *self
+            .totals
+            .flows_by_app_proto
+            .entry(facts.app_proto.unwrap_or("none").to_string())
+            .or_default() += 1;
         let rec = FlowRecord {
             flow_id: f.flow_id,
             start_us: f.start_us,
@@ -157,6 +185,28 @@ impl Worker {
             port_mismatch: facts.port_mismatch,
             snapped: f.snapped,
         };
+        let file_transfer = matches!(facts.app_proto, Some("ftp" | "tftp" | "smb"));
+        if (file_transfer || facts.port_mismatch == Some(true))
+            && self.totals.notable.len() < MAX_NOTABLE
+        {
+            self.totals.notable.push((
+                f.first_idx,
+                format!(
+                    "{:<3} {:>21} -> {:<21} {:<6} {:<8} out {:>10} B{}",
+                    rec.proto,
+                    format!("{}:{}", rec.src_ip, rec.src_port),
+                    format!("{}:{}", rec.dest_ip, rec.dest_port),
+                    facts.app_proto.unwrap_or("-"),
+                    rec.direction,
+                    rec.outbound_payload_bytes,
+                    match (facts.port_mismatch, facts.app_proto_expected) {
+                        (Some(true), Some(e)) => format!("  PORT MISMATCH (port implies {e})"),
+                        (Some(true), None) => "  PORT MISMATCH (off its own port)".to_string(),
+                        _ => String::new(),
+                    }
+                ),
+            ));
+        }
         let mut line = String::with_capacity(640);
         write_flow(&mut line, &rec);
         line

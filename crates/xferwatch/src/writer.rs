@@ -13,7 +13,8 @@ pub struct Merged {
 }
 
 pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::Result<Merged> {
-    let mut queues: Vec<VecDeque<(OrderKey, String)>> = (0..workers).map(|_| VecDeque::new()).collect();
+    let mut queues: Vec<VecDeque<(OrderKey, String)>> =
+        (0..workers).map(|_| VecDeque::new()).collect();
     let mut marks = vec![0u64; workers];
     let mut totals: Vec<Option<WorkerTotals>> = vec![None; workers];
     let mut written = 0u64;
@@ -40,7 +41,10 @@ pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::R
             }
             let Some((key, i)) = best else { break };
             // …is safe once every worker with nothing queued has moved past its packet number.
-            let safe = queues.iter().zip(&marks).all(|(q, m)| !q.is_empty() || key.0 <= *m);
+            let safe = queues
+                .iter()
+                .zip(&marks)
+                .all(|(q, m)| !q.is_empty() || key.0 <= *m);
             if !safe {
                 break;
             }
@@ -51,5 +55,8 @@ pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::R
         }
     }
     out.flush()?;
-    Ok(Merged { totals: totals.into_iter().map(|t| t.unwrap_or_default()).collect(), events: written })
+    Ok(Merged {
+        totals: totals.into_iter().map(|t| t.unwrap_or_default()).collect(),
+        events: written,
+    })
 }

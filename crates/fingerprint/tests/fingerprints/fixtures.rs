@@ -26,7 +26,7 @@ pub struct UdpFixture {
     pub dgrams: &'static [(bool, &'static [u8])],
 }
 
-/// ftp_vsftpd: ndpi__ftp.pcap tcp.stream 0, server port 21. 
+/// ftp_vsftpd: ndpi__ftp.pcap tcp.stream 0, server port 21.
 pub const FTP_VSFTPD: TcpFixture = TcpFixture {
     name: "ftp_vsftpd",
     owner: Some(AppProto::Ftp),
@@ -46,7 +46,7 @@ pub const FTP_VSFTPD: TcpFixture = TcpFixture {
         (false, b"214-The following commands are recognized.\r\n"),
         (false, b" ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MKD\r\n MODE NLST NOOP OPTS PA\
               SS PASV PORT PWD  QUIT REIN REST RETR RMD  RNFR\r\n RNTO SITE SIZE SMNT STAT STOR STOU STRU SYST\
-               TYPE USER XCUP XCWD XMKD\r\n XPWD XRMD\r\n214 Help OK.\r\n"),
+              \x20TYPE USER XCUP XCWD XMKD\r\n XPWD XRMD\r\n214 Help OK.\r\n"),
         (true, b"CLNT NcFTP 3.2.6 macosx10.13\r\n"),
         (false, b"500 Unknown command.\r\n"),
         (true, b"PWD\r\n"),
@@ -54,7 +54,7 @@ pub const FTP_VSFTPD: TcpFixture = TcpFixture {
     ],
 };
 
-/// ftp_netbsd: zeek__ftp-ipv4.pcap tcp.stream 0, server port 21. 
+/// ftp_netbsd: zeek__ftp-ipv4.pcap tcp.stream 0, server port 21.
 pub const FTP_NETBSD: TcpFixture = TcpFixture {
     name: "ftp_netbsd",
     owner: Some(AppProto::Ftp),
@@ -67,12 +67,12 @@ pub const FTP_NETBSD: TcpFixture = TcpFixture {
         (false, b"230-\r\n"),
         (false, b"    The NetBSD Project FTP Server located in Redwood City, CA, USA\r\n    1 Gbps connectivity co\
               urtesy of                          ,        ,\r\n    Internet Systems Consortium                \
-               WELCOME!    /(        )`\r\n                                                            \\ \\__\
-              _   / |\r\n      +--- Currently Supported Platforms ----+              /- _  `-"),
+              \x20WELCOME!    /(        )`\r\n                                                            \\ \
+              \\___   / |\r\n      +--- Currently Supported Platforms ----+              /- _  `-"),
     ],
 };
 
-/// ftp_failed: ndpi__ftp_failed.pcap tcp.stream 0, server port 21. 
+/// ftp_failed: ndpi__ftp_failed.pcap tcp.stream 0, server port 21.
 pub const FTP_FAILED: TcpFixture = TcpFixture {
     name: "ftp_failed",
     owner: Some(AppProto::Ftp),
@@ -111,7 +111,7 @@ pub const FTP_AUTH_TLS: TcpFixture = TcpFixture {
     ],
 };
 
-/// ftp_upload_passive: surv__ftp-upload-passive.pcap tcp.stream 0, server port 21. 
+/// ftp_upload_passive: surv__ftp-upload-passive.pcap tcp.stream 0, server port 21.
 pub const FTP_UPLOAD_PASSIVE: TcpFixture = TcpFixture {
     name: "ftp_upload_passive",
     owner: Some(AppProto::Ftp),
@@ -139,13 +139,16 @@ pub const FTP_UPLOAD_PASSIVE: TcpFixture = TcpFixture {
     ],
 };
 
-/// ftp_bruteforce: zeek__ftp-bruteforce.pcap tcp.stream 0, server port 21. 
+/// ftp_bruteforce: zeek__ftp-bruteforce.pcap tcp.stream 0, server port 21.
 pub const FTP_BRUTEFORCE: TcpFixture = TcpFixture {
     name: "ftp_bruteforce",
     owner: Some(AppProto::Ftp),
     dir_known: true,
     segs: &[
-        (false, b"220 redmint FTP server (Version 6.4/OpenBSD/Linux-ftpd-0.17) ready.\r\n"),
+        (
+            false,
+            b"220 redmint FTP server (Version 6.4/OpenBSD/Linux-ftpd-0.17) ready.\r\n",
+        ),
         (true, b"USER bro\r\n"),
         (false, b"331 Password required for bro.\r\n"),
         (true, b"PASS 1\r\n"),
@@ -155,7 +158,7 @@ pub const FTP_BRUTEFORCE: TcpFixture = TcpFixture {
     ],
 };
 
-/// smtp_sendmail: ndpi__smtp.pcap tcp.stream 0, server port 25. 
+/// smtp_sendmail: ndpi__smtp.pcap tcp.stream 0, server port 25.
 pub const SMTP_SENDMAIL: TcpFixture = TcpFixture {
     name: "smtp_sendmail",
     owner: Some(AppProto::Smtp),
@@ -213,7 +216,7 @@ pub const IRC: TcpFixture = TcpFixture {
     ],
 };
 
-/// ssh: ndpi__ssh.pcap tcp.stream 0, server port 22. 
+/// ssh: ndpi__ssh.pcap tcp.stream 0, server port 22.
 pub const SSH: TcpFixture = TcpFixture {
     name: "ssh",
     owner: Some(AppProto::Ssh),
@@ -229,7 +232,7 @@ pub const SSH: TcpFixture = TcpFixture {
     ],
 };
 
-/// tls_curl: ndpi__443-curl.pcap tcp.stream 0, server port 443. 
+/// tls_curl: ndpi__443-curl.pcap tcp.stream 0, server port 443.
 pub const TLS_CURL: TcpFixture = TcpFixture {
     name: "tls_curl",
     owner: Some(AppProto::Tls),
@@ -266,7 +269,7 @@ pub const TLS_CURL: TcpFixture = TcpFixture {
     ],
 };
 
-/// http_wget: zeek__http-on-port-5432.pcap tcp.stream 0, server port 5432. 
+/// http_wget: zeek__http-on-port-5432.pcap tcp.stream 0, server port 5432.
 pub const HTTP_WGET: TcpFixture = TcpFixture {
     name: "http_wget",
     owner: Some(AppProto::Http),
@@ -280,7 +283,7 @@ pub const HTTP_WGET: TcpFixture = TcpFixture {
     ],
 };
 
-/// http_lower_case: zeek__http-lower-case-nonstandard-port.pcap tcp.stream 0, server port 1234. 
+/// http_lower_case: zeek__http-lower-case-nonstandard-port.pcap tcp.stream 0, server port 1234.
 pub const HTTP_LOWER_CASE: TcpFixture = TcpFixture {
     name: "http_lower_case",
     owner: Some(AppProto::Http),
@@ -296,7 +299,7 @@ pub const HTTP_LOWER_CASE: TcpFixture = TcpFixture {
     ],
 };
 
-/// smb1_negotiate: ndpi__smbv1.pcap tcp.stream 0, server port 445. 
+/// smb1_negotiate: ndpi__smbv1.pcap tcp.stream 0, server port 445.
 pub const SMB1_NEGOTIATE: TcpFixture = TcpFixture {
     name: "smb1_negotiate",
     owner: Some(AppProto::Smb),
@@ -330,7 +333,7 @@ pub const SMB1_NEGOTIATE: TcpFixture = TcpFixture {
     ],
 };
 
-/// smb2_peter: surv__smb2-01-peter.pcap tcp.stream 0, server port 445. 
+/// smb2_peter: surv__smb2-01-peter.pcap tcp.stream 0, server port 445.
 pub const SMB2_PETER: TcpFixture = TcpFixture {
     name: "smb2_peter",
     owner: Some(AppProto::Smb),
@@ -436,7 +439,7 @@ pub const SMB_NBSS_139: TcpFixture = TcpFixture {
               \x00\x00\x00.<*:\xc7+<\xa9m\xac8t\xa7\xdd\x1d[\\3S\r\xea\xf9\rM\xb2\xecJ\xe3xn\xc3\x08@\x00\x00\
               \x00X\x00\x00\x000V\xa0T0R0'\x80%0#1!0\x1f\x06\x03U\x04\x03\x13\x18Token Signing Public Key0'\
               \x80%0#1!0\x1f\x06\x03U\x04\x03\x13\x18Token Signing Public Key"),
-        // C->S: annotation failed
+        // C->S: truncated header
         (true, b"\x00\x00\x00\xae\xfeSMB@\x00\x00\x00\x00"),
     ],
 };
@@ -493,7 +496,7 @@ pub const SMB_PORT80: TcpFixture = TcpFixture {
     ],
 };
 
-/// dns_tcp: ndpi__dns_fragmented.pcap tcp.stream 0, server port 53. 
+/// dns_tcp: ndpi__dns_fragmented.pcap tcp.stream 0, server port 53.
 pub const DNS_TCP: TcpFixture = TcpFixture {
     name: "dns_tcp",
     owner: Some(AppProto::Dns),
@@ -543,19 +546,19 @@ pub const TFTP_RRQ_TRANSFER: UdpFixture = UdpFixture {
         // S->C 59557->44935: opcode 3 DATA, block 1, 512 data bytes
         (false, b"\x00\x03\x00\x01#! /bin/sh\n### BEGIN INIT INFO\n# Provides:          umountroot\n# Required-Sta\
               rt:\n# Required-Stop:\n# Should-Stop:       halt reboot kexec\n# Default-Start:\n# Default-Stop:\
-                    0 6\n# Short-Description: Mount the root filesystem read-only.\n### END INIT INFO\n\nPATH=\
-              /sbin:/bin\n. /lib/init/vars.sh\n\n. /lib/lsb/init-functions\n\ndo_stop () {\n\t[ \"$VERBOSE\" =\
-               no ] || log_action_begin_msg \"Mounting root filesystem read-only\"\n\tMOUNT_FORCE_OPT=\n\t[ \"\
-              $(uname -s)\" = \"GNU/kFreeBSD\" ] && MOUNT_FORCE_OPT=-f\n\t# This:\n\t#     mount"),
+              \x20     0 6\n# Short-Description: Mount the root filesystem read-only.\n### END INIT INFO\n\nPA\
+              TH=/sbin:/bin\n. /lib/init/vars.sh\n\n. /lib/lsb/init-functions\n\ndo_stop () {\n\t[ \"$VERBOSE\
+              \" = no ] || log_action_begin_msg \"Mounting root filesystem read-only\"\n\tMOUNT_FORCE_OPT=\n\t\
+              [ \"$(uname -s)\" = \"GNU/kFreeBSD\" ] && MOUNT_FORCE_OPT=-f\n\t# This:\n\t#     mount"),
         // C->S 44935->59557: opcode 4 ACK, block 1
         (true, b"\x00\x04\x00\x01"),
         // S->C 59557->44935: opcode 3 DATA, block 2, 512 data bytes
         (false, b"\x00\x03\x00\x02 -n -o remount,ro /\n\t# will act on a bind mount of / if there is one.\n\t# See\
-               #339023 and the comment in checkroot.sh\n\tmount    $MOUNT_FORCE_OPT -n -o remount,ro -t dummyt\
-              ype dummydev / 2>/dev/null \\\n\t|| mount $MOUNT_FORCE_OPT -n -o remount,ro              dummyde\
-              v / 2>/dev/null \\\n\t|| mount $MOUNT_FORCE_OPT -n -o remount,ro                       /\n\tES=$\
-              ?\n\t[ \"$VERBOSE\" = no ] || log_action_end_msg $ES\n}\n\ncase \"$1\" in\n  start|status)\n\t# \
-              No-op\n\t;;\n  restart|reload|force-reload)\n\techo \"Error: argument '$1' not s"),
+              \x20#339023 and the comment in checkroot.sh\n\tmount    $MOUNT_FORCE_OPT -n -o remount,ro -t dum\
+              mytype dummydev / 2>/dev/null \\\n\t|| mount $MOUNT_FORCE_OPT -n -o remount,ro              dumm\
+              ydev / 2>/dev/null \\\n\t|| mount $MOUNT_FORCE_OPT -n -o remount,ro                       /\n\tE\
+              S=$?\n\t[ \"$VERBOSE\" = no ] || log_action_end_msg $ES\n}\n\ncase \"$1\" in\n  start|status)\n\
+              \t# No-op\n\t;;\n  restart|reload|force-reload)\n\techo \"Error: argument '$1' not s"),
         // C->S 44935->59557: opcode 4 ACK, block 2
         (true, b"\x00\x04\x00\x02"),
         // S->C 59557->44935: opcode 3 DATA, block 3, 105 data bytes
@@ -566,7 +569,7 @@ pub const TFTP_RRQ_TRANSFER: UdpFixture = UdpFixture {
     ],
 };
 
-/// tftp_wrq_request: surv__tftp-wrq.pcap frames [1], client port 57509. 
+/// tftp_wrq_request: surv__tftp-wrq.pcap frames [1], client port 57509.
 pub const TFTP_WRQ_REQUEST: UdpFixture = UdpFixture {
     name: "tftp_wrq_request",
     owner: Some(AppProto::Tftp),
@@ -588,16 +591,16 @@ pub const TFTP_WRQ_TRANSFER: UdpFixture = UdpFixture {
         // C->S 57509->2087: opcode 3 DATA, block 1, 512 data bytes
         (true, b"\x00\x03\x00\x01\n\n\n\n\n\nNetwork Working Group                                         K. Sol\
               lins\nRequest For Comments: 1350                                           MIT\nSTD: 33         \
-                                                             July 1992\nObsoletes: RFC 783\n\n\n              \
-                     THE TFTP PROTOCOL (REVISION 2)\n\nStatus of this Memo\n\n   This RFC specifies an IAB sta\
-              ndards track protocol for the Internet\n   community, and requests discussion and suggestions fo\
-              r improvements.\n   Please refer to the current edition of the \"IA"),
+              \x20                                              July 1992\nObsoletes: RFC 783\n\n\n           \
+              \x20         THE TFTP PROTOCOL (REVISION 2)\n\nStatus of this Memo\n\n   This RFC specifies an I\
+              AB standards track protocol for the Internet\n   community, and requests discussion and suggesti\
+              ons for improvements.\n   Please refer to the current edition of the \"IA"),
         // S->C 2087->57509: opcode 4 ACK, block 1
         (false, b"\x00\x04\x00\x01"),
     ],
 };
 
-/// tftp_oack_request: sptftp__tftp_oack.pcap frames [1], client port 60027. 
+/// tftp_oack_request: sptftp__tftp_oack.pcap frames [1], client port 60027.
 pub const TFTP_OACK_REQUEST: UdpFixture = UdpFixture {
     name: "tftp_oack_request",
     owner: Some(AppProto::Tftp),
@@ -627,20 +630,24 @@ pub const TFTP_OACK_TRANSFER: UdpFixture = UdpFixture {
     ],
 };
 
-/// tftp_ndpi_malformed: ndpi__tftp.pcap frames [1, 2], client port 54632. RRQs with an empty filename: rejected (ndpi fuzz case).
+/// tftp_ndpi_malformed: ndpi__tftp.pcap frames [1, 2], client port (54626, 54632). RRQs with an empty or
+/// NUL-padded filename: still TFTP requests (the transfer mode is there), as the reference labels say.
 pub const TFTP_NDPI_MALFORMED: UdpFixture = UdpFixture {
     name: "tftp_ndpi_malformed",
-    owner: None,
+    owner: Some(AppProto::Tftp),
     dir_known: true,
     dgrams: &[
-        // S->C 54626->69: opcode 1 (RRQ), filename b'', mode b'', options [b'', b'', b'', b'', b'', b'', b'', b'', b'', b'octet']
-        (false, b"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00octet\x00"),
+        // C->S 54626->69: opcode 1 (RRQ), filename b'', mode b'', options [b'', b'', b'', b'', b'', b'', b'', b'', b'', b'octet']
+        (
+            true,
+            b"\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00octet\x00",
+        ),
         // C->S 54632->69: opcode 1 (RRQ), filename b'', mode b'octet'
         (true, b"\x00\x01\x00octet\x00"),
     ],
 };
 
-/// dns_udp: surv__output-eve-ftp-data.pcap frames [100, 101], client port 64215. 
+/// dns_udp: surv__output-eve-ftp-data.pcap frames [100, 101], client port 64215.
 pub const DNS_UDP: UdpFixture = UdpFixture {
     name: "dns_udp",
     owner: Some(AppProto::Dns),
@@ -657,17 +664,17 @@ pub const DNS_UDP: UdpFixture = UdpFixture {
     ],
 };
 
-/// mdns: zeek__var-services-std-ports.pcap frames [30, 32], client port -1. mDNS query and response, both multicast from port 5353 (both "to_server").
+/// mdns: zeek__var-services-std-ports.pcap frames [30, 32], client port 5353. mDNS query and response, both multicast from port 5353 (both "to_server": the caller cannot tell).
 pub const MDNS: UdpFixture = UdpFixture {
     name: "mdns",
     owner: Some(AppProto::Dns),
     dir_known: true,
     dgrams: &[
-        // S->C 5353->5353: id 0x0000, flags 0x0000 (query, opcode 0), qd/an/ns/ar (1, 0, 0, 0)
-        (false, b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x011\x03238\x0216\x03172\x07in-addr\x04arpa\x00\
+        // C->S 5353->5353: id 0x0000, flags 0x0000 (query, opcode 0), qd/an/ns/ar (1, 0, 0, 0)
+        (true, b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x011\x03238\x0216\x03172\x07in-addr\x04arpa\x00\
               \x00\x0c\x00\x01"),
-        // S->C 5353->5353: id 0x0000, flags 0x8400 (response, opcode 0), qd/an/ns/ar (0, 1, 0, 1)
-        (false, b"\x00\x00\x84\x00\x00\x00\x00\x01\x00\x00\x00\x01\x011\x03238\x0216\x03172\x07in-addr\x04arpa\x00\
+        // C->S 5353->5353: id 0x0000, flags 0x8400 (response, opcode 0), qd/an/ns/ar (0, 1, 0, 1)
+        (true, b"\x00\x00\x84\x00\x00\x00\x00\x01\x00\x00\x00\x01\x011\x03238\x0216\x03172\x07in-addr\x04arpa\x00\
               \x00\x0c\x80\x01\x00\x00\x00x\x00\x0f\x07tangent\x05local\x00\xc0\x0c\x00/\x80\x01\x00\x00\x00x\
               \x00\x06\xc0\x0c\x00\x02\x00\x08"),
     ],
