@@ -195,7 +195,6 @@ fn stats_record(
             ("reassembly_gaps", extra_app.reassembly_gaps),
             ("reassembly_overlaps", extra_app.reassembly_overlaps),
             ("reassembly_memcap_hits", extra_app.reassembly_memcap_hits),
-            ("reassembly_peak_bytes", extra_app.reassembly_peak_bytes),
             ("defrag_timeouts", d.timeouts),
             ("defrag_overlaps", d.overlaps),
             ("defrag_limit_drops", d.dropped_limit),
