@@ -88,7 +88,7 @@ impl Defrag {
         self.stats.fragments += 1;
         let start = f.offset;
         let end = start.saturating_add(f.data.len() as u32);
-        if end > MAX_DATAGRAM || (f.more && f.data.len() % 8 != 0) {
+        if end > MAX_DATAGRAM || (f.more && !f.data.len().is_multiple_of(8)) {
             self.stats.malformed += 1;
             return None;
         }

@@ -87,12 +87,14 @@ pub fn read_files(
         out.files_read += 1;
         let mut n: u64 = 0;
         loop {
-            if n % 4096 == 0 && stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if n.is_multiple_of(4096) && stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return out;
             }
             match cap.next_packet() {
                 Ok(pkt) => {
                     n += 1;
+                    // timeval fields are 32-bit on some platforms.
+                    #[allow(clippy::unnecessary_cast)]
                     let ts = pkt.header.ts.tv_sec as i64 * 1_000_000 + pkt.header.ts.tv_usec as i64;
                     ingest.frame(link, ts, pkt.data, pkt.header.len);
                 }

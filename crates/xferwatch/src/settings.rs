@@ -136,7 +136,7 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub network: Network,
@@ -285,24 +285,6 @@ pub struct Allow {
     #[serde(default)]
     pub signatures: Vec<u32>,
     pub reason: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            network: Network::default(),
-            engine: Engine::default(),
-            limits: Limits::default(),
-            timeouts: Timeouts::default(),
-            capture: Capture::default(),
-            output: Output::default(),
-            metrics: Metrics::default(),
-            log: Log::default(),
-            service: Service::default(),
-            detect: Detect::default(),
-            allow: Vec::new(),
-        }
-    }
 }
 
 impl Default for Network {
@@ -485,7 +467,7 @@ impl Settings {
                 self.limits.max_flows
             );
         }
-        for (k, _) in &self.detect.large_outbound.per_protocol {
+        for k in self.detect.large_outbound.per_protocol.keys() {
             if !FILE_PROTOCOLS.contains(&k.as_str()) {
                 bail!("detect.large_outbound.per_protocol.{k}: unknown protocol (expected ftp, tftp or smb)");
             }

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn bin() -> Command {
@@ -23,7 +26,12 @@ fn tmpdir(name: &str) -> PathBuf {
 
 fn replay(args: &[&str], pcaps: &[PathBuf], eve: &Path) -> Output {
     let mut c = bin();
-    c.arg("replay").arg("-q").arg("--eve").arg(eve).args(args).args(pcaps);
+    c.arg("replay")
+        .arg("-q")
+        .arg("--eve")
+        .arg(eve)
+        .args(args)
+        .args(pcaps);
     // Ignore a developer's environment overrides.
     for (k, _) in std::env::vars() {
         if k.starts_with("XFERWATCH__") {
@@ -83,16 +91,26 @@ fn bundled() -> Vec<PathBuf> {
 /// payload bytes, its direction and (except FTP data channels, linked by the transfers work) its app_proto.
 #[test]
 fn bundled_captures_give_expected_flows() {
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(pcaps_dir().join("expected.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(pcaps_dir().join("expected.json")).unwrap())
+            .unwrap();
     let dir = tmpdir("bundled");
     for (name, exp) in expected.as_object().unwrap() {
         let eve = dir.join(format!("{name}.json"));
         let out = replay(&["--workers", "2"], &[pcaps_dir().join(name)], &eve);
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let ev = events(&eve);
         let flows = flows_by_key(&ev);
         let want = exp["flows"].as_array().unwrap();
-        assert_eq!(flows.values().map(|v| v.len()).sum::<usize>(), want.len(), "{name}: flow count");
+        assert_eq!(
+            flows.values().map(|v| v.len()).sum::<usize>(),
+            want.len(),
+            "{name}: flow count"
+        );
         for f in want {
             let k = key(
                 f["transport"].as_str().unwrap(),
@@ -101,27 +119,46 @@ fn bundled_captures_give_expected_flows() {
                 f["server_ip"].as_str().unwrap(),
                 f["server_port"].as_u64().unwrap(),
             );
-            let got = flows.get(&k).unwrap_or_else(|| panic!("{name}: no flow {k:?}"));
+            let got = flows
+                .get(&k)
+                .unwrap_or_else(|| panic!("{name}: no flow {k:?}"));
             assert_eq!(got.len(), 1, "{name}: {k:?} written more than once");
             let e = got[0];
             assert_eq!(e["src_ip"], f["client_ip"], "{name}: {k:?} orientation");
             assert_eq!(e["src_port"], f["client_port"], "{name}: {k:?} orientation");
-            assert_eq!(e["xfer"]["payload_bytes_toserver"], f["payload_bytes_c2s"], "{name}: {k:?} bytes to server");
-            assert_eq!(e["xfer"]["payload_bytes_toclient"], f["payload_bytes_s2c"], "{name}: {k:?} bytes to client");
+            assert_eq!(
+                e["xfer"]["payload_bytes_toserver"], f["payload_bytes_c2s"],
+                "{name}: {k:?} bytes to server"
+            );
+            assert_eq!(
+                e["xfer"]["payload_bytes_toclient"], f["payload_bytes_s2c"],
+                "{name}: {k:?} bytes to client"
+            );
             assert_eq!(e["xfer"]["bytes_exact"], true, "{name}: {k:?}");
-            assert_eq!(e["xfer"]["direction"], f["direction"], "{name}: {k:?} direction");
+            assert_eq!(
+                e["xfer"]["direction"], f["direction"],
+                "{name}: {k:?} direction"
+            );
             let want_proto = f["app_proto"].as_str().unwrap();
             if want_proto != "ftp-data" {
                 assert_eq!(e["app_proto"], want_proto, "{name}: {k:?} app_proto");
             } else {
-                assert!(!matches!(e["app_proto"].as_str(), Some("ftp" | "tftp" | "smb")), "{name}: data channel misnamed");
+                assert!(
+                    !matches!(e["app_proto"].as_str(), Some("ftp" | "tftp" | "smb")),
+                    "{name}: data channel misnamed"
+                );
             }
         }
         // The mismatch cases of the brief, by bytes, whatever the port.
         let mismatched: Vec<(&str, u64)> = ev
             .iter()
             .filter(|e| e["event_type"] == "flow" && e["xfer"]["port_mismatch"] == true)
-            .map(|e| (e["app_proto"].as_str().unwrap(), e["dest_port"].as_u64().unwrap()))
+            .map(|e| {
+                (
+                    e["app_proto"].as_str().unwrap(),
+                    e["dest_port"].as_u64().unwrap(),
+                )
+            })
             .collect();
         let want_mismatch: &[(&str, u64)] = match name.as_str() {
             "ftp-port80.pcap" => &[("ftp", 80)],
@@ -131,7 +168,11 @@ fn bundled_captures_give_expected_flows() {
             _ => &[],
         };
         assert_eq!(mismatched, want_mismatch, "{name}: port mismatches");
-        assert_eq!(ev.last().unwrap()["event_type"], "stats", "{name}: stats event last");
+        assert_eq!(
+            ev.last().unwrap()["event_type"],
+            "stats",
+            "{name}: stats event last"
+        );
     }
 }
 
@@ -141,7 +182,11 @@ fn output_does_not_depend_on_worker_count() {
     let dir = tmpdir("determinism");
     let mut inputs = bundled();
     let corpus = root().join("../shared/corpus/public/pcaps");
-    for n in ["surv__output-eve-ftp-data.pcap", "zeek__ftp-bruteforce.pcap", "ndpi__dns_fragmented.pcap"] {
+    for n in [
+        "surv__output-eve-ftp-data.pcap",
+        "zeek__ftp-bruteforce.pcap",
+        "ndpi__dns_fragmented.pcap",
+    ] {
         if corpus.join(n).exists() {
             inputs.push(corpus.join(n));
         }
@@ -170,7 +215,10 @@ fn shared_corpus() -> Option<PathBuf> {
 
 fn bytes_judged(t: &Value) -> bool {
     ["c2s", "s2c"].iter().all(|d| {
-        let retrans = t.get(format!("tcp_retransmitted_segments_{d}")).and_then(Value::as_u64).unwrap_or(0);
+        let retrans = t
+            .get(format!("tcp_retransmitted_segments_{d}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let span = t.get(format!("tcp_seq_span_{d}"));
         retrans == 0 && span.is_none_or(|s| s.is_null() || *s == t[format!("payload_bytes_{d}")])
     })
@@ -181,7 +229,9 @@ fn bytes_judged(t: &Value) -> bool {
 /// FTP control, TFTP and SMB flows are named so.
 #[test]
 fn public_corpus_flows() {
-    let Some(corpus) = shared_corpus() else { return };
+    let Some(corpus) = shared_corpus() else {
+        return;
+    };
     let dir = tmpdir("corpus");
     let mut labels: Vec<PathBuf> = std::fs::read_dir(corpus.join("labels"))
         .unwrap()
@@ -192,13 +242,25 @@ fn public_corpus_flows() {
     let (mut checked, mut fp_known, mut fp_right) = (0, 0, 0);
     for lab in labels {
         let truth: Value = serde_json::from_str(&std::fs::read_to_string(&lab).unwrap()).unwrap();
-        let name = truth["file"].as_str().map(str::to_string).unwrap_or_else(|| {
-            lab.file_name().unwrap().to_string_lossy().trim_end_matches(".json").to_string()
-        });
+        let name = truth["file"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                lab.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches(".json")
+                    .to_string()
+            });
         let pcap = corpus.join("pcaps").join(&name);
         let eve = dir.join("eve.json");
         let out = replay(&[], &[pcap], &eve);
-        assert!(out.status.success(), "{name}: exit {:?}: {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let ev = events(&eve);
         if truth["judge"] == "robustness" {
             continue;
@@ -222,16 +284,38 @@ fn public_corpus_flows() {
             assert_eq!(got.len(), 1, "{name}: {k:?} appears {} times", got.len());
             let e = got[0];
             checked += 1;
-            let basis = t["client_side_basis"].as_str().unwrap_or("sender of the SYN");
-            let oriented = same_ip(e["src_ip"].as_str().unwrap(), t["client_ip"].as_str().unwrap())
-                && e["src_port"] == t["client_port"];
-            if ["sender of the SYN", "receiver of the SYN+ACK", "sender of the TFTP request"].contains(&basis) {
+            let basis = t["client_side_basis"]
+                .as_str()
+                .unwrap_or("sender of the SYN");
+            let oriented = same_ip(
+                e["src_ip"].as_str().unwrap(),
+                t["client_ip"].as_str().unwrap(),
+            ) && e["src_port"] == t["client_port"];
+            if [
+                "sender of the SYN",
+                "receiver of the SYN+ACK",
+                "sender of the TFTP request",
+            ]
+            .contains(&basis)
+            {
                 assert!(oriented, "{name}: {k:?} oriented server → client");
             }
             if bytes_judged(t) {
-                let (ts, tc) = if oriented { ("c2s", "s2c") } else { ("s2c", "c2s") };
-                assert_eq!(e["xfer"]["payload_bytes_toserver"], t[format!("payload_bytes_{ts}")], "{name}: {k:?}");
-                assert_eq!(e["xfer"]["payload_bytes_toclient"], t[format!("payload_bytes_{tc}")], "{name}: {k:?}");
+                let (ts, tc) = if oriented {
+                    ("c2s", "s2c")
+                } else {
+                    ("s2c", "c2s")
+                };
+                assert_eq!(
+                    e["xfer"]["payload_bytes_toserver"],
+                    t[format!("payload_bytes_{ts}")],
+                    "{name}: {k:?}"
+                );
+                assert_eq!(
+                    e["xfer"]["payload_bytes_toclient"],
+                    t[format!("payload_bytes_{tc}")],
+                    "{name}: {k:?}"
+                );
             }
             // Flows a fingerprint alone can know (ambiguous ones, such as SMB mailslots in NetBIOS
             // datagrams, list other acceptable answers and are not counted).
@@ -243,14 +327,19 @@ fn public_corpus_flows() {
             }
             if let Some(p) = e["app_proto"].as_str() {
                 if ["ftp", "tftp", "smb"].contains(&p) && p != want {
-                    let ok = t["app_proto_acceptable"].as_array().is_some_and(|a| a.iter().any(|x| x == p));
+                    let ok = t["app_proto_acceptable"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == p));
                     assert!(ok, "{name}: {k:?} is {want}, called {p}");
                 }
             }
         }
     }
     assert!(checked > 400, "{checked} labelled flows checked");
-    assert!(fp_right * 100 >= fp_known * 98, "ftp/tftp/smb named right on {fp_right}/{fp_known}");
+    assert!(
+        fp_right * 100 >= fp_known * 98,
+        "ftp/tftp/smb named right on {fp_right}/{fp_known}"
+    );
 }
 
 fn same_ip(a: &str, b: &str) -> bool {
@@ -278,8 +367,13 @@ fn unreadable_files_are_reported_and_others_processed() {
     let out = replay(&[], &[missing.clone(), text.clone(), good], &eve);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing.pcap") && err.contains("notes.txt"), "{err}");
-    assert!(events(&eve).iter().any(|e| e["event_type"] == "flow" && e["app_proto"] == "http"));
+    assert!(
+        err.contains("missing.pcap") && err.contains("notes.txt"),
+        "{err}"
+    );
+    assert!(events(&eve)
+        .iter()
+        .any(|e| e["event_type"] == "flow" && e["app_proto"] == "http"));
 }
 
 /// A truncated capture: a warning naming the file and the packet, what was read is kept, exit 0.
@@ -295,14 +389,18 @@ fn truncated_capture_keeps_what_was_read() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cut.pcap") && err.contains("packet"), "{err}");
     let ev = events(&eve);
-    assert!(ev.iter().any(|e| e["event_type"] == "flow" && e["app_proto"] == "ftp"));
+    assert!(ev
+        .iter()
+        .any(|e| e["event_type"] == "flow" && e["app_proto"] == "ftp"));
 }
 
 #[test]
 fn no_files_is_a_usage_error() {
     let out = bin().arg("replay").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("usage"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .to_lowercase()
+        .contains("usage"));
 }
 
 /// Bad configuration: errors that name the file and the key; nothing runs.
@@ -312,9 +410,18 @@ fn bad_config_names_the_key() {
     let cases = [
         ("[limits]\nmax_flowz = 5\n", "max_flowz"),
         ("[network]\ninternal = [\"10.0.0.0/33\"]\n", "internal"),
-        ("[detect.large_outbound]\nthreshold_bytes = \"lots\"\n", "threshold_bytes"),
-        ("[detect.large_outbound]\nthreshold_bytes = -5\n", "threshold_bytes"),
-        ("[[allow]]\nsignatures = [42]\nreason = \"x\"\n", "allow[0].signatures"),
+        (
+            "[detect.large_outbound]\nthreshold_bytes = \"lots\"\n",
+            "threshold_bytes",
+        ),
+        (
+            "[detect.large_outbound]\nthreshold_bytes = -5\n",
+            "threshold_bytes",
+        ),
+        (
+            "[[allow]]\nsignatures = [42]\nreason = \"x\"\n",
+            "allow[0].signatures",
+        ),
     ];
     for (i, (text, needle)) in cases.iter().enumerate() {
         let cfg = dir.join(format!("bad{i}.toml"));
@@ -322,8 +429,15 @@ fn bad_config_names_the_key() {
         let out = bin().arg("check-config").arg(&cfg).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{text}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle) && err.contains(&format!("bad{i}.toml")), "{text} → {err}");
-        let out = replay(&["--config", cfg.to_str().unwrap()], &[pcaps_dir().join("http-port21.pcap")], &dir.join("x.json"));
+        assert!(
+            err.contains(needle) && err.contains(&format!("bad{i}.toml")),
+            "{text} → {err}"
+        );
+        let out = replay(
+            &["--config", cfg.to_str().unwrap()],
+            &[pcaps_dir().join("http-port21.pcap")],
+            &dir.join("x.json"),
+        );
         assert_eq!(out.status.code(), Some(1), "replay must refuse {text}");
     }
 }
@@ -332,10 +446,24 @@ fn bad_config_names_the_key() {
 fn example_config_is_valid_and_env_overrides_apply() {
     let example = root().join("sensor.toml.example");
     let out = bin().arg("check-config").arg(&example).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = bin().arg("check-config").arg(&example).env("XFERWATCH__LIMITS__MAX_FLOWS", "1234").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .arg("check-config")
+        .arg(&example)
+        .env("XFERWATCH__LIMITS__MAX_FLOWS", "1234")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("max_flows = 1234"));
-    let out = bin().arg("check-config").arg(&example).env("XFERWATCH__LIMITS__MAX_FLOWS", "many").output().unwrap();
+    let out = bin()
+        .arg("check-config")
+        .arg(&example)
+        .env("XFERWATCH__LIMITS__MAX_FLOWS", "many")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -346,12 +474,25 @@ fn flow_limit_evicts_and_records() {
     let cfg = dir.join("small.toml");
     std::fs::write(&cfg, "[limits]\nmax_flows = 2\n").unwrap();
     let eve = dir.join("eve.json");
-    let inputs = vec![pcaps_dir().join("tftp-rrq-wrq.pcap"), pcaps_dir().join("ftp-active-download.pcap")];
-    let out = replay(&["--config", cfg.to_str().unwrap(), "--workers", "1"], &inputs, &eve);
+    let inputs = vec![
+        pcaps_dir().join("tftp-rrq-wrq.pcap"),
+        pcaps_dir().join("ftp-active-download.pcap"),
+    ];
+    let out = replay(
+        &["--config", cfg.to_str().unwrap(), "--workers", "1"],
+        &inputs,
+        &eve,
+    );
     assert!(out.status.success());
     let ev = events(&eve);
-    let evicted = ev.iter().filter(|e| e["flow"]["reason"] == "evicted").count();
+    let evicted = ev
+        .iter()
+        .filter(|e| e["flow"]["reason"] == "evicted")
+        .count();
     assert!(evicted >= 1, "no eviction recorded");
     let stats = ev.last().unwrap();
-    assert_eq!(stats["xfer"]["flows_ended"]["evicted"].as_u64().unwrap() as usize, evicted);
+    assert_eq!(
+        stats["xfer"]["flows_ended"]["evicted"].as_u64().unwrap() as usize,
+        evicted
+    );
 }
