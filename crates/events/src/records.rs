@@ -36,6 +36,8 @@ pub struct FlowRecord<'a> {
     pub app_proto_expected: Option<&'a str>,
     pub port_mismatch: Option<bool>,
     pub snapped: bool,
+    /// The flow that announced this one (an FTP data channel's control connection).
+    pub parent_flow_id: Option<u64>,
 }
 
 pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
@@ -87,6 +89,9 @@ pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
         }
         if r.snapped {
             x.bool("snaplen_cut", true);
+        }
+        if let Some(p) = r.parent_flow_id {
+            x.u64("parent_flow_id", p);
         }
     });
     o.end();

@@ -52,6 +52,8 @@ pub struct Reassembler {
     pending: Vec<(u32, Vec<u8>)>,
     /// The depth was reached or buffering stopped: nothing more is delivered.
     done: bool,
+    /// Buffers were given back for good.
+    released: bool,
     pub gap: bool,
 }
 
@@ -65,6 +67,17 @@ impl Reassembler {
     }
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Drops the first `n` delivered bytes (a parser has used them), making room for more: a parser
+    /// that consumes what it reads can follow a stream of any length within `depth` of buffer.
+    pub fn consume(&mut self, n: usize, depth: usize, budget: &mut Budget) {
+        let n = n.min(self.data.len());
+        self.data.drain(..n);
+        budget.give(n);
+        if self.done && self.data.len() < depth && self.next.is_some() && !self.released {
+            self.done = false;
+        }
     }
 
     /// Data starts at `isn + 1`.
@@ -173,6 +186,7 @@ impl Reassembler {
         budget.give(self.data.len());
         self.data = Vec::new();
         self.done = true;
+        self.released = true;
     }
 
     /// Returns the memory of a flow that is going away.

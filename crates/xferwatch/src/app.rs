@@ -78,10 +78,15 @@ pub fn on_packet(
     flow: &mut Flow<App>,
     dir: Dir,
     p: &L4Packet<'_>,
+    ts_us: i64,
     cfg: &AppConfig,
     st: &mut AppState,
+    expectations: &mut Vec<Expectation>,
 ) {
     if flow.app.ident != Ident::Pending {
+        if is_ftp_control(flow) {
+            follow_ftp(flow, dir, p, ts_us, st, expectations);
+        }
         return;
     }
     let grew = match (p.transport, p.tcp) {
@@ -179,7 +184,10 @@ fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
             }
             flow.app.ident = Ident::Found(proto);
             st.counters.identified += 1;
-            release(flow, st);
+            // FTP control channels keep being read for the data connections they announce.
+            if proto != AppProto::Ftp {
+                release(flow, st);
+            }
         }
         Identification::Unknown => {
             flow.app.ident = Ident::Unknown;
@@ -245,4 +253,86 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
             None
         },
     }
+}
+
+/// A data connection an FTP control channel announced: the side that listens on `port`, and its peer.
+#[derive(Clone, Debug)]
+pub struct Expectation {
+    pub listener: xferwatch_wire::Addr,
+    pub peer: xferwatch_wire::Addr,
+    /// The address written in the command or reply, when it differs from the listener (NAT, FXP).
+    pub announced: Option<xferwatch_wire::Addr>,
+    pub port: u16,
+    pub parent_flow_id: u64,
+    pub ts_us: i64,
+}
+
+/// Longest FTP control line followed; longer lines are skipped.
+const FTP_LINE_MAX: usize = 4096;
+
+/// Follows an identified FTP control channel: parses complete lines in both directions for PORT/EPRT
+/// commands and 227/229 replies, and reports the data connections they announce.
+pub fn follow_ftp(
+    flow: &mut Flow<App>,
+    dir: Dir,
+    p: &L4Packet<'_>,
+    ts_us: i64,
+    st: &mut AppState,
+    out: &mut Vec<Expectation>,
+) {
+    let Some(tcp) = p.tcp else { return };
+    let d = dir.idx();
+    let data_seq = if tcp.syn {
+        tcp.seq.wrapping_add(1)
+    } else {
+        tcp.seq
+    };
+    flow.app.tcp[d].segment(data_seq, p.payload, FTP_LINE_MAX, &mut st.budget);
+    if tcp.ack_flag {
+        flow.app.tcp[1 - d].on_peer_ack(tcp.ack, FTP_LINE_MAX, &mut st.budget);
+    }
+    let client = flow.client_endpoint().addr;
+    let server = flow.server_endpoint().addr;
+    for side in [0usize, 1] {
+        loop {
+            let buf = flow.app.tcp[side].data();
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                if buf.len() >= FTP_LINE_MAX {
+                    let n = buf.len();
+                    flow.app.tcp[side].consume(n, FTP_LINE_MAX, &mut st.budget);
+                }
+                break;
+            };
+            if let Some((announced, port)) = crate::ftp_lines::announcement(&buf[..nl], side == 0) {
+                let (listener, peer) = if side == 0 {
+                    (client, server)
+                } else {
+                    (server, client)
+                };
+                let announced = announced.filter(|a| *a != listener);
+                out.push(Expectation {
+                    listener,
+                    peer,
+                    announced,
+                    port,
+                    parent_flow_id: flow.flow_id,
+                    ts_us,
+                });
+            }
+            flow.app.tcp[side].consume(nl + 1, FTP_LINE_MAX, &mut st.budget);
+        }
+    }
+}
+
+pub fn is_ftp_control(flow: &Flow<App>) -> bool {
+    flow.app.ident == Ident::Found(AppProto::Ftp)
+}
+
+/// Data channels are any TCP flow not already identified as a control protocol of its own.
+pub fn may_be_data_channel(flow: &Flow<App>) -> bool {
+    flow.transport() == Transport::Tcp
+        && !matches!(
+            flow.app.ident,
+            Ident::Found(AppProto::Ftp | AppProto::Smb | AppProto::Ssh | AppProto::Smtp)
+        )
 }

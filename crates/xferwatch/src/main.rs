@@ -2,6 +2,7 @@
 //! identification, policy and output live in the workspace's library crates.
 
 mod app;
+mod ftp_lines;
 mod replay;
 mod settings;
 mod worker;

@@ -103,6 +103,29 @@ pub fn run(
 
     let first_ts = ingest.first_ts_us();
     let mut stats = stats_record(&ingest.stats, &ingest, &merged.totals, last_ts, started);
+    for (proto, delta) in &merged.proto_corrections {
+        match stats
+            .flows_by_app_proto
+            .iter_mut()
+            .find(|(p, _)| p == proto)
+        {
+            Some((_, n)) => *n = (*n as i64 + delta).max(0) as u64,
+            None => stats
+                .flows_by_app_proto
+                .push((proto.clone(), (*delta).max(0) as u64)),
+        }
+    }
+    stats.flows_by_app_proto.retain(|(_, n)| *n > 0);
+    stats.flows_by_app_proto.sort();
+    stats
+        .extra
+        .push(("expectations_created", merged.expectations.created));
+    stats
+        .extra
+        .push(("expectations_matched", merged.expectations.matched));
+    stats
+        .extra
+        .push(("expectations_dropped", merged.expectations.dropped));
     // Replay output must not depend on the wall clock: uptime is the packet time the capture spans.
     stats.uptime_secs = (last_ts - first_ts).max(0) / 1_000_000;
     let mut line = String::new();

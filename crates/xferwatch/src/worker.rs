@@ -15,9 +15,27 @@ use xferwatch_stream::{Flow, FlowTable, FlowTableConfig, TableStats};
 /// precede (phase 1); at one instant, flows are ordered by their first packet.
 pub type OrderKey = (u64, u8, u64);
 
+/// What a worker sends the writer.
+pub enum Ev {
+    Flow {
+        line: String,
+        /// The same record as an FTP data channel, in case an announcement names this flow.
+        alt: Option<DataAlt>,
+    },
+    Expect(crate::app::Expectation),
+}
+
+pub struct DataAlt {
+    pub line: String,
+    pub server: xferwatch_wire::Endpoint,
+    pub client: xferwatch_wire::Addr,
+    pub start_us: i64,
+    pub old_proto: String,
+}
+
 pub struct Out {
     pub worker: usize,
-    pub events: Vec<(OrderKey, String)>,
+    pub events: Vec<(OrderKey, Ev)>,
     /// Every event this worker will still send has a packet number above this.
     pub watermark: u64,
     pub done: Option<WorkerTotals>,
@@ -50,7 +68,8 @@ pub struct Worker {
     table: FlowTable<App>,
     ended: Vec<Flow<App>>,
     app: AppState,
-    events: Vec<(OrderKey, String)>,
+    events: Vec<(OrderKey, Ev)>,
+    expects: Vec<crate::app::Expectation>,
     totals: WorkerTotals,
 }
 
@@ -65,6 +84,7 @@ impl Worker {
             ended: Vec::new(),
             app,
             events: Vec::new(),
+            expects: Vec::new(),
             totals: WorkerTotals::default(),
         }
     }
@@ -88,7 +108,20 @@ impl Worker {
                         );
                         self.flush_ended(rec.idx, 1);
                         if let Some(flow) = self.table.get_mut(h) {
-                            crate::app::on_packet(flow, dir, &p, &self.shared.app, &mut self.app);
+                            let first = flow.first_idx;
+                            let (cfg, st) = (&self.shared.app, &mut self.app);
+                            crate::app::on_packet(
+                                flow,
+                                dir,
+                                &p,
+                                rec.ts_us,
+                                cfg,
+                                st,
+                                &mut self.expects,
+                            );
+                            for x in self.expects.drain(..) {
+                                self.events.push(((rec.idx, 2, first), Ev::Expect(x)));
+                            }
                         }
                     }
                 }
@@ -129,13 +162,13 @@ impl Worker {
         let mut ended = std::mem::take(&mut self.ended);
         for mut f in ended.drain(..) {
             crate::app::on_end(&mut f, &mut self.app);
-            let line = self.render(&f);
-            self.events.push(((idx, phase, f.first_idx), line));
+            let ev = self.render(&f);
+            self.events.push(((idx, phase, f.first_idx), ev));
         }
         self.ended = ended;
     }
 
-    fn render(&mut self, f: &Flow<App>) -> String {
+    fn render(&mut self, f: &Flow<App>) -> Ev {
         let client = f.client_endpoint();
         let server = f.server_endpoint();
         let local_orig = self.shared.networks.is_internal(client.addr);
@@ -184,6 +217,7 @@ impl Worker {
             app_proto_expected: facts.app_proto_expected,
             port_mismatch: facts.port_mismatch,
             snapped: f.snapped,
+            parent_flow_id: None,
         };
         let file_transfer = matches!(facts.app_proto, Some("ftp" | "tftp" | "smb"));
         if (file_transfer || facts.port_mismatch == Some(true))
@@ -209,6 +243,25 @@ impl Worker {
         }
         let mut line = String::with_capacity(640);
         write_flow(&mut line, &rec);
-        line
+        let alt = crate::app::may_be_data_channel(f).then(|| {
+            let alt_rec = FlowRecord {
+                app_proto: Some("ftp-data"),
+                app_proto_ts: None,
+                app_proto_tc: None,
+                port_mismatch: Some(false),
+                parent_flow_id: Some(0),
+                ..rec.clone()
+            };
+            let mut alt_line = String::with_capacity(680);
+            write_flow(&mut alt_line, &alt_rec);
+            DataAlt {
+                line: alt_line,
+                server,
+                client: client.addr,
+                start_us: f.start_us,
+                old_proto: facts.app_proto.unwrap_or("none").to_string(),
+            }
+        });
+        Ev::Flow { line, alt }
     }
 }

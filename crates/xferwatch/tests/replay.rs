@@ -88,7 +88,7 @@ fn bundled() -> Vec<PathBuf> {
 }
 
 /// Every flow listed in pcaps/expected.json appears once, oriented client → server, with the exact
-/// payload bytes, its direction and (except FTP data channels, linked by the transfers work) its app_proto.
+/// payload bytes, its direction and its app_proto; FTP data channels name their control connection.
 #[test]
 fn bundled_captures_give_expected_flows() {
     let expected: Value =
@@ -140,12 +140,23 @@ fn bundled_captures_give_expected_flows() {
                 "{name}: {k:?} direction"
             );
             let want_proto = f["app_proto"].as_str().unwrap();
-            if want_proto != "ftp-data" {
-                assert_eq!(e["app_proto"], want_proto, "{name}: {k:?} app_proto");
-            } else {
-                assert!(
-                    !matches!(e["app_proto"].as_str(), Some("ftp" | "tftp" | "smb")),
-                    "{name}: data channel misnamed"
+            assert_eq!(e["app_proto"], want_proto, "{name}: {k:?} app_proto");
+            if want_proto == "ftp-data" {
+                // Linked to the control connection that announced it.
+                let parent = e["xfer"]["parent_flow_id"]
+                    .as_u64()
+                    .expect("parent_flow_id");
+                let control = ev
+                    .iter()
+                    .find(|c| c["flow_id"].as_u64() == Some(parent))
+                    .expect("parent flow record");
+                assert_eq!(
+                    control["app_proto"], "ftp",
+                    "{name}: parent is the control channel"
+                );
+                assert_eq!(
+                    e["xfer"]["port_mismatch"], false,
+                    "{name}: data channels never mismatch"
                 );
             }
         }
@@ -319,7 +330,9 @@ fn public_corpus_flows() {
             }
             // Flows a fingerprint alone can know (ambiguous ones, such as SMB mailslots in NetBIOS
             // datagrams, list other acceptable answers and are not counted).
-            if ["ftp", "tftp", "smb"].contains(&want) && t["app_proto_acceptable"].is_null() {
+            if ["ftp", "ftp-data", "tftp", "smb"].contains(&want)
+                && t["app_proto_acceptable"].is_null()
+            {
                 fp_known += 1;
                 if e["app_proto"] == want {
                     fp_right += 1;
@@ -338,7 +351,7 @@ fn public_corpus_flows() {
     assert!(checked > 400, "{checked} labelled flows checked");
     assert!(
         fp_right * 100 >= fp_known * 98,
-        "ftp/tftp/smb named right on {fp_right}/{fp_known}"
+        "ftp/ftp-data/tftp/smb named right on {fp_right}/{fp_known}"
     );
 }
 
