@@ -12,13 +12,6 @@ impl<'a> JsonObject<'a> {
         out.push('{');
         JsonObject { out, first: true }
     }
-    /// Continues an object whose `{` and first field the caller wrote by hand.
-    pub fn continue_after_first(out: &'a mut String) -> Self {
-        JsonObject { out, first: false }
-    }
-    pub(crate) fn buf(&mut self) -> &mut String {
-        self.out
-    }
     fn key(&mut self, k: &str) {
         if !self.first {
             self.out.push(',');
@@ -30,6 +23,14 @@ impl<'a> JsonObject<'a> {
     pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
         self.key(k);
         escape_into(self.out, v);
+        self
+    }
+    /// A packet-time timestamp in Suricata's format.
+    pub fn ts(&mut self, k: &str, micros: i64) -> &mut Self {
+        self.key(k);
+        self.out.push('"');
+        timestamp(self.out, micros);
+        self.out.push('"');
         self
     }
     pub fn u64(&mut self, k: &str, v: u64) -> &mut Self {

@@ -1,6 +1,6 @@
 //! The records xferwatch writes. Field names are Suricata's where Suricata has the field.
 
-use crate::json::{timestamp, JsonObject};
+use crate::json::JsonObject;
 
 /// Everything a `flow` event says. Built by the engine from a finished flow.
 #[derive(Clone, Debug, Default)]
@@ -41,10 +41,8 @@ pub struct FlowRecord<'a> {
 }
 
 pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
-    out.push_str("{\"timestamp\":\"");
-    timestamp(out, r.start_us);
-    out.push('"');
-    let mut o = JsonObject::continue_after_first(out);
+    let mut o = JsonObject::begin(out);
+    o.ts("timestamp", r.start_us);
     o.u64("flow_id", r.flow_id).str("event_type", "flow");
     o.str("src_ip", r.src_ip).u64("src_port", r.src_port as u64);
     o.str("dest_ip", r.dest_ip)
@@ -67,7 +65,7 @@ pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
             .u64("pkts_toclient", r.pkts_toclient);
         f.u64("bytes_toserver", r.bytes_toserver)
             .u64("bytes_toclient", r.bytes_toclient);
-        f.raw_ts("start", r.start_us).raw_ts("end", r.end_us);
+        f.ts("start", r.start_us).ts("end", r.end_us);
         f.i64("age", r.age)
             .str("state", r.state)
             .str("reason", r.reason)
@@ -124,10 +122,8 @@ pub struct StatsRecord {
 }
 
 pub fn write_stats(out: &mut String, s: &StatsRecord) {
-    out.push_str("{\"timestamp\":\"");
-    timestamp(out, s.ts_us);
-    out.push('"');
-    let mut o = JsonObject::continue_after_first(out);
+    let mut o = JsonObject::begin(out);
+    o.ts("timestamp", s.ts_us);
     o.str("event_type", "stats");
     o.obj("stats", |st| {
         st.i64("uptime", s.uptime_secs);
@@ -172,15 +168,4 @@ pub fn write_stats(out: &mut String, s: &StatsRecord) {
         }
     });
     o.end();
-}
-
-impl JsonObject<'_> {
-    pub(crate) fn raw_ts(&mut self, k: &str, micros: i64) -> &mut Self {
-        self.str(k, "");
-        let buf = self.buf();
-        buf.pop();
-        timestamp(buf, micros);
-        buf.push('"');
-        self
-    }
 }

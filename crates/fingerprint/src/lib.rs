@@ -185,6 +185,12 @@ pub fn all() -> &'static [&'static dyn Fingerprint] {
     &ALL
 }
 
+/// True when `datagram` is a well-formed TFTP read or write request (what starts a TFTP exchange, as
+/// opposed to a transfer on a new port).
+pub fn is_tftp_request(datagram: &[u8]) -> bool {
+    tftp::is_request(datagram)
+}
+
 /// Result of running every fingerprint on a flow prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Identification {

@@ -254,6 +254,10 @@ fn options(mut rest: &[u8]) -> Option<(usize, bool)> {
     Some((pairs, known))
 }
 
+pub(crate) fn is_request(d: &[u8]) -> bool {
+    matches!(packet(d), Some(Pkt::Request))
+}
+
 fn is_mode(m: &[u8]) -> bool {
     [&b"netascii"[..], b"octet", b"mail"]
         .iter()

@@ -112,6 +112,13 @@ pub const DEFAULT_PORTS: [(Transport, u16, &str); 12] = [
 /// Protocol names the port table may hold.
 pub const KNOWN_PROTOCOLS: [&str; 8] = ["ftp", "tftp", "smb", "http", "tls", "ssh", "dns", "smtp"];
 
+/// The file-transfer protocols AN1173 is about: thresholds, allowlists and "off its own port" apply to them.
+pub const FILE_TRANSFER_PROTOCOLS: [&str; 3] = ["ftp", "tftp", "smb"];
+
+pub fn is_file_transfer(proto: &str) -> bool {
+    FILE_TRANSFER_PROTOCOLS.contains(&proto)
+}
+
 /// The transport a protocol runs on, for entries given by protocol name only.
 pub fn transports_of(proto: &str) -> &'static [Transport] {
     match proto {

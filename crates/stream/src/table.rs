@@ -114,6 +114,20 @@ pub struct TableStats {
     pub max_active: u64,
 }
 
+impl TableStats {
+    /// Adds another worker's counters (`active` and `max_active` add up across shards too).
+    pub fn merge(&mut self, o: &TableStats) {
+        self.created += o.created;
+        self.ended_timeout += o.ended_timeout;
+        self.ended_closed += o.ended_closed;
+        self.ended_evicted += o.ended_evicted;
+        self.ended_shutdown += o.ended_shutdown;
+        self.port_reuse += o.port_reuse;
+        self.active += o.active;
+        self.max_active += o.max_active;
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Class {
     TcpNew = 0,
@@ -365,12 +379,7 @@ impl<A: Default> FlowTable<A> {
                             f.syn_seen = true;
                         }
                     }
-                    let data_seq = if tcp.syn {
-                        tcp.seq.wrapping_add(1)
-                    } else {
-                        tcp.seq
-                    };
-                    f.payload[d] += f.seq[d].on_data(data_seq, pkt.payload_len);
+                    f.payload[d] += f.seq[d].on_data(tcp.data_seq(), pkt.payload_len);
                     if tcp.ack_flag {
                         f.seq[1 - d].on_peer_ack(tcp.ack);
                     }

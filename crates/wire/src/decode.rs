@@ -168,6 +168,17 @@ pub struct TcpInfo {
     pub rst: bool,
 }
 
+impl TcpInfo {
+    /// Sequence number of the segment's first payload byte (a SYN occupies one number).
+    pub fn data_seq(&self) -> u32 {
+        if self.syn {
+            self.seq.wrapping_add(1)
+        } else {
+            self.seq
+        }
+    }
+}
+
 /// A TCP or UDP packet, innermost layer.
 #[derive(Clone, Copy, Debug)]
 pub struct L4Packet<'a> {
@@ -267,8 +278,7 @@ pub fn decode(link: LinkType, frame: &[u8], snapped: bool) -> Result<Decoded<'_>
                 ctx,
             )
         }
-        LinkType::Raw => ip_by_version(frame, ctx),
-        LinkType::Ipv4 | LinkType::Ipv6 => ip_by_version(frame, ctx),
+        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => ip_by_version(frame, ctx),
         LinkType::Null | LinkType::Loop => {
             let raw = frame.get(..4).ok_or(DecodeError::LinkTruncated)?;
             // DLT_NULL stores the address family in the capturing host's byte order; DLT_LOOP in
@@ -282,8 +292,8 @@ pub fn decode(link: LinkType, frame: &[u8], snapped: bool) -> Result<Decoded<'_>
             };
             let rest = tail(frame, 4).ok_or(DecodeError::LinkTruncated)?;
             match family {
-                2 => ip(rest, ctx),
-                10 | 24 | 28 | 30 => ip(rest, ctx),
+                // AF_INET, then AF_INET6 as Linux, the BSDs and macOS number it.
+                2 | 10 | 24 | 28 | 30 => ip(rest, ctx),
                 _ => Err(DecodeError::NotIp),
             }
         }

@@ -6,6 +6,7 @@ use crate::worker::Shared;
 use xferwatch_fingerprint::{
     identify, AppProto, Dgram, Identification, Observed, Transport as FpTransport,
 };
+use xferwatch_policy::is_file_transfer;
 use xferwatch_stream::{Budget, Dir, Flow, Reassembler};
 use xferwatch_wire::{L4Packet, Transport};
 
@@ -38,7 +39,6 @@ pub struct App {
     udp: Vec<(bool, Vec<u8>)>,
     /// A TFTP flow that starts with a read/write request (not a transfer on a new port).
     tftp_request: bool,
-    reversed: bool,
 }
 
 /// Counters kept per worker, cheap, for the stats event and later the metrics.
@@ -50,7 +50,17 @@ pub struct AppCounters {
     pub reassembly_gaps: u64,
     pub reassembly_overlaps: u64,
     pub reassembly_memcap_hits: u64,
-    pub reassembly_peak_bytes: u64,
+}
+
+impl AppCounters {
+    pub fn merge(&mut self, o: &AppCounters) {
+        self.identified += o.identified;
+        self.unknown += o.unknown;
+        self.reoriented += o.reoriented;
+        self.reassembly_gaps += o.reassembly_gaps;
+        self.reassembly_overlaps += o.reassembly_overlaps;
+        self.reassembly_memcap_hits += o.reassembly_memcap_hits;
+    }
 }
 
 pub struct AppState {
@@ -90,22 +100,14 @@ pub fn on_packet(
         return;
     }
     let grew = match (p.transport, p.tcp) {
-        (Transport::Tcp, Some(tcp)) => {
-            let d = dir.idx();
-            if tcp.syn {
-                flow.app.tcp[d].on_syn(tcp.seq);
-            }
-            let data_seq = if tcp.syn {
-                tcp.seq.wrapping_add(1)
-            } else {
-                tcp.seq
-            };
-            let mut grew = flow.app.tcp[d].segment(data_seq, p.payload, cfg.depth, &mut st.budget);
-            if tcp.ack_flag {
-                grew |= flow.app.tcp[1 - d].on_peer_ack(tcp.ack, cfg.depth, &mut st.budget);
-            }
-            grew
-        }
+        (Transport::Tcp, Some(tcp)) => feed_tcp(
+            &mut flow.app.tcp,
+            dir,
+            tcp,
+            p.payload,
+            cfg.depth,
+            &mut st.budget,
+        ),
         _ => {
             if flow.app.udp.len() < UDP_DGRAMS && !p.payload.is_empty() {
                 let keep = &p.payload[..p.payload.len().min(UDP_DGRAM_KEEP)];
@@ -116,8 +118,6 @@ pub fn on_packet(
             }
         }
     };
-    st.counters.reassembly_peak_bytes =
-        st.counters.reassembly_peak_bytes.max(st.budget.used as u64);
     if grew {
         let final_ = match flow.transport() {
             Transport::Tcp => flow.app.tcp.iter().any(|r| r.is_done()),
@@ -125,6 +125,27 @@ pub fn on_packet(
         };
         decide(flow, final_, st);
     }
+}
+
+/// Feeds one TCP segment to its direction's reassembler (and the peer's ACK to the other one).
+/// Returns true when an in-order prefix grew.
+fn feed_tcp(
+    r: &mut [Reassembler; 2],
+    dir: Dir,
+    tcp: xferwatch_wire::TcpInfo,
+    payload: &[u8],
+    depth: usize,
+    budget: &mut Budget,
+) -> bool {
+    let d = dir.idx();
+    if tcp.syn {
+        r[d].on_syn(tcp.seq);
+    }
+    let mut grew = r[d].segment(tcp.data_seq(), payload, depth, budget);
+    if tcp.ack_flag {
+        grew |= r[1 - d].on_peer_ack(tcp.ack, depth, budget);
+    }
+    grew
 }
 
 fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
@@ -164,7 +185,6 @@ fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
                 for d in &mut flow.app.udp {
                     d.0 = !d.0;
                 }
-                flow.app.reversed = true;
                 st.counters.reoriented += 1;
             }
             if proto == AppProto::Tftp {
@@ -173,7 +193,7 @@ fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
                     .udp
                     .iter()
                     .find(|(ts, _)| *ts)
-                    .is_some_and(|(_, d)| d.len() >= 2 && d[0] == 0 && (d[1] == 1 || d[1] == 2));
+                    .is_some_and(|(_, d)| xferwatch_fingerprint::is_tftp_request(d));
             }
             // Unicast DNS never targets a multicast group: DNS-format traffic there is LLMNR or mDNS.
             if proto == AppProto::Dns && flow.server_endpoint().addr.is_multicast() {
@@ -221,8 +241,6 @@ pub struct Facts {
     pub port_mismatch: Option<bool>,
 }
 
-const FILE_TRANSFER: [AppProto; 3] = [AppProto::Ftp, AppProto::Tftp, AppProto::Smb];
-
 pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
     let server_port = flow.server_endpoint().port;
     let expected = shared.ports.expected(flow.transport(), server_port);
@@ -236,7 +254,7 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
     let mismatch = match flow.app.ident {
         // TFTP transfers run on new ports by design: never a mismatch.
         Ident::Found(AppProto::Tftp) if !flow.app.tftp_request => false,
-        Ident::Found(p) if FILE_TRANSFER.contains(&p) => expected != Some(p.as_str()),
+        Ident::Found(p) if is_file_transfer(p.as_str()) => expected != Some(p.as_str()),
         Ident::Found(p) => expected.is_some_and(|e| e != p.as_str()),
         Ident::Unknown | Ident::Pending => {
             expected.is_some() && payload >= shared.app.mismatch_min_payload
@@ -281,16 +299,14 @@ pub fn follow_ftp(
     out: &mut Vec<Expectation>,
 ) {
     let Some(tcp) = p.tcp else { return };
-    let d = dir.idx();
-    let data_seq = if tcp.syn {
-        tcp.seq.wrapping_add(1)
-    } else {
-        tcp.seq
-    };
-    flow.app.tcp[d].segment(data_seq, p.payload, FTP_LINE_MAX, &mut st.budget);
-    if tcp.ack_flag {
-        flow.app.tcp[1 - d].on_peer_ack(tcp.ack, FTP_LINE_MAX, &mut st.budget);
-    }
+    feed_tcp(
+        &mut flow.app.tcp,
+        dir,
+        tcp,
+        p.payload,
+        FTP_LINE_MAX,
+        &mut st.budget,
+    );
     let client = flow.client_endpoint().addr;
     let server = flow.server_endpoint().addr;
     for side in [0usize, 1] {

@@ -2,9 +2,12 @@
 //! nothing dropped), N workers keep the flow tables, one writer merges their events in a fixed order.
 
 use crate::app::AppConfig;
+use crate::app::AppCounters;
 use crate::settings::Settings;
 use crate::worker::{Shared, Worker, WorkerTotals};
+use crate::writer::Merged;
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -13,6 +16,7 @@ use std::time::Instant;
 use xferwatch_capture::{read_files, DefragLimits, Dispatcher, Ingest, IngestStats, Mode};
 use xferwatch_events::{write_stats, StatsRecord};
 use xferwatch_policy::Networks;
+use xferwatch_stream::TableStats;
 use xferwatch_wire::DecodeError;
 
 pub fn run(
@@ -92,7 +96,6 @@ pub fn run(
     let _ = ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::Relaxed));
     let outcome = read_files(pcaps, &mut ingest, &STOP, |p| tracing::warn!("{p}"));
     ingest.finish();
-    let last_ts = ingest.last_ts_us();
     for h in handles {
         let _ = h.join();
     }
@@ -101,33 +104,7 @@ pub fn run(
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
     let merged = merged.context("cannot write the EVE output")?;
 
-    let first_ts = ingest.first_ts_us();
-    let mut stats = stats_record(&ingest.stats, &ingest, &merged.totals, last_ts, started);
-    for (proto, delta) in &merged.proto_corrections {
-        match stats
-            .flows_by_app_proto
-            .iter_mut()
-            .find(|(p, _)| p == proto)
-        {
-            Some((_, n)) => *n = (*n as i64 + delta).max(0) as u64,
-            None => stats
-                .flows_by_app_proto
-                .push((proto.clone(), (*delta).max(0) as u64)),
-        }
-    }
-    stats.flows_by_app_proto.retain(|(_, n)| *n > 0);
-    stats.flows_by_app_proto.sort();
-    stats
-        .extra
-        .push(("expectations_created", merged.expectations.created));
-    stats
-        .extra
-        .push(("expectations_matched", merged.expectations.matched));
-    stats
-        .extra
-        .push(("expectations_dropped", merged.expectations.dropped));
-    // Replay output must not depend on the wall clock: uptime is the packet time the capture spans.
-    stats.uptime_secs = (last_ts - first_ts).max(0) / 1_000_000;
+    let stats = stats_record(&ingest, &merged);
     let mut line = String::new();
     write_stats(&mut line, &stats);
     out.write_all(line.as_bytes())
@@ -148,42 +125,31 @@ pub fn run(
     Ok(code)
 }
 
-fn stats_record(
-    st: &IngestStats,
-    ingest: &Ingest,
-    totals: &[WorkerTotals],
-    last_ts: i64,
-    started: Instant,
-) -> StatsRecord {
-    let mut by_proto = std::collections::BTreeMap::new();
+fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
+    let st = &ingest.stats;
+    let mut by_proto: BTreeMap<&str, i64> = BTreeMap::new();
     let (mut tcp, mut udp) = (0, 0);
-    let mut table = xferwatch_stream::TableStats::default();
-    let mut extra_app = crate::app::AppCounters::default();
-    for t in totals {
+    let mut table = TableStats::default();
+    let mut app = AppCounters::default();
+    for t in &merged.totals {
         for (k, v) in &t.flows_by_app_proto {
-            *by_proto.entry(k.clone()).or_insert(0u64) += v;
+            *by_proto.entry(k).or_default() += *v as i64;
         }
         tcp += t.flows_tcp;
         udp += t.flows_udp;
-        table.created += t.table.created;
-        table.ended_timeout += t.table.ended_timeout;
-        table.ended_closed += t.table.ended_closed;
-        table.ended_evicted += t.table.ended_evicted;
-        table.ended_shutdown += t.table.ended_shutdown;
-        table.port_reuse += t.table.port_reuse;
-        table.max_active += t.table.max_active;
-        extra_app.identified += t.app.identified;
-        extra_app.unknown += t.app.unknown;
-        extra_app.reoriented += t.app.reoriented;
-        extra_app.reassembly_gaps += t.app.reassembly_gaps;
-        extra_app.reassembly_overlaps += t.app.reassembly_overlaps;
-        extra_app.reassembly_memcap_hits += t.app.reassembly_memcap_hits;
-        extra_app.reassembly_peak_bytes += t.app.reassembly_peak_bytes;
+        table.merge(&t.table);
+        app.merge(&t.app);
+    }
+    // Data channels the writer linked were counted by the workers under their own label.
+    for (k, delta) in &merged.proto_corrections {
+        *by_proto.entry(k).or_default() += delta;
     }
     let d = &ingest.defrag.stats;
+    let x = &merged.expectations;
     StatsRecord {
-        ts_us: last_ts,
-        uptime_secs: started.elapsed().as_secs() as i64,
+        ts_us: ingest.last_ts_us(),
+        // Replay output must not depend on the wall clock: uptime is the packet time the input spans.
+        uptime_secs: (ingest.last_ts_us() - ingest.first_ts_us()).max(0) / 1_000_000,
         pkts: st.frames,
         bytes: st.bytes,
         invalid: st.invalid(),
@@ -198,7 +164,11 @@ fn stats_record(
         flows_total: table.created,
         flows_tcp: tcp,
         flows_udp: udp,
-        flows_by_app_proto: by_proto.into_iter().collect(),
+        flows_by_app_proto: by_proto
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n as u64))
+            .collect(),
         decode_errors: DecodeError::ALL
             .iter()
             .map(|e| (e.reason(), st.decode[e.index()]))
@@ -212,16 +182,19 @@ fn stats_record(
         ],
         extra: vec![
             ("flows_port_reuse", table.port_reuse),
-            ("identified", extra_app.identified),
-            ("identification_gave_up", extra_app.unknown),
-            ("reoriented", extra_app.reoriented),
-            ("reassembly_gaps", extra_app.reassembly_gaps),
-            ("reassembly_overlaps", extra_app.reassembly_overlaps),
-            ("reassembly_memcap_hits", extra_app.reassembly_memcap_hits),
+            ("identified", app.identified),
+            ("identification_gave_up", app.unknown),
+            ("reoriented", app.reoriented),
+            ("reassembly_gaps", app.reassembly_gaps),
+            ("reassembly_overlaps", app.reassembly_overlaps),
+            ("reassembly_memcap_hits", app.reassembly_memcap_hits),
             ("defrag_timeouts", d.timeouts),
             ("defrag_overlaps", d.overlaps),
             ("defrag_limit_drops", d.dropped_limit),
             ("defrag_malformed", d.malformed),
+            ("expectations_created", x.created),
+            ("expectations_matched", x.matched),
+            ("expectations_dropped", x.dropped),
         ],
     }
 }
@@ -259,20 +232,13 @@ fn summary(
         stats.flows_udp,
         events + 1
     );
-    let protos: Vec<String> = stats
-        .flows_by_app_proto
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    let _ = writeln!(
-        e,
-        "  by app_proto: {}",
-        if protos.is_empty() {
-            "-".into()
-        } else {
-            protos.join(", ")
-        }
+    let protos = join_counts(
+        stats
+            .flows_by_app_proto
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v)),
     );
+    let _ = writeln!(e, "  by app_proto: {}", protos.as_deref().unwrap_or("-"));
     let _ = writeln!(e, "  alerts: 0 (detection is not enabled in this version)");
     let mut notable: Vec<&(u64, String)> = totals.iter().flat_map(|t| t.notable.iter()).collect();
     notable.sort();
@@ -286,20 +252,8 @@ fn summary(
             let _ = writeln!(e, "    {l}");
         }
     }
-    let errs: Vec<String> = stats
-        .decode_errors
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    let _ = writeln!(
-        e,
-        "  not decoded: {}",
-        if errs.is_empty() {
-            "none".into()
-        } else {
-            errs.join(", ")
-        }
-    );
+    let errs = join_counts(stats.decode_errors.iter().copied());
+    let _ = writeln!(e, "  not decoded: {}", errs.as_deref().unwrap_or("none"));
     if stats.fragments > 0 {
         let _ = writeln!(
             e,
@@ -307,4 +261,10 @@ fn summary(
             stats.fragments, stats.reassembled
         );
     }
+}
+
+/// "name count, name count", or None for an empty list.
+fn join_counts<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> Option<String> {
+    let parts: Vec<String> = pairs.map(|(k, v)| format!("{k} {v}")).collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }

@@ -411,7 +411,6 @@ impl Default for Rollup {
 
 /// Signature ids of the detection issue, the only ones an `[[allow]]` entry may name.
 pub const SIGNATURE_IDS: [u32; 5] = [1_173_001, 1_173_002, 1_173_003, 1_173_004, 1_173_005];
-const FILE_PROTOCOLS: [&str; 3] = ["ftp", "tftp", "smb"];
 
 impl Settings {
     /// Loads `path` (if any) plus environment overrides, then validates.
@@ -468,7 +467,7 @@ impl Settings {
             );
         }
         for k in self.detect.large_outbound.per_protocol.keys() {
-            if !FILE_PROTOCOLS.contains(&k.as_str()) {
+            if !xferwatch_policy::is_file_transfer(k) {
                 bail!("detect.large_outbound.per_protocol.{k}: unknown protocol (expected ftp, tftp or smb)");
             }
         }
@@ -514,7 +513,7 @@ impl Settings {
                 }
             }
             if let Some(p) = &a.app_proto {
-                if !FILE_PROTOCOLS.contains(&p.as_str()) {
+                if !xferwatch_policy::is_file_transfer(p) {
                     bail!(
                         "allow[{i}].app_proto: unknown protocol {p:?} (expected ftp, tftp or smb)"
                     );

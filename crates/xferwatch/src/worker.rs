@@ -30,7 +30,7 @@ pub struct DataAlt {
     pub server: xferwatch_wire::Endpoint,
     pub client: xferwatch_wire::Addr,
     pub start_us: i64,
-    pub old_proto: String,
+    pub old_proto: &'static str,
 }
 
 pub struct Out {
@@ -47,7 +47,7 @@ pub struct WorkerTotals {
     pub app: AppCounters,
     pub flows_tcp: u64,
     pub flows_udp: u64,
-    pub flows_by_app_proto: std::collections::BTreeMap<String, u64>,
+    pub flows_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
     /// File-transfer and mismatching flows for the human summary, (first packet, line), bounded.
     pub notable: Vec<(u64, String)>,
 }
@@ -146,7 +146,7 @@ impl Worker {
                     worker: self.id,
                     events,
                     watermark,
-                    done: done.clone(),
+                    done,
                 });
             }
             if end {
@@ -184,7 +184,7 @@ impl Worker {
         *self
             .totals
             .flows_by_app_proto
-            .entry(facts.app_proto.unwrap_or("none").to_string())
+            .entry(facts.app_proto.unwrap_or("none"))
             .or_default() += 1;
         let rec = FlowRecord {
             flow_id: f.flow_id,
@@ -219,7 +219,9 @@ impl Worker {
             snapped: f.snapped,
             parent_flow_id: None,
         };
-        let file_transfer = matches!(facts.app_proto, Some("ftp" | "tftp" | "smb"));
+        let file_transfer = facts
+            .app_proto
+            .is_some_and(xferwatch_policy::is_file_transfer);
         if (file_transfer || facts.port_mismatch == Some(true))
             && self.totals.notable.len() < MAX_NOTABLE
         {
@@ -259,7 +261,7 @@ impl Worker {
                 server,
                 client: client.addr,
                 start_us: f.start_us,
-                old_proto: facts.app_proto.unwrap_or("none").to_string(),
+                old_proto: facts.app_proto.unwrap_or("none"),
             }
         });
         Ev::Flow { line, alt }

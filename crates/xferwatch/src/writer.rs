@@ -72,7 +72,7 @@ pub struct Merged {
     pub totals: Vec<WorkerTotals>,
     pub events: u64,
     /// Flows re-labelled as FTP data channels: +1 ftp-data, -1 the label the worker gave.
-    pub proto_corrections: BTreeMap<String, i64>,
+    pub proto_corrections: BTreeMap<&'static str, i64>,
     pub expectations: Expectations,
 }
 
@@ -83,7 +83,7 @@ pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::R
     let mut written = 0u64;
     let mut finished = 0usize;
     let mut expect = Expectations::default();
-    let mut corrections: BTreeMap<String, i64> = BTreeMap::new();
+    let mut corrections: BTreeMap<&'static str, i64> = BTreeMap::new();
     while finished < workers {
         let Ok(msg) = rx.recv() else { break };
         let w = msg.worker;
@@ -128,7 +128,7 @@ pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::R
                                 1,
                             );
                             out.write_all(fixed.as_bytes())?;
-                            *corrections.entry("ftp-data".into()).or_default() += 1;
+                            *corrections.entry("ftp-data").or_default() += 1;
                             *corrections.entry(a.old_proto).or_default() -= 1;
                         }
                         _ => out.write_all(line.as_bytes())?,
