@@ -29,6 +29,14 @@ impl Budget {
             overlaps: 0,
         }
     }
+    /// Reserves `n` bytes; false (and a counted memcap hit) when the budget is spent.
+    pub fn try_take(&mut self, n: usize) -> bool {
+        self.take(n)
+    }
+    /// Returns `n` bytes reserved with [`Budget::try_take`].
+    pub fn release_bytes(&mut self, n: usize) {
+        self.give(n)
+    }
     fn take(&mut self, n: usize) -> bool {
         if self.used + n > self.limit {
             self.memcap_hits += 1;

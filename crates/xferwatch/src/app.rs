@@ -109,13 +109,8 @@ pub fn on_packet(
             &mut st.budget,
         ),
         _ => {
-            if flow.app.udp.len() < UDP_DGRAMS && !p.payload.is_empty() {
-                let keep = &p.payload[..p.payload.len().min(UDP_DGRAM_KEEP)];
-                flow.app.udp.push((dir == Dir::ToServer, keep.to_vec()));
-                true
-            } else {
-                false
-            }
+            on_datagram(flow, dir, p.payload, st);
+            return;
         }
     };
     if grew {
@@ -123,7 +118,7 @@ pub fn on_packet(
             Transport::Tcp => flow.app.tcp.iter().any(|r| r.is_done()),
             Transport::Udp => flow.app.udp.len() >= UDP_DGRAMS,
         };
-        decide(flow, final_, st);
+        decide(flow, final_, st, None);
     }
 }
 
@@ -148,18 +143,52 @@ fn feed_tcp(
     grew
 }
 
-fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
-    let verdict = {
+/// A UDP datagram of an undecided flow. Identification runs on the datagram where it lies; it is
+/// copied (within the worker's reassembly budget) only when the fingerprints need more, so the common
+/// case — a DNS query, a TFTP request — allocates nothing.
+fn on_datagram(flow: &mut Flow<App>, dir: Dir, payload: &[u8], st: &mut AppState) {
+    if payload.is_empty() || flow.app.udp.len() >= UDP_DGRAMS {
+        return;
+    }
+    let keep = &payload[..payload.len().min(UDP_DGRAM_KEEP)];
+    let current = (dir == Dir::ToServer, keep);
+    let last_slot = flow.app.udp.len() + 1 >= UDP_DGRAMS;
+    if decide(flow, last_slot, st, Some(current)) {
+        return;
+    }
+    if st.budget.try_take(keep.len()) {
+        flow.app.udp.push((current.0, keep.to_vec()));
+    } else {
+        // No room to wait for more: decide on what is here.
+        decide(flow, true, st, Some(current));
+    }
+}
+
+/// Runs the fingerprints on what the flow has buffered (plus `extra`, a datagram not stored) and
+/// applies the verdict. Returns false while more bytes are needed.
+fn decide(
+    flow: &mut Flow<App>,
+    final_: bool,
+    st: &mut AppState,
+    extra: Option<(bool, &[u8])>,
+) -> bool {
+    // With the handshake seen, the client is known for certain; trust a reversal only on UDP and on
+    // TCP flows picked up mid-stream.
+    let may_reverse = flow.transport() == Transport::Udp || !(flow.syn_seen || flow.synack_seen);
+    let (verdict, tftp_request) = {
         let app = &flow.app;
         let mut dgrams: [Dgram<'_>; UDP_DGRAMS] = [Dgram {
             to_server: true,
             data: &[],
         }; UDP_DGRAMS];
-        for (slot, (ts, data)) in dgrams.iter_mut().zip(app.udp.iter()) {
+        let stored = app.udp.iter().map(|(ts, data)| (*ts, data.as_slice()));
+        let mut n = 0;
+        for ((ts, data), slot) in stored.chain(extra).zip(dgrams.iter_mut()) {
             *slot = Dgram {
-                to_server: *ts,
+                to_server: ts,
                 data,
             };
+            n += 1;
         }
         let obs = Observed {
             transport: match flow.transport() {
@@ -168,18 +197,23 @@ fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
             },
             to_server: app.tcp[0].data(),
             to_client: app.tcp[1].data(),
-            dgrams: &dgrams[..app.udp.len()],
+            dgrams: &dgrams[..n],
             final_,
         };
-        identify(&obs)
+        let verdict = identify(&obs);
+        // The requester's first datagram, seen from the orientation the flow will have.
+        let client_flag =
+            !matches!(verdict, Identification::Found { reversed: true, .. } if may_reverse);
+        let tftp_request = dgrams[..n]
+            .iter()
+            .find(|d| d.to_server == client_flag)
+            .is_some_and(|d| xferwatch_fingerprint::is_tftp_request(d.data));
+        (verdict, tftp_request)
     };
     match verdict {
-        Identification::NeedMore => {}
+        Identification::NeedMore => return false,
         Identification::Found { proto, reversed } => {
-            // With the handshake seen, the client is known for certain; trust a reversal only on UDP
-            // and on TCP flows picked up mid-stream.
-            let handshake = flow.syn_seen || flow.synack_seen;
-            if reversed && (flow.transport() == Transport::Udp || !handshake) {
+            if reversed && may_reverse {
                 flow.reverse();
                 flow.app.tcp.swap(0, 1);
                 for d in &mut flow.app.udp {
@@ -187,20 +221,13 @@ fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
                 }
                 st.counters.reoriented += 1;
             }
-            if proto == AppProto::Tftp {
-                flow.app.tftp_request = flow
-                    .app
-                    .udp
-                    .iter()
-                    .find(|(ts, _)| *ts)
-                    .is_some_and(|(_, d)| xferwatch_fingerprint::is_tftp_request(d));
-            }
+            flow.app.tftp_request = proto == AppProto::Tftp && tftp_request;
             // Unicast DNS never targets a multicast group: DNS-format traffic there is LLMNR or mDNS.
             if proto == AppProto::Dns && flow.server_endpoint().addr.is_multicast() {
                 flow.app.ident = Ident::Unknown;
                 st.counters.unknown += 1;
                 release(flow, st);
-                return;
+                return true;
             }
             flow.app.ident = Ident::Found(proto);
             st.counters.identified += 1;
@@ -215,11 +242,15 @@ fn decide(flow: &mut Flow<App>, final_: bool, st: &mut AppState) {
             release(flow, st);
         }
     }
+    true
 }
 
 fn release(flow: &mut Flow<App>, st: &mut AppState) {
     for r in &mut flow.app.tcp {
         r.release(&mut st.budget);
+    }
+    for (_, d) in flow.app.udp.drain(..) {
+        st.budget.release_bytes(d.len());
     }
     flow.app.udp = Vec::new();
 }
@@ -227,7 +258,7 @@ fn release(flow: &mut Flow<App>, st: &mut AppState) {
 /// The flow ended: decide with what was seen, and give the buffers back.
 pub fn on_end(flow: &mut Flow<App>, st: &mut AppState) {
     if flow.app.ident == Ident::Pending && (flow.payload[0] > 0 || flow.payload[1] > 0) {
-        decide(flow, true, st);
+        decide(flow, true, st, None);
     }
     release(flow, st);
 }
