@@ -53,7 +53,7 @@ pub fn run(
             t
         },
         app: AppConfig {
-            depth: 4096,
+            depth: s.limits.reassembly_flow_depth.0.min(1 << 20) as usize,
             memcap: (s.limits.reassembly_memcap.0 as usize / n).max(1 << 16),
             mismatch_min_payload: s.detect.mismatch.min_payload_bytes.0,
         },

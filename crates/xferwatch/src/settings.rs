@@ -312,7 +312,7 @@ impl Default for Limits {
             defrag_max_datagrams: 4096,
             defrag_memcap: Bytes(32 << 20),
             reassembly_memcap: Bytes(64 << 20),
-            reassembly_flow_depth: Bytes(64 << 10),
+            reassembly_flow_depth: Bytes(4 << 10),
         }
     }
 }
