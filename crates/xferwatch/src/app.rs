@@ -39,6 +39,11 @@ pub struct App {
     udp: Vec<(bool, Vec<u8>)>,
     /// A TFTP flow that starts with a read/write request (not a transfer on a new port).
     tftp_request: bool,
+    /// Identified from one direction alone: the other direction's first bytes are still awaited, to
+    /// tell whether the two sides speak different protocols (index into `tcp`).
+    awaiting_side: Option<usize>,
+    /// What each direction speaks on its own, when they differ (to server, to client).
+    split: Option<(AppProto, AppProto)>,
 }
 
 /// Counters kept per worker, cheap, for the stats event and later the metrics.
@@ -96,6 +101,18 @@ pub fn on_packet(
     if flow.app.ident != Ident::Pending {
         if is_ftp_control(flow) {
             follow_ftp(flow, dir, p, ts_us, st, expectations);
+        } else if let (Some(side), Some(tcp)) = (flow.app.awaiting_side, p.tcp) {
+            feed_tcp(
+                &mut flow.app.tcp,
+                dir,
+                tcp,
+                p.payload,
+                cfg.depth,
+                &mut st.budget,
+            );
+            if !flow.app.tcp[side].data().is_empty() || flow.app.tcp[side].is_done() {
+                settle_split(flow, st);
+            }
         }
         return;
     }
@@ -231,9 +248,14 @@ fn decide(
             }
             flow.app.ident = Ident::Found(proto);
             st.counters.identified += 1;
-            // FTP control channels keep being read for the data connections they announce.
-            if proto != AppProto::Ftp {
-                release(flow, st);
+            let empty = [0, 1].map(|i| flow.app.tcp[i].data().is_empty());
+            if proto == AppProto::Ftp {
+                // FTP control channels keep being read for the data connections they announce.
+            } else if flow.transport() == Transport::Tcp && empty[0] != empty[1] && !final_ {
+                // Decided from one side: look at the other side's first bytes before letting go.
+                flow.app.awaiting_side = Some(if empty[0] { 0 } else { 1 });
+            } else {
+                settle_split(flow, st);
             }
         }
         Identification::Unknown => {
@@ -243,6 +265,35 @@ fn decide(
         }
     }
     true
+}
+
+/// Identifies each TCP direction on its own; when both are recognised and differ (an HTTP client
+/// talking to an SSH server), the flow record carries `app_proto_ts`/`app_proto_tc` as Suricata's does.
+/// Then the buffers go back.
+fn settle_split(flow: &mut Flow<App>, st: &mut AppState) {
+    let one_side = |to_server: &[u8], to_client: &[u8]| {
+        let obs = Observed {
+            transport: FpTransport::Tcp,
+            to_server,
+            to_client,
+            dgrams: &[],
+            final_: true,
+        };
+        match identify(&obs) {
+            Identification::Found { proto, .. } => Some(proto),
+            _ => None,
+        }
+    };
+    let (d0, d1) = (flow.app.tcp[0].data(), flow.app.tcp[1].data());
+    if flow.transport() == Transport::Tcp && !d0.is_empty() && !d1.is_empty() {
+        if let (Some(ts), Some(tc)) = (one_side(d0, &[]), one_side(&[], d1)) {
+            if ts != tc {
+                flow.app.split = Some((ts, tc));
+            }
+        }
+    }
+    flow.app.awaiting_side = None;
+    release(flow, st);
 }
 
 fn release(flow: &mut Flow<App>, st: &mut AppState) {
@@ -259,6 +310,9 @@ fn release(flow: &mut Flow<App>, st: &mut AppState) {
 pub fn on_end(flow: &mut Flow<App>, st: &mut AppState) {
     if flow.app.ident == Ident::Pending && (flow.payload[0] > 0 || flow.payload[1] > 0) {
         decide(flow, true, st, None);
+    }
+    if flow.app.awaiting_side.is_some() {
+        settle_split(flow, st);
     }
     release(flow, st);
 }
@@ -293,8 +347,8 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
     };
     Facts {
         app_proto,
-        app_proto_ts: None,
-        app_proto_tc: None,
+        app_proto_ts: flow.app.split.map(|(ts, _)| ts.as_str()),
+        app_proto_tc: flow.app.split.map(|(_, tc)| tc.as_str()),
         app_proto_expected: expected,
         port_mismatch: if app_proto.is_some() {
             Some(mismatch)

@@ -40,7 +40,7 @@ impl Expectations {
         self.len += 1;
         self.created += 1;
         if self.len > MAX_EXPECTATIONS {
-            // Rare: drop the whole oldest-looking port list to stay bounded.
+            // Rare (an announcement flood): drop the port with the most announcements to stay bounded.
             if let Some(port) = self
                 .by_port
                 .iter()

@@ -509,3 +509,33 @@ fn flow_limit_evicts_and_records() {
         evicted
     );
 }
+
+/// Each direction identified on its own: an HTTP client talking to an SSH server is recorded with
+/// Suricata's app_proto_ts/app_proto_tc; flows whose sides agree carry neither.
+#[test]
+fn directions_that_disagree_are_recorded() {
+    let Some(corpus) = shared_corpus() else {
+        return;
+    };
+    let dir = tmpdir("split");
+    let eve = dir.join("eve.json");
+    let out = replay(
+        &[],
+        &[corpus.join("pcaps/zeek__http-get-to-ssh-server.pcap")],
+        &eve,
+    );
+    assert!(out.status.success());
+    let ev = events(&eve);
+    let f = ev
+        .iter()
+        .find(|e| e["event_type"] == "flow" && e["dest_port"] == 22)
+        .expect("flow to port 22");
+    assert_eq!(f["app_proto_ts"], "http");
+    assert_eq!(f["app_proto_tc"], "ssh");
+    let out = replay(&[], &bundled(), &eve);
+    assert!(out.status.success());
+    assert!(
+        events(&eve).iter().all(|e| e.get("app_proto_ts").is_none()),
+        "bundled flows agree both ways"
+    );
+}
