@@ -1,5 +1,5 @@
-//! Real bytes cut from the public captures under
-//! /work/shared/corpus/public/pcaps (generated with `tshark -z follow,tcp,raw`
+//! Real bytes cut from the captures of the
+//! public labelled corpus (`../shared/corpus/public/pcaps`, generated with `tshark -z follow,tcp,raw`
 //! and `tshark -T fields -e udp.payload`; pcap files are not copied).
 //! TCP fixtures are the first segments of a stream, in capture order, capped
 //! at a few hundred bytes; `true` = sent by the real client.
