@@ -3,7 +3,45 @@
 
 use crate::batch::{Batch, Item, PacketRec};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use xferwatch_wire::{FlowKey, L4Packet};
+use std::sync::Arc;
+use xferwatch_wire::{Addr, L4Packet};
+
+/// Picks the worker that owns a packet: the caller decides what must live together. It must be
+/// symmetric (both directions of a flow go to one worker) and depend on the packet only, so the
+/// assignment is the same for every run.
+pub type ShardFn = Arc<dyn Fn(Addr, Addr, u16) -> u64 + Send + Sync>;
+
+/// Shards by host pair (addresses and VLAN, not ports): every flow between two hosts — an FTP
+/// control channel and its data channels, a TFTP request and its transfer — meets on one worker.
+pub fn host_pair_shard() -> ShardFn {
+    Arc::new(|a, b, vlan| shard_hash(&[a, b], vlan))
+}
+
+/// A symmetric hash of a set of addresses (order does not matter) and a VLAN id.
+pub fn shard_hash(addrs: &[Addr], vlan: u16) -> u64 {
+    let mut acc: u64 = 0;
+    for a in addrs {
+        let o = a.octets();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for chunk in o.chunks_exact(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(w))
+                .wrapping_mul(0x100_0000_01b3)
+                .rotate_left(23);
+        }
+        // Commutative combination: the hash is the same whichever side sent the packet.
+        acc = acc.wrapping_add(mix64(h));
+    }
+    mix64(acc ^ vlan as u64)
+}
+
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 const BATCH_ITEMS: usize = 512;
 const BATCH_BYTES: usize = 512 * 1024;
@@ -18,6 +56,7 @@ pub enum Mode {
 
 pub struct Dispatcher {
     mode: Mode,
+    shard: ShardFn,
     senders: Vec<Sender<Batch>>,
     recycle: Receiver<Batch>,
     pending: Vec<Batch>,
@@ -29,10 +68,16 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(mode: Mode, senders: Vec<Sender<Batch>>, recycle: Receiver<Batch>) -> Self {
+    pub fn new(
+        mode: Mode,
+        shard: ShardFn,
+        senders: Vec<Sender<Batch>>,
+        recycle: Receiver<Batch>,
+    ) -> Self {
         let pending = senders.iter().map(|_| Batch::default()).collect();
         Dispatcher {
             mode,
+            shard,
             senders,
             recycle,
             pending,
@@ -85,8 +130,7 @@ impl Dispatcher {
 
     /// Queues one decoded packet for the worker that owns its flow.
     pub fn packet(&mut self, idx: u64, ts_us: i64, frame_len: u32, p: &L4Packet<'_>) {
-        let (key, _) = FlowKey::new(p.transport, p.src, p.dst, p.vlan);
-        let w = (key.symmetric_hash() % self.senders.len() as u64) as usize;
+        let w = ((self.shard)(p.src.addr, p.dst.addr, p.vlan) % self.senders.len() as u64) as usize;
         self.last_idx = idx;
         let b = &mut self.pending[w];
         let off = b.data.len() as u32;

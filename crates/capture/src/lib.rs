@@ -19,6 +19,6 @@ mod offline;
 
 pub use batch::{Batch, Item, PacketRec};
 pub use defrag::{Defrag, DefragLimits, DefragStats};
-pub use dispatch::{Dispatcher, Mode};
+pub use dispatch::{host_pair_shard, shard_hash, Dispatcher, Mode, ShardFn};
 pub use ingest::{Ingest, IngestStats};
 pub use offline::{read_files, FileProblem, ReadOutcome};

@@ -68,6 +68,18 @@ impl<'a> JsonObject<'a> {
         self.out.push(']');
         self
     }
+    pub fn str_array<S: AsRef<str>>(&mut self, k: &str, v: &[S]) -> &mut Self {
+        self.key(k);
+        self.out.push('[');
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            escape_into(self.out, x.as_ref());
+        }
+        self.out.push(']');
+        self
+    }
     fn end_inner(self) {
         self.out.push('}');
     }

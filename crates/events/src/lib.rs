@@ -12,4 +12,4 @@ mod json;
 mod records;
 
 pub use json::{timestamp, JsonObject};
-pub use records::{write_flow, write_stats, FlowRecord, StatsRecord};
+pub use records::{write_event, write_flow, write_stats, EventHeader, FlowRecord, StatsRecord};

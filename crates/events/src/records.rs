@@ -38,6 +38,13 @@ pub struct FlowRecord<'a> {
     pub snapped: bool,
     /// The flow that announced this one (an FTP data channel's control connection).
     pub parent_flow_id: Option<u64>,
+    /// The transfer session the flow belongs to, and that session's outbound payload so far.
+    pub session_id: Option<u64>,
+    pub session_outbound_bytes: Option<u64>,
+    /// The application switched to TLS mid-flow (FTP AUTH TLS: the channel is FTPS from there on).
+    pub tls_upgraded: bool,
+    /// Named caps this flow's parsers reached (bounded list of static names).
+    pub anomalies: &'a [&'static str],
 }
 
 pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
@@ -91,7 +98,57 @@ pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
         if let Some(p) = r.parent_flow_id {
             x.u64("parent_flow_id", p);
         }
+        if let Some(s) = r.session_id {
+            x.u64("session_id", s);
+        }
+        if let Some(s) = r.session_outbound_bytes {
+            x.u64("session_outbound_payload_bytes", s);
+        }
+        if r.tls_upgraded {
+            x.bool("tls_upgraded", true);
+        }
+        if !r.anomalies.is_empty() {
+            x.str_array("anomalies", r.anomalies);
+        }
     });
+    o.end();
+}
+
+/// The fields every transaction or alert event starts with, as Suricata writes them.
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader<'a> {
+    pub ts_us: i64,
+    pub flow_id: u64,
+    pub src_ip: &'a str,
+    pub src_port: u16,
+    pub dest_ip: &'a str,
+    pub dest_port: u16,
+    pub proto: &'a str,
+    pub vlan: u16,
+    pub app_proto: Option<&'a str>,
+}
+
+/// One event line: the header, then whatever `body` writes (the protocol object, `xfer`).
+pub fn write_event(
+    out: &mut String,
+    h: &EventHeader<'_>,
+    event_type: &str,
+    body: impl FnOnce(&mut JsonObject<'_>),
+) {
+    let mut o = JsonObject::begin(out);
+    o.ts("timestamp", h.ts_us);
+    o.u64("flow_id", h.flow_id).str("event_type", event_type);
+    o.str("src_ip", h.src_ip).u64("src_port", h.src_port as u64);
+    o.str("dest_ip", h.dest_ip)
+        .u64("dest_port", h.dest_port as u64);
+    o.str("proto", h.proto);
+    if h.vlan != 0 {
+        o.u64_array("vlan", &[h.vlan as u64]);
+    }
+    if let Some(p) = h.app_proto {
+        o.str("app_proto", p);
+    }
+    body(&mut o);
     o.end();
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Owns: flow lifetime (creation, TCP state from flags, close/linger, timeout, eviction), orientation
 //! (client = SYN sender, else first sender, re-orientable), packet/byte/payload counters.
+//! Also: the table of expected flows (announced by a parser, matched on a flow's first packet).
 //! Must not know: any application protocol, port meaning, network or threshold. Per-flow application
 //! state is the caller's type parameter `A`.
 //! Invariants: memory is bounded by `max_flows` flows of fixed size plus `A`; time is whatever the caller
@@ -10,10 +11,12 @@
 
 #![forbid(unsafe_code)]
 
+mod expect;
 mod reassembly;
 mod seq;
 mod table;
 
+pub use expect::{Expect, ExpectLimits, ExpectStats, Expectations, ListenerIs};
 pub use reassembly::{Budget, Reassembler, MAX_PENDING_SEGMENTS};
 pub use seq::{SeqTracker, MAX_SEQ_RANGES};
 pub use table::{

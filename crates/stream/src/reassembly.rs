@@ -63,6 +63,11 @@ pub struct Reassembler {
     /// Buffers were given back for good.
     released: bool,
     pub gap: bool,
+    /// Where in `data` the bytes after the last skipped hole begin (a streaming parser resyncs there).
+    gap_at: Option<usize>,
+    /// Sequence number up to which bytes were skipped on purpose (a parser did not need them):
+    /// segments below it are expected, not overlaps.
+    skip_floor: Option<u32>,
 }
 
 fn seq_lt(a: u32, b: u32) -> bool {
@@ -82,10 +87,34 @@ impl Reassembler {
     pub fn consume(&mut self, n: usize, depth: usize, budget: &mut Budget) {
         let n = n.min(self.data.len());
         self.data.drain(..n);
+        self.gap_at = self.gap_at.map(|g| g.saturating_sub(n));
         budget.give(n);
         if self.done && self.data.len() < depth && self.next.is_some() && !self.released {
             self.done = false;
         }
+    }
+
+    /// Where a hole was skipped in the delivered bytes, once: the caller feeds its parser the bytes
+    /// before it, tells the parser about the gap, then goes on.
+    pub fn take_gap(&mut self) -> Option<usize> {
+        self.gap_at.take()
+    }
+
+    /// Skips the next `n` bytes of the stream without buffering them (a parser knows it does not need
+    /// them: SMB WRITE data). Only when everything delivered was consumed; returns the bytes skipped.
+    pub fn skip(&mut self, n: u64, depth: usize, budget: &mut Budget) -> u64 {
+        let Some(next) = self.next else { return 0 };
+        if !self.data.is_empty() || self.released || n == 0 {
+            return 0;
+        }
+        let n = n.min(1 << 30) as u32;
+        let to = next.wrapping_add(n);
+        self.next = Some(to);
+        self.skip_floor = Some(to);
+        self.done = false;
+        // Segments waiting beyond the skipped range may now be in order.
+        self.drain_pending(depth, budget);
+        n as u64
     }
 
     /// Data starts at `isn + 1`.
@@ -118,13 +147,14 @@ impl Reassembler {
     fn append(&mut self, seq: u32, bytes: &[u8], depth: usize, budget: &mut Budget) -> bool {
         let Some(next) = self.next else { return false };
         let skip = next.wrapping_sub(seq) as usize;
+        let expected = self.skip_floor.is_some_and(|f| seq_lt(seq, f));
         if skip >= bytes.len() {
-            if skip < (1 << 30) {
+            if skip < (1 << 30) && !expected {
                 budget.overlaps += 1;
             }
             return false;
         }
-        if skip > 0 {
+        if skip > 0 && !expected {
             budget.overlaps += 1;
         }
         let room = depth.saturating_sub(self.data.len());
@@ -177,6 +207,7 @@ impl Reassembler {
             return false;
         };
         self.gap = true;
+        self.gap_at = Some(self.data.len());
         budget.gaps += 1;
         self.next = Some(lowest);
         self.drain_pending(depth, budget)

@@ -6,9 +6,12 @@ use crate::worker::Shared;
 use xferwatch_fingerprint::{
     identify, AppProto, Dgram, Identification, Observed, Transport as FpTransport,
 };
+use xferwatch_parsers::ftp::{FtpConn, FtpEvent, FtpLimits};
+use xferwatch_parsers::smb::{SmbConn, SmbLimits, SmbTx};
+use xferwatch_parsers::tftp::{parse_request, Request, Transfer};
 use xferwatch_policy::is_file_transfer;
 use xferwatch_stream::{Budget, Dir, Flow, Reassembler};
-use xferwatch_wire::{L4Packet, Transport};
+use xferwatch_wire::{Addr, L4Packet, Transport};
 
 /// Datagrams kept per UDP flow for fingerprinting, and bytes kept of each.
 const UDP_DGRAMS: usize = 12;
@@ -22,6 +25,15 @@ pub struct AppConfig {
     pub memcap: usize,
     /// Payload needed on a well-known port before "nothing matched" is a mismatch.
     pub mismatch_min_payload: u64,
+    pub ftp: FtpLimits,
+    pub smb: SmbLimits,
+}
+
+/// What a parser reported on this packet; the worker turns it into expectations, session facts and
+/// transaction events.
+pub enum AppEv {
+    Ftp(FtpEvent),
+    Smb(SmbTx),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +42,50 @@ enum Ident {
     Pending,
     Found(AppProto),
     Unknown,
+    /// Named by an announcement (FTP data channel, TFTP transfer): no fingerprinting.
+    Linked,
+}
+
+/// The protocol parser that follows a flow after identification.
+#[derive(Default)]
+pub enum Proto {
+    #[default]
+    None,
+    Ftp(Box<FtpConn>),
+    FtpData(Box<DataInfo>),
+    Tftp(Box<TftpState>),
+    Smb(Box<SmbConn>),
+}
+
+impl std::fmt::Debug for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::None => "none",
+            Proto::Ftp(_) => "ftp",
+            Proto::FtpData(_) => "ftp-data",
+            Proto::Tftp(_) => "tftp",
+            Proto::Smb(_) => "smb",
+        })
+    }
+}
+
+/// What an FTP data channel carries, learnt from its control channel.
+#[derive(Debug, Default)]
+pub struct DataInfo {
+    pub command: Option<&'static str>,
+    pub file: Option<String>,
+    /// The control channel's client sends (STOR/STOU/APPE).
+    pub upload: Option<bool>,
+    /// The control channel's client address: which way "upload" goes on this flow.
+    pub control_client: Option<Addr>,
+}
+
+#[derive(Debug)]
+pub struct TftpState {
+    pub request: Option<Request>,
+    pub transfer: Transfer,
+    /// A request whose transfer moved to another flow (which reports the transfer).
+    pub handed_over: bool,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +100,21 @@ pub struct App {
     awaiting_side: Option<usize>,
     /// What each direction speaks on its own, when they differ (to server, to client).
     split: Option<(AppProto, AppProto)>,
+    /// The control channel switched to TLS (FTP AUTH TLS).
+    pub tls_upgraded: bool,
+    /// A label that overrides the identified protocol ("ftp-data", "tftp" for a linked transfer).
+    pub label: Option<&'static str>,
+    /// The flow that announced this one.
+    pub parent: Option<u64>,
+    /// The transfer session this flow counts towards (0: none).
+    pub session: u64,
+    /// Outbound payload already added to the session.
+    pub out_counted: u64,
+    pub proto: Proto,
+    /// Caps this flow's parsers reached.
+    pub anomalies: Vec<&'static str>,
+    /// A session was asked for once (the table may have been full).
+    pub session_tried: bool,
 }
 
 /// Counters kept per worker, cheap, for the stats event and later the metrics.
@@ -93,28 +164,42 @@ pub fn on_packet(
     flow: &mut Flow<App>,
     dir: Dir,
     p: &L4Packet<'_>,
-    ts_us: i64,
     cfg: &AppConfig,
     st: &mut AppState,
-    expectations: &mut Vec<Expectation>,
+    evs: &mut Vec<AppEv>,
 ) {
-    if flow.app.ident != Ident::Pending {
-        if is_ftp_control(flow) {
-            follow_ftp(flow, dir, p, ts_us, st, expectations);
-        } else if let (Some(side), Some(tcp)) = (flow.app.awaiting_side, p.tcp) {
-            feed_tcp(
-                &mut flow.app.tcp,
-                dir,
-                tcp,
-                p.payload,
-                cfg.depth,
-                &mut st.budget,
-            );
-            if !flow.app.tcp[side].data().is_empty() || flow.app.tcp[side].is_done() {
-                settle_split(flow, st);
+    match flow.app.ident {
+        Ident::Pending => {}
+        Ident::Linked => {
+            if let Proto::Tftp(t) = &mut flow.app.proto {
+                t.transfer.datagram(dir == Dir::ToServer, p.payload);
             }
+            return;
         }
-        return;
+        Ident::Found(_) | Ident::Unknown => {
+            match &mut flow.app.proto {
+                Proto::Ftp(_) => follow_ftp(flow, dir, p, st, evs),
+                Proto::Smb(_) => follow_smb(flow, dir, p, st, evs),
+                Proto::Tftp(t) => t.transfer.datagram(dir == Dir::ToServer, p.payload),
+                Proto::FtpData(_) => {}
+                Proto::None => {
+                    if let (Some(side), Some(tcp)) = (flow.app.awaiting_side, p.tcp) {
+                        feed_tcp(
+                            &mut flow.app.tcp,
+                            dir,
+                            tcp,
+                            p.payload,
+                            cfg.depth,
+                            &mut st.budget,
+                        );
+                        if !flow.app.tcp[side].data().is_empty() || flow.app.tcp[side].is_done() {
+                            settle_split(flow, st);
+                        }
+                    }
+                }
+            }
+            return;
+        }
     }
     let grew = match (p.transport, p.tcp) {
         (Transport::Tcp, Some(tcp)) => feed_tcp(
@@ -126,7 +211,7 @@ pub fn on_packet(
             &mut st.budget,
         ),
         _ => {
-            on_datagram(flow, dir, p.payload, st);
+            on_datagram(flow, dir, p.payload, cfg, st);
             return;
         }
     };
@@ -135,8 +220,22 @@ pub fn on_packet(
             Transport::Tcp => flow.app.tcp.iter().any(|r| r.is_done()),
             Transport::Udp => flow.app.udp.len() >= UDP_DGRAMS,
         };
-        decide(flow, final_, st, None);
+        decide(flow, final_, cfg, st, None);
+        // The bytes that decided may already hold commands or messages.
+        match flow.app.proto {
+            Proto::Ftp(_) => ftp_lines(flow, st, evs),
+            Proto::Smb(_) => smb_drain(flow, st, evs),
+            _ => {}
+        }
     }
+}
+
+/// Marks a flow as announced by another one: no fingerprinting, the parser state given.
+pub fn link(flow: &mut Flow<App>, label: &'static str, proto: Proto, st: &mut AppState) {
+    release(flow, st);
+    flow.app.ident = Ident::Linked;
+    flow.app.label = Some(label);
+    flow.app.proto = proto;
 }
 
 /// Feeds one TCP segment to its direction's reassembler (and the peer's ACK to the other one).
@@ -163,21 +262,21 @@ fn feed_tcp(
 /// A UDP datagram of an undecided flow. Identification runs on the datagram where it lies; it is
 /// copied (within the worker's reassembly budget) only when the fingerprints need more, so the common
 /// case — a DNS query, a TFTP request — allocates nothing.
-fn on_datagram(flow: &mut Flow<App>, dir: Dir, payload: &[u8], st: &mut AppState) {
+fn on_datagram(flow: &mut Flow<App>, dir: Dir, payload: &[u8], cfg: &AppConfig, st: &mut AppState) {
     if payload.is_empty() || flow.app.udp.len() >= UDP_DGRAMS {
         return;
     }
     let keep = &payload[..payload.len().min(UDP_DGRAM_KEEP)];
     let current = (dir == Dir::ToServer, keep);
     let last_slot = flow.app.udp.len() + 1 >= UDP_DGRAMS;
-    if decide(flow, last_slot, st, Some(current)) {
+    if decide(flow, last_slot, cfg, st, Some(current)) {
         return;
     }
     if st.budget.try_take(keep.len()) {
         flow.app.udp.push((current.0, keep.to_vec()));
     } else {
         // No room to wait for more: decide on what is here.
-        decide(flow, true, st, Some(current));
+        decide(flow, true, cfg, st, Some(current));
     }
 }
 
@@ -186,13 +285,14 @@ fn on_datagram(flow: &mut Flow<App>, dir: Dir, payload: &[u8], st: &mut AppState
 fn decide(
     flow: &mut Flow<App>,
     final_: bool,
+    cfg: &AppConfig,
     st: &mut AppState,
     extra: Option<(bool, &[u8])>,
 ) -> bool {
     // With the handshake seen, the client is known for certain; trust a reversal only on UDP and on
     // TCP flows picked up mid-stream.
     let may_reverse = flow.transport() == Transport::Udp || !(flow.syn_seen || flow.synack_seen);
-    let (verdict, tftp_request) = {
+    let (verdict, tftp_request, tftp) = {
         let app = &flow.app;
         let mut dgrams: [Dgram<'_>; UDP_DGRAMS] = [Dgram {
             to_server: true,
@@ -225,7 +325,37 @@ fn decide(
             .iter()
             .find(|d| d.to_server == client_flag)
             .is_some_and(|d| xferwatch_fingerprint::is_tftp_request(d.data));
-        (verdict, tftp_request)
+        // A TFTP flow gets its transaction state from the datagrams seen so far.
+        let tftp = matches!(
+            verdict,
+            Identification::Found {
+                proto: AppProto::Tftp,
+                ..
+            }
+        )
+        .then(|| {
+            let mut request: Option<Request> = None;
+            let mut transfer: Option<Transfer> = None;
+            for d in &dgrams[..n] {
+                let from_requester = d.to_server == client_flag;
+                if request.is_none() && transfer.is_none() && from_requester && tftp_request {
+                    if let Some(r) = parse_request(d.data) {
+                        transfer = Some(Transfer::new(r.write, &r.options));
+                        request = Some(r);
+                        continue;
+                    }
+                }
+                transfer
+                    .get_or_insert_with(Transfer::without_request)
+                    .datagram(from_requester, d.data);
+            }
+            Box::new(TftpState {
+                request,
+                transfer: transfer.unwrap_or_else(Transfer::without_request),
+                handed_over: false,
+            })
+        });
+        (verdict, tftp_request, tftp)
     };
     match verdict {
         Identification::NeedMore => return false,
@@ -249,8 +379,16 @@ fn decide(
             flow.app.ident = Ident::Found(proto);
             st.counters.identified += 1;
             let empty = [0, 1].map(|i| flow.app.tcp[i].data().is_empty());
-            if proto == AppProto::Ftp {
-                // FTP control channels keep being read for the data connections they announce.
+            let tcp = flow.transport() == Transport::Tcp;
+            if let Some(t) = tftp {
+                flow.app.proto = Proto::Tftp(t);
+                release(flow, st);
+            } else if proto == AppProto::Ftp && tcp {
+                // FTP control channels keep being read, line by line.
+                flow.app.proto = Proto::Ftp(Box::new(FtpConn::new(cfg.ftp)));
+            } else if proto == AppProto::Smb && tcp {
+                // SMB is followed message by message over the whole connection.
+                flow.app.proto = Proto::Smb(Box::new(SmbConn::new(cfg.smb)));
             } else if flow.transport() == Transport::Tcp && empty[0] != empty[1] && !final_ {
                 // Decided from one side: look at the other side's first bytes before letting go.
                 flow.app.awaiting_side = Some(if empty[0] { 0 } else { 1 });
@@ -306,13 +444,27 @@ fn release(flow: &mut Flow<App>, st: &mut AppState) {
     flow.app.udp = Vec::new();
 }
 
-/// The flow ended: decide with what was seen, and give the buffers back.
-pub fn on_end(flow: &mut Flow<App>, st: &mut AppState) {
+/// The flow ended: decide with what was seen, let the parsers report what is still open, and give
+/// the buffers back.
+pub fn on_end(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, evs: &mut Vec<AppEv>) {
     if flow.app.ident == Ident::Pending && (flow.payload[0] > 0 || flow.payload[1] > 0) {
-        decide(flow, true, st, None);
+        decide(flow, true, cfg, st, None);
     }
     if flow.app.awaiting_side.is_some() {
         settle_split(flow, st);
+    }
+    match &mut flow.app.proto {
+        Proto::Ftp(c) => {
+            let mut out = Vec::new();
+            c.finish(&mut out);
+            evs.extend(out.into_iter().map(AppEv::Ftp));
+        }
+        Proto::Smb(c) => {
+            let mut out = Vec::new();
+            c.finish(&mut out);
+            evs.extend(out.into_iter().map(AppEv::Smb));
+        }
+        _ => {}
     }
     release(flow, st);
 }
@@ -330,14 +482,16 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
     let server_port = flow.server_endpoint().port;
     let expected = shared.ports.expected(flow.transport(), server_port);
     let payload = flow.payload[0] + flow.payload[1];
-    let app_proto = match flow.app.ident {
+    let found = match flow.app.ident {
         Ident::Found(p) => Some(p.as_str()),
         Ident::Unknown => Some("failed"),
         Ident::Pending if payload > 0 => Some("failed"),
-        Ident::Pending => None,
+        Ident::Pending | Ident::Linked => None,
     };
+    let app_proto = flow.app.label.or(found);
     let mismatch = match flow.app.ident {
-        // TFTP transfers run on new ports by design: never a mismatch.
+        // Data channels and TFTP transfers run on new ports by design: never a mismatch.
+        Ident::Linked => false,
         Ident::Found(AppProto::Tftp) if !flow.app.tftp_request => false,
         Ident::Found(p) if is_file_transfer(p.as_str()) => expected != Some(p.as_str()),
         Ident::Found(p) => expected.is_some_and(|e| e != p.as_str()),
@@ -358,30 +512,34 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
     }
 }
 
-/// A data connection an FTP control channel announced: the side that listens on `port`, and its peer.
-#[derive(Clone, Debug)]
-pub struct Expectation {
-    pub listener: xferwatch_wire::Addr,
-    pub peer: xferwatch_wire::Addr,
-    /// The address written in the command or reply, when it differs from the listener (NAT, FXP).
-    pub announced: Option<xferwatch_wire::Addr>,
-    pub port: u16,
-    pub parent_flow_id: u64,
-    pub ts_us: i64,
+/// The identified protocol, before labels: what session a flow starts.
+pub fn found(flow: &Flow<App>) -> Option<AppProto> {
+    match flow.app.ident {
+        Ident::Found(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// A TFTP request flow's request, once identified.
+pub fn tftp_request(flow: &Flow<App>) -> Option<&Request> {
+    match &flow.app.proto {
+        Proto::Tftp(t) if flow.app.tftp_request => t.request.as_ref(),
+        _ => None,
+    }
 }
 
 /// Longest FTP control line followed; longer lines are skipped.
 const FTP_LINE_MAX: usize = 4096;
+/// Bytes of an SMB stream buffered while a message header is incomplete.
+const SMB_DEPTH: usize = 96 * 1024;
 
-/// Follows an identified FTP control channel: parses complete lines in both directions for PORT/EPRT
-/// commands and 227/229 replies, and reports the data connections they announce.
-pub fn follow_ftp(
+/// Follows an identified FTP control channel line by line, in both directions.
+fn follow_ftp(
     flow: &mut Flow<App>,
     dir: Dir,
     p: &L4Packet<'_>,
-    ts_us: i64,
     st: &mut AppState,
-    out: &mut Vec<Expectation>,
+    evs: &mut Vec<AppEv>,
 ) {
     let Some(tcp) = p.tcp else { return };
     feed_tcp(
@@ -392,48 +550,120 @@ pub fn follow_ftp(
         FTP_LINE_MAX,
         &mut st.budget,
     );
-    let client = flow.client_endpoint().addr;
-    let server = flow.server_endpoint().addr;
-    for side in [0usize, 1] {
-        loop {
-            let buf = flow.app.tcp[side].data();
-            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-                if buf.len() >= FTP_LINE_MAX {
-                    let n = buf.len();
-                    flow.app.tcp[side].consume(n, FTP_LINE_MAX, &mut st.budget);
-                }
-                break;
-            };
-            if let Some((announced, port)) = crate::ftp_lines::announcement(&buf[..nl], side == 0) {
-                let (listener, peer) = if side == 0 {
-                    (client, server)
-                } else {
-                    (server, client)
-                };
-                let announced = announced.filter(|a| *a != listener);
-                out.push(Expectation {
-                    listener,
-                    peer,
-                    announced,
-                    port,
-                    parent_flow_id: flow.flow_id,
-                    ts_us,
-                });
-            }
-            flow.app.tcp[side].consume(nl + 1, FTP_LINE_MAX, &mut st.budget);
+    ftp_lines(flow, st, evs);
+}
+
+fn ftp_lines(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
+    let Proto::Ftp(conn) = &mut flow.app.proto else {
+        return;
+    };
+    let mut out = Vec::new();
+    let tcp = &mut flow.app.tcp;
+    for r in tcp.iter_mut() {
+        if let Some(g) = r.take_gap() {
+            // Bytes were lost: what came before the hole cannot end a line.
+            r.consume(g, FTP_LINE_MAX, &mut st.budget);
         }
     }
+    // Both directions' buffered lines, in the lockstep order FTP keeps: the greeting, then each
+    // command followed by its replies. (After the first packets only one side has new lines.)
+    loop {
+        while conn.pending() > 0 || !conn.greeted() {
+            if !next_line(&mut tcp[1], false, conn, st, &mut out) {
+                break;
+            }
+        }
+        if next_line(&mut tcp[0], true, conn, st, &mut out) {
+            continue;
+        }
+        while next_line(&mut tcp[1], false, conn, st, &mut out) {}
+        break;
+    }
+    if conn.tls {
+        // AUTH TLS: nothing readable follows. The flow stays `ftp` (as Suricata and the
+        // reference labels have it); the record says the channel became FTPS.
+        flow.app.tls_upgraded = true;
+        release(flow, st);
+    }
+    evs.extend(out.into_iter().map(AppEv::Ftp));
 }
 
-pub fn is_ftp_control(flow: &Flow<App>) -> bool {
-    flow.app.ident == Ident::Found(AppProto::Ftp)
+/// Hands one complete line of `r` to the parser; false when there is none.
+fn next_line(
+    r: &mut Reassembler,
+    from_client: bool,
+    conn: &mut FtpConn,
+    st: &mut AppState,
+    out: &mut Vec<FtpEvent>,
+) -> bool {
+    let buf = r.data();
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() >= FTP_LINE_MAX {
+            // A line longer than any FTP line: dropped.
+            let n = buf.len();
+            r.consume(n, FTP_LINE_MAX, &mut st.budget);
+            conn.stats.limit_hits += 1;
+        }
+        return false;
+    };
+    conn.line(from_client, &buf[..nl], out);
+    r.consume(nl + 1, FTP_LINE_MAX, &mut st.budget);
+    true
 }
 
-/// Data channels are any TCP flow not already identified as a control protocol of its own.
-pub fn may_be_data_channel(flow: &Flow<App>) -> bool {
-    flow.transport() == Transport::Tcp
-        && !matches!(
-            flow.app.ident,
-            Ident::Found(AppProto::Ftp | AppProto::Smb | AppProto::Ssh | AppProto::Smtp)
-        )
+/// Follows an SMB connection: every message header is parsed, WRITE/READ data is skipped by length.
+fn follow_smb(
+    flow: &mut Flow<App>,
+    dir: Dir,
+    p: &L4Packet<'_>,
+    st: &mut AppState,
+    evs: &mut Vec<AppEv>,
+) {
+    let Some(tcp) = p.tcp else { return };
+    feed_tcp(
+        &mut flow.app.tcp,
+        dir,
+        tcp,
+        p.payload,
+        SMB_DEPTH,
+        &mut st.budget,
+    );
+    smb_drain(flow, st, evs);
+}
+
+fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
+    let Proto::Smb(conn) = &mut flow.app.proto else {
+        return;
+    };
+    let mut out = Vec::new();
+    for side in [0usize, 1] {
+        let to_server = side == 0;
+        let r = &mut flow.app.tcp[side];
+        loop {
+            if let Some(g) = r.take_gap() {
+                let g = g.min(r.data().len());
+                conn.feed(to_server, &r.data()[..g], &mut out);
+                r.consume(g, SMB_DEPTH, &mut st.budget);
+                conn.gap(to_server);
+            }
+            let used = conn.feed(to_server, r.data(), &mut out);
+            r.consume(used, SMB_DEPTH, &mut st.budget);
+            let skip = conn.skippable(to_server);
+            if skip > 0 && r.data().is_empty() {
+                let n = r.skip(skip, SMB_DEPTH, &mut st.budget);
+                conn.skipped(to_server, n);
+                // Segments waiting beyond the skipped bytes may now be in order.
+                if !r.data().is_empty() {
+                    continue;
+                }
+            } else if used == 0 && r.data().len() >= SMB_DEPTH {
+                // A message larger than the parser will look at: start over at the next header.
+                let n = r.data().len();
+                r.consume(n, SMB_DEPTH, &mut st.budget);
+                conn.gap(to_server);
+            }
+            break;
+        }
+    }
+    evs.extend(out.into_iter().map(AppEv::Smb));
 }

@@ -2,8 +2,9 @@
 //! identification, policy and output live in the workspace's library crates.
 
 mod app;
-mod ftp_lines;
+mod render;
 mod replay;
+mod session;
 mod settings;
 mod worker;
 mod writer;

@@ -13,10 +13,15 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
-use xferwatch_capture::{read_files, DefragLimits, Dispatcher, Ingest, IngestStats, Mode};
+use xferwatch_capture::{
+    read_files, shard_hash, DefragLimits, Dispatcher, Ingest, IngestStats, Mode, ShardFn,
+};
 use xferwatch_events::{write_stats, StatsRecord};
+use xferwatch_parsers::ftp::FtpLimits;
+use xferwatch_parsers::smb::SmbLimits;
 use xferwatch_policy::Networks;
 use xferwatch_stream::TableStats;
+use xferwatch_stream::{ExpectLimits, ExpectStats};
 use xferwatch_wire::DecodeError;
 
 pub fn run(
@@ -43,6 +48,7 @@ pub fn run(
             .with_context(|| format!("{eve}: cannot create the EVE file"))?;
         Box::new(std::io::BufWriter::with_capacity(1 << 16, f))
     };
+    let shard = shard_fn(Networks::new(s.network.internal.clone()));
     let shared = Arc::new(Shared {
         networks: Networks::new(s.network.internal.clone()),
         ports: s.port_table(),
@@ -56,7 +62,18 @@ pub fn run(
             depth: s.limits.reassembly_flow_depth.0.min(1 << 20) as usize,
             memcap: (s.limits.reassembly_memcap.0 as usize / n).max(1 << 16),
             mismatch_min_payload: s.detect.mismatch.min_payload_bytes.0,
+            ftp: FtpLimits {
+                log_credentials: s.output.log_credentials,
+                ..FtpLimits::default()
+            },
+            smb: SmbLimits::default(),
         },
+        expect: ExpectLimits {
+            max_total: (s.limits.max_expectations / n).max(64),
+            ..ExpectLimits::default()
+        },
+        shard: shard.clone(),
+        log_credentials: s.output.log_credentials,
     });
 
     let (out_tx, out_rx) = crossbeam_channel::bounded(n * 64);
@@ -84,7 +101,7 @@ pub fn run(
         })
         .context("cannot start the writer thread")?;
 
-    let dispatcher = Dispatcher::new(Mode::Replay, senders, recycle_rx);
+    let dispatcher = Dispatcher::new(Mode::Replay, shard, senders, recycle_rx);
     let limits = DefragLimits {
         max_datagrams: s.limits.defrag_max_datagrams,
         max_total_bytes: s.limits.defrag_memcap.0 as usize,
@@ -131,7 +148,11 @@ fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
     let (mut tcp, mut udp) = (0, 0);
     let mut table = TableStats::default();
     let mut app = AppCounters::default();
+    let mut x = ExpectStats::default();
+    let mut sessions = crate::session::SessionStats::default();
     for t in &merged.totals {
+        x.merge(&t.expect);
+        sessions.merge(&t.sessions);
         for (k, v) in &t.flows_by_app_proto {
             *by_proto.entry(k).or_default() += *v as i64;
         }
@@ -140,12 +161,7 @@ fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
         table.merge(&t.table);
         app.merge(&t.app);
     }
-    // Data channels the writer linked were counted by the workers under their own label.
-    for (k, delta) in &merged.proto_corrections {
-        *by_proto.entry(k).or_default() += delta;
-    }
     let d = &ingest.defrag.stats;
-    let x = &merged.expectations;
     StatsRecord {
         ts_us: ingest.last_ts_us(),
         // Replay output must not depend on the wall clock: uptime is the packet time the input spans.
@@ -194,7 +210,11 @@ fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
             ("defrag_malformed", d.malformed),
             ("expectations_created", x.created),
             ("expectations_matched", x.matched),
-            ("expectations_dropped", x.dropped),
+            ("expectations_expired", x.expired),
+            ("expectations_refused", x.refused),
+            ("sessions_created", sessions.created),
+            ("sessions_refused", sessions.refused),
+            ("session_queue_limit_hits", sessions.queue_limit_hits),
         ],
     }
 }
@@ -261,6 +281,19 @@ fn summary(
             stats.fragments, stats.reassembled
         );
     }
+}
+
+/// The worker that owns a packet. Everything about one internal host lives on one worker: the flows
+/// of its transfers (FTP control and data, TFTP request and transfer), its per-peer roll-ups and its
+/// baseline. Traffic that does not cross the boundary is sharded by host pair.
+pub fn shard_fn(networks: Networks) -> ShardFn {
+    Arc::new(
+        move |a, b, vlan| match (networks.is_internal(a), networks.is_internal(b)) {
+            (true, false) => shard_hash(&[a], vlan),
+            (false, true) => shard_hash(&[b], vlan),
+            _ => shard_hash(&[a, b], vlan),
+        },
+    )
 }
 
 /// "name count, name count", or None for an empty list.

@@ -172,6 +172,8 @@ pub struct Engine {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_flows: usize,
+    /// Announced connections (FTP data, TFTP transfers) waiting for their flow, whole sensor.
+    pub max_expectations: usize,
     pub defrag_max_datagrams: usize,
     pub defrag_memcap: Bytes,
     pub reassembly_memcap: Bytes,
@@ -309,6 +311,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_flows: 1_000_000,
+            max_expectations: 65_536,
             defrag_max_datagrams: 4096,
             defrag_memcap: Bytes(32 << 20),
             reassembly_memcap: Bytes(64 << 20),
@@ -459,6 +462,12 @@ impl Settings {
         }
         if self.engine.queue_batches == 0 || self.engine.queue_batches > 65_536 {
             bail!("engine.queue_batches: expected 1..=65536");
+        }
+        if self.limits.max_expectations == 0 || self.limits.max_expectations > 10_000_000 {
+            bail!(
+                "limits.max_expectations: expected 1..=10000000, got {}",
+                self.limits.max_expectations
+            );
         }
         if self.limits.max_flows == 0 || self.limits.max_flows > 100_000_000 {
             bail!(

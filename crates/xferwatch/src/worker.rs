@@ -1,37 +1,33 @@
-//! A worker: owns one shard of the flow table and turns finished flows into EVE records.
+//! A worker: owns one shard of the flow table, the transfer sessions and expected flows of that
+//! shard, and turns packets into EVE records.
 //!
-//! Events are tagged with an [`OrderKey`] derived from packet numbers only, so the writer can merge the
-//! workers' streams into the same order whatever the number of workers.
+//! Packets are sharded by host (see `replay::shard_fn`), so every flow of one transfer — FTP control
+//! and data, TFTP request and transfer — is on one worker: expectations, sessions and their totals
+//! need no lock and follow packet order. Events are tagged with an [`OrderKey`] derived from packet
+//! numbers only, so the writer merges the workers' streams into the same order whatever their number.
 
-use crate::app::{App, AppCounters, AppState};
+use crate::app::{self, App, AppCounters, AppEv, AppState, DataInfo, Proto, TftpState};
+use crate::render;
+use crate::session::{Pending, PendingKind, SessionStats, Sessions};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
-use xferwatch_capture::{Batch, Item};
-use xferwatch_events::{write_flow, FlowRecord};
-use xferwatch_policy::{outbound_payload, Direction, Networks, PortTable};
-use xferwatch_stream::{Flow, FlowTable, FlowTableConfig, TableStats};
+use xferwatch_capture::{Batch, Item, ShardFn};
+use xferwatch_parsers::ftp::FtpEvent;
+use xferwatch_parsers::tftp::Transfer;
+use xferwatch_policy::{Networks, PortTable};
+use xferwatch_stream::{
+    Dir, Expect, ExpectLimits, ExpectStats, Expectations, Flow, FlowTable, FlowTableConfig,
+    ListenerIs, TableStats,
+};
+use xferwatch_wire::{L4Packet, Transport};
 
 /// (packet number, phase, flow's first packet number): ticks (phase 0) sort before the packet they
-/// precede (phase 1); at one instant, flows are ordered by their first packet.
+/// precede (phase 1: flows it ended; phase 2: what it caused); at one instant, flows are ordered by
+/// their first packet.
 pub type OrderKey = (u64, u8, u64);
 
-/// What a worker sends the writer.
-pub enum Ev {
-    Flow {
-        line: String,
-        /// The same record as an FTP data channel, in case an announcement names this flow.
-        alt: Option<DataAlt>,
-    },
-    Expect(crate::app::Expectation),
-}
-
-pub struct DataAlt {
-    pub line: String,
-    pub server: xferwatch_wire::Endpoint,
-    pub client: xferwatch_wire::Addr,
-    pub start_us: i64,
-    pub old_proto: &'static str,
-}
+/// What a worker sends the writer: finished EVE lines.
+pub type Ev = String;
 
 pub struct Out {
     pub worker: usize,
@@ -45,21 +41,27 @@ pub struct Out {
 pub struct WorkerTotals {
     pub table: TableStats,
     pub app: AppCounters,
+    pub expect: ExpectStats,
+    pub sessions: SessionStats,
     pub flows_tcp: u64,
     pub flows_udp: u64,
     pub flows_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
+    pub events_by_type: std::collections::BTreeMap<&'static str, u64>,
     /// File-transfer and mismatching flows for the human summary, (first packet, line), bounded.
     pub notable: Vec<(u64, String)>,
 }
 
 /// Notable flows kept per worker for the summary.
-const MAX_NOTABLE: usize = 200;
+pub const MAX_NOTABLE: usize = 200;
 
 pub struct Shared {
     pub networks: Networks,
     pub ports: PortTable,
     pub table: FlowTableConfig,
     pub app: crate::app::AppConfig,
+    pub expect: ExpectLimits,
+    pub shard: ShardFn,
+    pub log_credentials: bool,
 }
 
 pub struct Worker {
@@ -68,23 +70,38 @@ pub struct Worker {
     table: FlowTable<App>,
     ended: Vec<Flow<App>>,
     app: AppState,
+    expects: Expectations<Pending>,
+    sessions: Sessions,
+    evs: Vec<AppEv>,
+    expired: Vec<Pending>,
     events: Vec<(OrderKey, Ev)>,
-    expects: Vec<crate::app::Expectation>,
     totals: WorkerTotals,
+}
+
+/// Work for another flow found while one flow was borrowed.
+enum Deferred {
+    /// The TFTP request flow's transfer moved to a new flow.
+    HandOver(u32, u64),
+    /// An FTP data connection learns its command.
+    DataCommand((u32, u64), (&'static str, String, bool)),
 }
 
 impl Worker {
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
         let table = FlowTable::new(shared.table);
         let app = AppState::new(&shared.app);
+        let expects = Expectations::new(shared.expect);
         Worker {
             id,
             shared,
             table,
             ended: Vec::new(),
             app,
+            expects,
+            sessions: Sessions::default(),
+            evs: Vec::new(),
+            expired: Vec::new(),
             events: Vec::new(),
-            expects: Vec::new(),
             totals: WorkerTotals::default(),
         }
     }
@@ -96,33 +113,12 @@ impl Worker {
                     Item::Tick { ts_us, idx } => {
                         self.table.expire(ts_us, &mut self.ended);
                         self.flush_ended(idx, 0);
+                        self.expects.expire(ts_us, &mut self.expired);
+                        self.release_expired();
                     }
                     Item::Packet(ref rec) => {
                         let p = batch.l4(rec);
-                        let (h, dir) = self.table.packet(
-                            &p,
-                            rec.frame_len,
-                            rec.ts_us,
-                            rec.idx,
-                            &mut self.ended,
-                        );
-                        self.flush_ended(rec.idx, 1);
-                        if let Some(flow) = self.table.get_mut(h) {
-                            let first = flow.first_idx;
-                            let (cfg, st) = (&self.shared.app, &mut self.app);
-                            crate::app::on_packet(
-                                flow,
-                                dir,
-                                &p,
-                                rec.ts_us,
-                                cfg,
-                                st,
-                                &mut self.expects,
-                            );
-                            for x in self.expects.drain(..) {
-                                self.events.push(((rec.idx, 2, first), Ev::Expect(x)));
-                            }
-                        }
+                        self.packet(&p, rec.frame_len, rec.ts_us, rec.idx);
                     }
                 }
             }
@@ -130,12 +126,16 @@ impl Worker {
             if end {
                 self.table.drain(&mut self.ended);
                 self.flush_ended(u64::MAX, 0);
+                self.expects.drain(&mut self.expired);
+                self.release_expired();
             }
             let watermark = batch.through;
             let _ = recycle.try_send(batch);
             let done = if end {
                 self.totals.table = self.table.stats();
                 self.totals.app = self.app.snapshot();
+                self.totals.expect = self.expects.stats;
+                self.totals.sessions = self.sessions.stats;
                 Some(std::mem::take(&mut self.totals))
             } else {
                 None
@@ -155,115 +155,351 @@ impl Worker {
         }
     }
 
+    fn release_expired(&mut self) {
+        for x in self.expired.drain(..) {
+            self.sessions.drop_ref(x.session);
+        }
+    }
+
+    fn packet(&mut self, p: &L4Packet<'_>, frame_len: u32, ts_us: i64, idx: u64) {
+        let (h, mut dir) = self.table.packet(p, frame_len, ts_us, idx, &mut self.ended);
+        self.flush_ended(idx, 1);
+        let shared = &*self.shared;
+        let Some(flow) = self.table.get_mut(h) else {
+            return;
+        };
+        let mut deferred: Vec<Deferred> = Vec::new();
+        // A new flow: was it announced?
+        if flow.pkts[0] + flow.pkts[1] == 1 && !self.expects.is_empty() {
+            if let Some((x, which)) = self.expects.take(
+                flow.transport(),
+                flow.client_endpoint(),
+                flow.server_endpoint(),
+            ) {
+                dir = link(
+                    flow,
+                    h,
+                    dir,
+                    x.data,
+                    which,
+                    &mut self.sessions,
+                    &mut self.app,
+                    &mut deferred,
+                );
+            }
+        }
+        app::on_packet(flow, dir, p, &shared.app, &mut self.app, &mut self.evs);
+        if flow.app.session == 0 && !flow.app.session_tried {
+            start_session(
+                flow,
+                h,
+                ts_us,
+                shared,
+                &mut self.sessions,
+                &mut self.expects,
+            );
+        }
+        let (first_idx, flow_id) = (flow.first_idx, flow.flow_id);
+        if !self.evs.is_empty() {
+            let mut evs = std::mem::take(&mut self.evs);
+            for ev in evs.drain(..) {
+                match ev {
+                    AppEv::Ftp(FtpEvent::Tx(tx)) => {
+                        let line = render::ftp(flow, &tx, ts_us, shared);
+                        *self.totals.events_by_type.entry("ftp").or_default() += 1;
+                        self.events.push(((idx, 2, first_idx), line));
+                    }
+                    AppEv::Ftp(FtpEvent::Announce(a)) => announce_data(
+                        flow,
+                        &a,
+                        ts_us,
+                        shared,
+                        &mut self.sessions,
+                        &mut self.expects,
+                    ),
+                    AppEv::Ftp(FtpEvent::Transfer {
+                        command,
+                        file,
+                        upload,
+                    }) => {
+                        let s = flow.app.session;
+                        if let Some((w, cmd)) =
+                            self.sessions.ftp_command(s, (command, file, upload))
+                        {
+                            deferred.push(Deferred::DataCommand(w, cmd));
+                        }
+                    }
+                    AppEv::Ftp(FtpEvent::TlsStarted) => {}
+                    AppEv::Smb(tx) => {
+                        let line = render::smb(flow, &tx, ts_us, shared);
+                        *self.totals.events_by_type.entry("smb").or_default() += 1;
+                        self.events.push(((idx, 2, first_idx), line));
+                    }
+                }
+            }
+            self.evs = evs;
+        }
+        // The session's running outbound total.
+        if flow.app.session != 0 {
+            if let Some(d) = outbound_dir(flow, &shared.networks) {
+                let now = flow.payload[d.idx()];
+                let delta = now.saturating_sub(flow.app.out_counted);
+                if delta > 0 {
+                    flow.app.out_counted = now;
+                    if let Some(s) = self.sessions.get_mut(flow.app.session) {
+                        s.outbound += delta;
+                    }
+                }
+            }
+        }
+        let _ = flow_id;
+        for d in deferred {
+            match d {
+                Deferred::HandOver(h, id) => {
+                    if let Some(f) = self.table.get_mut(h).filter(|f| f.flow_id == id) {
+                        if let Proto::Tftp(t) = &mut f.app.proto {
+                            t.handed_over = true;
+                        }
+                    }
+                }
+                Deferred::DataCommand((h, id), (command, file, upload)) => {
+                    if let Some(f) = self.table.get_mut(h).filter(|f| f.flow_id == id) {
+                        if let Proto::FtpData(info) = &mut f.app.proto {
+                            info.command = Some(command);
+                            info.file = Some(file);
+                            info.upload = Some(upload);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn flush_ended(&mut self, idx: u64, phase: u8) {
         if self.ended.is_empty() {
             return;
         }
         let mut ended = std::mem::take(&mut self.ended);
         for mut f in ended.drain(..) {
-            crate::app::on_end(&mut f, &mut self.app);
-            let ev = self.render(&f);
-            self.events.push(((idx, phase, f.first_idx), ev));
+            let key = (idx, phase, f.first_idx);
+            let ts = f.last_us;
+            let shared = &*self.shared;
+            app::on_end(&mut f, &shared.app, &mut self.app, &mut self.evs);
+            let mut evs = std::mem::take(&mut self.evs);
+            for ev in evs.drain(..) {
+                let (kind, line) = match ev {
+                    AppEv::Ftp(FtpEvent::Tx(tx)) => ("ftp", render::ftp(&f, &tx, ts, shared)),
+                    AppEv::Smb(tx) => ("smb", render::smb(&f, &tx, ts, shared)),
+                    AppEv::Ftp(_) => continue,
+                };
+                *self.totals.events_by_type.entry(kind).or_default() += 1;
+                self.events.push((key, line));
+            }
+            self.evs = evs;
+            if let Some(line) = render::transfer_event(&f, shared) {
+                let kind = if matches!(f.app.proto, Proto::Tftp(_)) {
+                    "tftp"
+                } else {
+                    "ftp_data"
+                };
+                *self.totals.events_by_type.entry(kind).or_default() += 1;
+                self.events.push((key, line));
+            }
+            let session = self.sessions.get(f.app.session);
+            let line = render::flow(&f, session, shared, &mut self.totals);
+            self.events.push((key, line));
+            if f.app.session != 0 {
+                self.sessions.drop_ref(f.app.session);
+            }
         }
         self.ended = ended;
     }
+}
 
-    fn render(&mut self, f: &Flow<App>) -> Ev {
-        let client = f.client_endpoint();
-        let server = f.server_endpoint();
-        let local_orig = self.shared.networks.is_internal(client.addr);
-        let local_resp = self.shared.networks.is_internal(server.addr);
-        let direction = Direction::of(local_orig, local_resp);
-        let src_ip = client.addr.to_string();
-        let dest_ip = server.addr.to_string();
-        let facts = crate::app::facts(f, &self.shared);
-        match f.transport() {
-            xferwatch_wire::Transport::Tcp => self.totals.flows_tcp += 1,
-            xferwatch_wire::Transport::Udp => self.totals.flows_udp += 1,
-        }
-        *self
-            .totals
-            .flows_by_app_proto
-            .entry(facts.app_proto.unwrap_or("none"))
-            .or_default() += 1;
-        let rec = FlowRecord {
-            flow_id: f.flow_id,
-            start_us: f.start_us,
-            end_us: f.last_us,
-            src_ip: &src_ip,
-            src_port: client.port,
-            dest_ip: &dest_ip,
-            dest_port: server.port,
-            proto: f.transport().as_str(),
-            vlan: f.key.vlan,
-            app_proto: facts.app_proto,
-            app_proto_ts: facts.app_proto_ts,
-            app_proto_tc: facts.app_proto_tc,
-            pkts_toserver: f.pkts[0],
-            pkts_toclient: f.pkts[1],
-            bytes_toserver: f.bytes[0],
-            bytes_toclient: f.bytes[1],
-            age: f.age_secs(),
-            state: f.state.as_str(),
-            reason: f.end_reason.map(|r| r.as_str()).unwrap_or("shutdown"),
-            alerted: false,
-            local_orig,
-            local_resp,
-            direction: direction.as_str(),
-            payload_bytes_toserver: f.payload[0],
-            payload_bytes_toclient: f.payload[1],
-            outbound_payload_bytes: outbound_payload(direction, f.payload[0], f.payload[1]),
-            bytes_exact: f.bytes_exact(),
-            app_proto_expected: facts.app_proto_expected,
-            port_mismatch: facts.port_mismatch,
-            snapped: f.snapped,
-            parent_flow_id: None,
-        };
-        let file_transfer = facts
-            .app_proto
-            .is_some_and(xferwatch_policy::is_file_transfer);
-        if (file_transfer || facts.port_mismatch == Some(true))
-            && self.totals.notable.len() < MAX_NOTABLE
-        {
-            self.totals.notable.push((
-                f.first_idx,
-                format!(
-                    "{:<3} {:>21} -> {:<21} {:<6} {:<8} out {:>10} B{}",
-                    rec.proto,
-                    format!("{}:{}", rec.src_ip, rec.src_port),
-                    format!("{}:{}", rec.dest_ip, rec.dest_port),
-                    facts.app_proto.unwrap_or("-"),
-                    rec.direction,
-                    rec.outbound_payload_bytes,
-                    match (facts.port_mismatch, facts.app_proto_expected) {
-                        (Some(true), Some(e)) => format!("  PORT MISMATCH (port implies {e})"),
-                        (Some(true), None) => "  PORT MISMATCH (off its own port)".to_string(),
-                        _ => String::new(),
-                    }
-                ),
-            ));
-        }
-        let mut line = String::with_capacity(640);
-        write_flow(&mut line, &rec);
-        let alt = crate::app::may_be_data_channel(f).then(|| {
-            let alt_rec = FlowRecord {
-                app_proto: Some("ftp-data"),
-                app_proto_ts: None,
-                app_proto_tc: None,
-                port_mismatch: Some(false),
-                parent_flow_id: Some(0),
-                ..rec.clone()
+/// Which direction of the flow carries internal → external bytes.
+fn outbound_dir(flow: &Flow<App>, networks: &Networks) -> Option<Dir> {
+    let c = networks.is_internal(flow.client_endpoint().addr);
+    let s = networks.is_internal(flow.server_endpoint().addr);
+    match (c, s) {
+        (true, false) => Some(Dir::ToServer),
+        (false, true) => Some(Dir::ToClient),
+        _ => None,
+    }
+}
+
+/// The internal and external ends of a flow, when it crosses the boundary.
+fn ends(
+    flow: &Flow<App>,
+    networks: &Networks,
+) -> (Option<xferwatch_wire::Addr>, Option<xferwatch_wire::Addr>) {
+    let (c, s) = (flow.client_endpoint().addr, flow.server_endpoint().addr);
+    match (networks.is_internal(c), networks.is_internal(s)) {
+        (true, false) => (Some(c), Some(s)),
+        (false, true) => (Some(s), Some(c)),
+        _ => (None, None),
+    }
+}
+
+/// A flow's first packet matched an expectation: it joins the announcer's session.
+#[allow(clippy::too_many_arguments)]
+fn link(
+    flow: &mut Flow<App>,
+    h: u32,
+    dir: Dir,
+    x: Pending,
+    which: ListenerIs,
+    sessions: &mut Sessions,
+    st: &mut AppState,
+    deferred: &mut Vec<Deferred>,
+) -> Dir {
+    let mut dir = dir;
+    // The expectation's hold on the session passes to the flow.
+    flow.app.session = if sessions.get(x.session).is_some() {
+        x.session
+    } else {
+        0
+    };
+    flow.app.session_tried = true;
+    flow.app.parent = Some(x.parent);
+    match x.kind {
+        PendingKind::FtpData { control_client } => {
+            let mut info = DataInfo {
+                control_client: Some(control_client),
+                ..Default::default()
             };
-            let mut alt_line = String::with_capacity(680);
-            write_flow(&mut alt_line, &alt_rec);
-            DataAlt {
-                line: alt_line,
-                server,
-                client: client.addr,
-                start_us: f.start_us,
-                old_proto: facts.app_proto.unwrap_or("none"),
+            if let Some((c, f, up)) = sessions.ftp_data_opened(x.session, (h, flow.flow_id)) {
+                info.command = Some(c);
+                info.file = Some(f);
+                info.upload = Some(up);
             }
-        });
-        Ev::Flow { line, alt }
+            app::link(flow, "ftp-data", Proto::FtpData(Box::new(info)), st);
+        }
+        PendingKind::Tftp {
+            request,
+            request_flow,
+        } => {
+            // The requester is the transfer's client, whoever sent first.
+            if which == ListenerIs::Server {
+                flow.reverse();
+                dir = dir.other();
+            }
+            let transfer = Transfer::new(request.write, &request.options);
+            app::link(
+                flow,
+                "tftp",
+                Proto::Tftp(Box::new(TftpState {
+                    request: Some(*request),
+                    transfer,
+                    handed_over: false,
+                })),
+                st,
+            );
+            deferred.push(Deferred::HandOver(request_flow.0, request_flow.1));
+        }
+    }
+    dir
+}
+
+/// A flow identified as a file-transfer protocol starts its session; a TFTP request announces its
+/// transfer.
+fn start_session(
+    flow: &mut Flow<App>,
+    h: u32,
+    ts_us: i64,
+    shared: &Shared,
+    sessions: &mut Sessions,
+    expects: &mut Expectations<Pending>,
+) {
+    let Some(proto) = app::found(flow) else {
+        return;
+    };
+    let name = proto.as_str();
+    if !xferwatch_policy::is_file_transfer(name) {
+        flow.app.session_tried = true;
+        return;
+    }
+    flow.app.session_tried = true;
+    let (internal, external) = ends(flow, &shared.networks);
+    if !sessions.start(flow.flow_id, name, internal, external, flow.key.vlan) {
+        return;
+    }
+    flow.app.session = flow.flow_id;
+    if let Some(req) = app::tftp_request(flow) {
+        let x = Expect {
+            transport: Transport::Udp,
+            listener: flow.client_endpoint(),
+            listener_alt: None,
+            peer: flow.server_endpoint().addr,
+            peer_port: None,
+            data: Pending {
+                session: flow.flow_id,
+                parent: flow.flow_id,
+                kind: PendingKind::Tftp {
+                    request: Box::new(req.clone()),
+                    request_flow: (h, flow.flow_id),
+                },
+            },
+        };
+        if expects.insert(x, ts_us).is_ok() {
+            sessions.hold(flow.flow_id);
+        } else {
+            flow.app.anomalies.push("expectation_refused");
+        }
+    }
+}
+
+/// PORT/EPRT/227/229 on a control channel: expect the data connection.
+fn announce_data(
+    flow: &mut Flow<App>,
+    a: &xferwatch_parsers::ftp::Announce,
+    ts_us: i64,
+    shared: &Shared,
+    sessions: &mut Sessions,
+    expects: &mut Expectations<Pending>,
+) {
+    let client = flow.client_endpoint().addr;
+    let server = flow.server_endpoint().addr;
+    let (listener, peer) = if a.client_listens {
+        (client, server)
+    } else {
+        (server, client)
+    };
+    let announced = a.addr.filter(|x| *x != listener);
+    if a.client_listens {
+        if let Some(x) = announced {
+            // A PORT naming a third host is an FTP bounce — unless the client sits behind NAT
+            // (observed outside, announcing a private address).
+            let nat = !shared.networks.is_internal(client) && shared.networks.is_internal(x);
+            if x != server && !nat && !flow.app.anomalies.contains(&"ftp_bounce") {
+                flow.app.anomalies.push("ftp_bounce");
+            }
+        }
+    }
+    // A third-party listener is matched only when its flows are sharded with this one's, so the
+    // outcome does not depend on the number of workers.
+    let vlan = flow.key.vlan;
+    let listener_alt = announced
+        .filter(|alt| (shared.shard)(*alt, peer, vlan) == (shared.shard)(client, server, vlan));
+    let x = Expect {
+        transport: Transport::Tcp,
+        listener: xferwatch_wire::Endpoint {
+            addr: listener,
+            port: a.port,
+        },
+        listener_alt,
+        peer,
+        peer_port: None,
+        data: Pending {
+            session: flow.app.session,
+            parent: flow.flow_id,
+            kind: PendingKind::FtpData {
+                control_client: client,
+            },
+        },
+    };
+    if expects.insert(x, ts_us).is_ok() {
+        sessions.hold(flow.app.session);
+    } else if !flow.app.anomalies.contains(&"expectation_refused") {
+        flow.app.anomalies.push("expectation_refused");
     }
 }

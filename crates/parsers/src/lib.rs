@@ -1,0 +1,8 @@
+//! Transaction parsers for the file-transfer protocols. Each is fed in-order bytes (TCP) or
+//! datagrams (UDP) by the worker, keeps bounded state, and reports facts as small event values; it
+//! never allocates per packet once a transaction is open and never panics on any input.
+
+pub mod ftp;
+#[path = "smb_stub.rs"]
+pub mod smb;
+pub mod tftp;

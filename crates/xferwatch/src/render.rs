@@ -1,0 +1,347 @@
+//! EVE lines for flows and transactions. Suricata's field names where Suricata has the field;
+//! everything else under `xfer`.
+
+use crate::app::{self, App, Proto};
+use crate::session::Session;
+use crate::worker::{Shared, WorkerTotals, MAX_NOTABLE};
+use xferwatch_events::{write_event, write_flow, EventHeader, FlowRecord, JsonObject};
+use xferwatch_parsers::ftp::FtpTx;
+use xferwatch_parsers::smb::SmbTx;
+use xferwatch_policy::{outbound_payload, Direction};
+use xferwatch_stream::Flow;
+
+/// The flow's 5-tuple as text, for an event header.
+struct Tuple {
+    src: String,
+    dst: String,
+}
+
+fn tuple(f: &Flow<App>) -> Tuple {
+    Tuple {
+        src: f.client_endpoint().addr.to_string(),
+        dst: f.server_endpoint().addr.to_string(),
+    }
+}
+
+fn header<'a>(
+    f: &Flow<App>,
+    t: &'a Tuple,
+    ts_us: i64,
+    app_proto: Option<&'a str>,
+) -> EventHeader<'a> {
+    EventHeader {
+        ts_us,
+        flow_id: f.flow_id,
+        src_ip: &t.src,
+        src_port: f.client_endpoint().port,
+        dest_ip: &t.dst,
+        dest_port: f.server_endpoint().port,
+        proto: f.transport().as_str(),
+        vlan: f.key.vlan,
+        app_proto,
+    }
+}
+
+fn xfer_common(x: &mut JsonObject<'_>, f: &Flow<App>) {
+    if f.app.session != 0 {
+        x.u64("session_id", f.app.session);
+    }
+    if let Some(p) = f.app.parent {
+        x.u64("parent_flow_id", p);
+    }
+}
+
+/// One FTP command and its reply.
+pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64, _shared: &Shared) -> String {
+    let t = tuple(f);
+    let proto = f.app.label.unwrap_or("ftp");
+    let mut out = String::with_capacity(512);
+    write_event(&mut out, &header(f, &t, ts_us, Some(proto)), "ftp", |o| {
+        o.obj("ftp", |x| {
+            if !tx.command.is_empty() {
+                x.str("command", &tx.command);
+            }
+            if let Some(d) = &tx.command_data {
+                x.str("command_data", d);
+            }
+            if tx.command_truncated {
+                x.bool("command_truncated", true);
+            }
+            if !tx.reply.is_empty() {
+                x.str_array("reply", &tx.reply);
+            }
+            if !tx.completion_code.is_empty() {
+                x.str_array("completion_code", &tx.completion_code);
+            }
+            if let Some(p) = tx.dynamic_port {
+                x.u64("dynamic_port", p as u64);
+            }
+            if let Some(m) = tx.mode {
+                x.str("mode", m);
+            }
+            x.str(
+                "reply_received",
+                if tx.reply_received { "yes" } else { "no" },
+            );
+            if tx.reply_truncated {
+                x.bool("reply_truncated", true);
+            }
+        });
+        o.obj("xfer", |x| {
+            xfer_common(x, f);
+            if tx.mode == Some("active") && f.app.anomalies.contains(&"ftp_bounce") {
+                x.bool("ftp_bounce", true);
+            }
+        });
+    });
+    out
+}
+
+/// One SMB transaction (a file is one transaction from CREATE to CLOSE, its bytes summed).
+pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
+    let t = tuple(f);
+    let mut out = String::with_capacity(512);
+    write_event(&mut out, &header(f, &t, ts_us, Some("smb")), "smb", |o| {
+        o.obj("smb", |x| {
+            x.str("command", tx.command);
+            if let Some(s) = tx.status {
+                x.str("status", s);
+            }
+            if let Some(c) = tx.status_code {
+                x.str("status_code", &format!("0x{c:x}"));
+            }
+            if let Some(d) = tx.dialect {
+                x.str("dialect", d);
+            }
+            x.u64("session_id", tx.session_id);
+            x.u64("tree_id", tx.tree_id as u64);
+            if let Some(s) = &tx.share {
+                x.str("share", s);
+            }
+            if let Some(n) = &tx.filename {
+                x.str("filename", n);
+            }
+            if let Some(u) = &tx.fuid {
+                x.str("fuid", u);
+            }
+            if let Some(d) = tx.disposition {
+                x.str("disposition", d);
+            }
+            if let Some(sz) = tx.size {
+                x.u64("size", sz);
+            }
+            if let Some(n) = &tx.ntlmssp {
+                if shared.log_credentials {
+                    x.obj("ntlmssp", |m| {
+                        m.str("user", &n.user)
+                            .str("domain", &n.domain)
+                            .str("host", &n.host);
+                    });
+                }
+            }
+        });
+        o.obj("xfer", |x| {
+            xfer_common(x, f);
+            if tx.bytes_written > 0 || tx.bytes_read > 0 {
+                x.u64("bytes_written", tx.bytes_written)
+                    .u64("bytes_read", tx.bytes_read);
+            }
+            if tx.encrypted_bytes != [0, 0] {
+                x.u64("encrypted_bytes_toserver", tx.encrypted_bytes[0])
+                    .u64("encrypted_bytes_toclient", tx.encrypted_bytes[1]);
+            }
+        });
+    });
+    out
+}
+
+/// At the end of an FTP data channel (`ftp_data`) or a TFTP transfer (`tftp`): what moved.
+pub fn transfer_event(f: &Flow<App>, _shared: &Shared) -> Option<String> {
+    let t = tuple(f);
+    let mut out = String::with_capacity(512);
+    match &f.app.proto {
+        Proto::FtpData(info) => {
+            // Which way the file went: from the control client's host on an upload.
+            let control_client_sends = info
+                .control_client
+                .map(|c| c == f.client_endpoint().addr)
+                .unwrap_or(true);
+            let (up, down) = if control_client_sends {
+                (f.payload[0], f.payload[1])
+            } else {
+                (f.payload[1], f.payload[0])
+            };
+            let bytes = match info.upload {
+                Some(true) => up,
+                Some(false) => down,
+                None => up.max(down),
+            };
+            write_event(
+                &mut out,
+                &header(f, &t, f.last_us, Some("ftp-data")),
+                "ftp_data",
+                |o| {
+                    let file = info.file.as_deref().filter(|f| !f.is_empty());
+                    if info.command.is_some() || file.is_some() {
+                        o.obj("ftp_data", |x| {
+                            if let Some(n) = file {
+                                x.str("filename", n);
+                            }
+                            if let Some(c) = info.command {
+                                x.str("command", c);
+                            }
+                        });
+                    }
+                    o.obj("xfer", |x| {
+                        xfer_common(x, f);
+                        x.u64("bytes", bytes);
+                        if let Some(u) = info.upload {
+                            x.str("direction", if u { "upload" } else { "download" });
+                        }
+                    });
+                },
+            );
+            Some(out)
+        }
+        Proto::Tftp(st) if !st.handed_over => {
+            let tr = &st.transfer;
+            let write = st.request.as_ref().map(|r| r.write).unwrap_or(tr.write);
+            write_event(
+                &mut out,
+                &header(f, &t, f.last_us, Some("tftp")),
+                "tftp",
+                |o| {
+                    o.obj("tftp", |x| {
+                        x.str("packet", if write { "write" } else { "read" });
+                        if let Some(r) = &st.request {
+                            x.str("file", &r.file).str("mode", &r.mode);
+                        }
+                    });
+                    o.obj("xfer", |x| {
+                        xfer_common(x, f);
+                        x.obj("tftp", |y| {
+                            if let Some(r) = &st.request {
+                                if !r.options.is_empty() {
+                                    y.obj("options", |z| {
+                                        for (k, v) in &r.options {
+                                            z.str(k, v);
+                                        }
+                                    });
+                                }
+                            }
+                            if !tr.oack.is_empty() {
+                                y.obj("oack", |z| {
+                                    for (k, v) in &tr.oack {
+                                        z.str(k, v);
+                                    }
+                                });
+                            }
+                            y.u64("blksize", tr.blksize as u64)
+                                .u64("windowsize", tr.windowsize as u64);
+                            if let Some(ts) = tr.tsize {
+                                y.u64("tsize", ts);
+                            }
+                            y.u64("file_bytes", tr.file_bytes)
+                                .u64("blocks", tr.blocks)
+                                .u64("duplicates", tr.duplicates)
+                                .u64("missing_blocks", tr.missing)
+                                .bool("complete", tr.complete);
+                            if let Some(e) = &tr.error {
+                                y.u64("error_code", e.code as u64)
+                                    .str("error_message", &e.message);
+                            }
+                        });
+                    });
+                },
+            );
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// The flow record, plus the summary line for notable flows.
+pub fn flow(
+    f: &Flow<App>,
+    session: Option<&Session>,
+    shared: &Shared,
+    totals: &mut WorkerTotals,
+) -> String {
+    let client = f.client_endpoint();
+    let server = f.server_endpoint();
+    let local_orig = shared.networks.is_internal(client.addr);
+    let local_resp = shared.networks.is_internal(server.addr);
+    let direction = Direction::of(local_orig, local_resp);
+    let t = tuple(f);
+    let facts = app::facts(f, shared);
+    match f.transport() {
+        xferwatch_wire::Transport::Tcp => totals.flows_tcp += 1,
+        xferwatch_wire::Transport::Udp => totals.flows_udp += 1,
+    }
+    *totals
+        .flows_by_app_proto
+        .entry(facts.app_proto.unwrap_or("none"))
+        .or_default() += 1;
+    let rec = FlowRecord {
+        flow_id: f.flow_id,
+        start_us: f.start_us,
+        end_us: f.last_us,
+        src_ip: &t.src,
+        src_port: client.port,
+        dest_ip: &t.dst,
+        dest_port: server.port,
+        proto: f.transport().as_str(),
+        vlan: f.key.vlan,
+        app_proto: facts.app_proto,
+        app_proto_ts: facts.app_proto_ts,
+        app_proto_tc: facts.app_proto_tc,
+        pkts_toserver: f.pkts[0],
+        pkts_toclient: f.pkts[1],
+        bytes_toserver: f.bytes[0],
+        bytes_toclient: f.bytes[1],
+        age: f.age_secs(),
+        state: f.state.as_str(),
+        reason: f.end_reason.map(|r| r.as_str()).unwrap_or("shutdown"),
+        alerted: session.is_some_and(|s| !s.alerted.is_empty()),
+        local_orig,
+        local_resp,
+        direction: direction.as_str(),
+        payload_bytes_toserver: f.payload[0],
+        payload_bytes_toclient: f.payload[1],
+        outbound_payload_bytes: outbound_payload(direction, f.payload[0], f.payload[1]),
+        bytes_exact: f.bytes_exact(),
+        app_proto_expected: facts.app_proto_expected,
+        port_mismatch: facts.port_mismatch,
+        snapped: f.snapped,
+        parent_flow_id: f.app.parent,
+        session_id: (f.app.session != 0).then_some(f.app.session),
+        session_outbound_bytes: session.map(|s| s.outbound),
+        tls_upgraded: f.app.tls_upgraded,
+        anomalies: &f.app.anomalies,
+    };
+    let file_transfer = facts
+        .app_proto
+        .is_some_and(|p| xferwatch_policy::is_file_transfer(p) || p == "ftp-data");
+    if (file_transfer || facts.port_mismatch == Some(true)) && totals.notable.len() < MAX_NOTABLE {
+        totals.notable.push((
+            f.first_idx,
+            format!(
+                "{:<3} {:>21} -> {:<21} {:<8} {:<8} out {:>10} B{}",
+                rec.proto,
+                format!("{}:{}", rec.src_ip, rec.src_port),
+                format!("{}:{}", rec.dest_ip, rec.dest_port),
+                facts.app_proto.unwrap_or("-"),
+                rec.direction,
+                rec.outbound_payload_bytes,
+                match (facts.port_mismatch, facts.app_proto_expected) {
+                    (Some(true), Some(e)) => format!("  PORT MISMATCH (port implies {e})"),
+                    (Some(true), None) => "  PORT MISMATCH (off its own port)".to_string(),
+                    _ => String::new(),
+                }
+            ),
+        ));
+    }
+    let mut line = String::with_capacity(700);
+    write_flow(&mut line, &rec);
+    line
+}

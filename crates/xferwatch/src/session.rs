@@ -1,0 +1,181 @@
+//! Transfer sessions: the flows of one transfer counted together. An FTP control channel and the data
+//! channels it announced, a TFTP request and its transfer, one SMB connection. The session id is the
+//! flow id of the flow that started it; the outbound total is kept live, packet by packet.
+//!
+//! A worker owns the sessions of its shard. Sharding by host keeps every flow of a session on one
+//! worker, so no lock is needed and the order of events is the packet order.
+
+use std::collections::{HashMap, VecDeque};
+use xferwatch_parsers::tftp::Request;
+use xferwatch_wire::Addr;
+
+/// Sessions kept at once per worker; beyond, new flows count on their own (counted).
+pub const MAX_SESSIONS: usize = 262_144;
+/// Transfer commands waiting for their data connection, and data connections waiting for their
+/// command, per FTP session.
+const MAX_QUEUED: usize = 16;
+
+/// An FTP transfer command: (command, file, upload).
+pub type FtpCmd = (&'static str, String, bool);
+/// A flow in the worker's table: (handle, flow id), checked before use.
+pub type FlowRef = (u32, u64);
+
+#[derive(Debug)]
+pub struct Session {
+    pub proto: &'static str,
+    /// The internal and external ends of the flow that started the session, when it crosses the
+    /// boundary that way.
+    pub internal: Option<Addr>,
+    pub external: Option<Addr>,
+    pub vlan: u16,
+    /// Internal → external payload bytes of every flow of the session so far.
+    pub outbound: u64,
+    /// Signature ids already raised for this session.
+    pub alerted: Vec<u32>,
+    /// Live flows and pending expectations that refer to the session.
+    refs: u32,
+    /// FTP: transfer commands not yet given a data connection (command, file, upload).
+    queued: VecDeque<FtpCmd>,
+    /// FTP: data connections opened before their command (flow handle, flow id).
+    waiting: VecDeque<FlowRef>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionStats {
+    pub created: u64,
+    pub refused: u64,
+    pub queue_limit_hits: u64,
+}
+
+impl SessionStats {
+    pub fn merge(&mut self, o: &SessionStats) {
+        self.created += o.created;
+        self.refused += o.refused;
+        self.queue_limit_hits += o.queue_limit_hits;
+    }
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    map: HashMap<u64, Session>,
+    pub stats: SessionStats,
+}
+
+/// What an expectation carries until its flow arrives.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub session: u64,
+    pub parent: u64,
+    pub kind: PendingKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum PendingKind {
+    FtpData {
+        control_client: Addr,
+    },
+    Tftp {
+        request: Box<Request>,
+        /// The request flow, to tell it the transfer moved on (handle, flow id).
+        request_flow: (u32, u64),
+    },
+}
+
+impl Sessions {
+    /// Opens a session (or refers to an existing one) for one more flow or expectation. False when
+    /// the table is full.
+    pub fn start(
+        &mut self,
+        id: u64,
+        proto: &'static str,
+        internal: Option<Addr>,
+        external: Option<Addr>,
+        vlan: u16,
+    ) -> bool {
+        if let Some(s) = self.map.get_mut(&id) {
+            s.refs += 1;
+            return true;
+        }
+        if self.map.len() >= MAX_SESSIONS {
+            self.stats.refused += 1;
+            return false;
+        }
+        self.stats.created += 1;
+        self.map.insert(
+            id,
+            Session {
+                proto,
+                internal,
+                external,
+                vlan,
+                outbound: 0,
+                alerted: Vec::new(),
+                refs: 1,
+                queued: VecDeque::new(),
+                waiting: VecDeque::new(),
+            },
+        );
+        true
+    }
+
+    /// One more reference to an existing session.
+    pub fn hold(&mut self, id: u64) -> bool {
+        match self.map.get_mut(&id) {
+            Some(s) => {
+                s.refs += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A flow or expectation of the session went away; the session ends with its last reference.
+    pub fn drop_ref(&mut self, id: u64) {
+        if let Some(s) = self.map.get_mut(&id) {
+            s.refs = s.refs.saturating_sub(1);
+            if s.refs == 0 {
+                self.map.remove(&id);
+            }
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Session> {
+        self.map.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Session> {
+        self.map.get_mut(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// An FTP transfer command: the data connection waiting for it, if one is, else queued.
+    pub fn ftp_command(&mut self, id: u64, cmd: FtpCmd) -> Option<(FlowRef, FtpCmd)> {
+        let s = self.map.get_mut(&id)?;
+        if let Some(w) = s.waiting.pop_front() {
+            return Some((w, cmd));
+        }
+        if s.queued.len() >= MAX_QUEUED {
+            s.queued.pop_front();
+            self.stats.queue_limit_hits += 1;
+        }
+        s.queued.push_back(cmd);
+        None
+    }
+
+    /// A data connection of the session opened: the command queued for it, if any, else it waits.
+    pub fn ftp_data_opened(&mut self, id: u64, flow: FlowRef) -> Option<FtpCmd> {
+        let s = self.map.get_mut(&id)?;
+        if let Some(c) = s.queued.pop_front() {
+            return Some(c);
+        }
+        if s.waiting.len() >= MAX_QUEUED {
+            s.waiting.pop_front();
+            self.stats.queue_limit_hits += 1;
+        }
+        s.waiting.push_back(flow);
+        None
+    }
+}
