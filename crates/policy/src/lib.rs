@@ -6,6 +6,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod detect;
+
 use ipnet::IpNet;
 use std::net::IpAddr;
 use xferwatch_wire::{Addr, Transport};

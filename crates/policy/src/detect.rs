@@ -1,0 +1,604 @@
+//! Detection for MITRE ATT&CK analytic AN1173: the signatures, thresholds, the allowlist of approved
+//! paths, per-host-pair roll-ups over a sliding window and per-host baselines. Parsers and the flow
+//! table report facts (bytes, protocols, ports); everything that decides "alert" is here.
+//!
+//! Time is whatever the caller says (packet time in replay), so the same input raises the same
+//! alerts. Every table is capped; an eviction is counted.
+
+use ipnet::IpNet;
+use std::collections::{HashMap, VecDeque};
+use xferwatch_wire::Addr;
+
+/// One signature: stable id and text, Suricata-shaped.
+#[derive(Clone, Copy, Debug)]
+pub struct Signature {
+    pub id: u32,
+    pub rev: u32,
+    pub msg: &'static str,
+    pub category: &'static str,
+    pub severity: u8,
+    pub techniques: &'static [&'static str],
+}
+
+pub const LARGE_OUTBOUND: u32 = 1_173_001;
+pub const OFF_PORT: u32 = 1_173_002;
+pub const PORT_OTHER_PROTO: u32 = 1_173_003;
+pub const OVER_BASELINE: u32 = 1_173_004;
+pub const ROLLUP: u32 = 1_173_005;
+
+pub const SIGNATURES: [Signature; 5] = [
+    Signature {
+        id: LARGE_OUTBOUND,
+        rev: 1,
+        msg: "XFERWATCH large outbound file transfer to an external host",
+        category: "Potential Corporate Privacy Violation",
+        severity: 2,
+        techniques: &["T1048", "T1048.003"],
+    },
+    Signature {
+        id: OFF_PORT,
+        rev: 1,
+        msg: "XFERWATCH file-transfer protocol on a non-standard port",
+        category: "Potentially Bad Traffic",
+        severity: 2,
+        techniques: &["T1571", "T1048"],
+    },
+    Signature {
+        id: PORT_OTHER_PROTO,
+        rev: 1,
+        msg: "XFERWATCH well-known port carrying another protocol",
+        category: "Potentially Bad Traffic",
+        severity: 3,
+        techniques: &["T1571"],
+    },
+    Signature {
+        id: OVER_BASELINE,
+        rev: 1,
+        msg: "XFERWATCH outbound file-transfer volume above the host's baseline",
+        category: "Potential Corporate Privacy Violation",
+        severity: 2,
+        techniques: &["T1048", "T1030"],
+    },
+    Signature {
+        id: ROLLUP,
+        rev: 1,
+        msg: "XFERWATCH many transfers to one external host add up to a large outbound volume",
+        category: "Potential Corporate Privacy Violation",
+        severity: 2,
+        techniques: &["T1048", "T1030"],
+    },
+];
+
+pub fn signature(id: u32) -> Option<&'static Signature> {
+    SIGNATURES.iter().find(|s| s.id == id)
+}
+
+fn sig_index(id: u32) -> usize {
+    (id.saturating_sub(LARGE_OUTBOUND) as usize).min(4)
+}
+
+/// An approved path: the named signatures are not raised for matching traffic (still counted).
+#[derive(Clone, Debug)]
+pub struct AllowEntry {
+    pub internal: Option<IpNet>,
+    pub external: Option<IpNet>,
+    pub app_proto: Option<String>,
+    /// Empty: every signature.
+    pub signatures: Vec<u32>,
+    pub reason: String,
+}
+
+impl AllowEntry {
+    fn matches(&self, sid: u32, internal: Option<Addr>, external: Option<Addr>, proto: &str) -> bool {
+        let net_ok = |net: &Option<IpNet>, a: Option<Addr>| match (net, a) {
+            (None, _) => true,
+            (Some(n), Some(a)) => n.contains(&a.to_ip()),
+            (Some(_), None) => false,
+        };
+        (self.signatures.is_empty() || self.signatures.contains(&sid))
+            && net_ok(&self.internal, internal)
+            && net_ok(&self.external, external)
+            && self.app_proto.as_deref().is_none_or(|p| p == proto)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BaselineConfig {
+    pub enabled: bool,
+    pub window_us: i64,
+    /// Windows seen before the baseline is trusted.
+    pub learning_windows: u32,
+    pub k: f64,
+    pub floor_bytes: u64,
+    pub max_hosts: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct DetectConfig {
+    pub threshold_bytes: u64,
+    /// Per-protocol overrides (ftp, tftp, smb).
+    pub per_protocol: Vec<(String, u64)>,
+    pub allow: Vec<AllowEntry>,
+    pub rollup_window_us: i64,
+    pub rollup_max_pairs: usize,
+    pub baseline: BaselineConfig,
+}
+
+impl DetectConfig {
+    pub fn threshold(&self, proto: &str) -> u64 {
+        self.per_protocol
+            .iter()
+            .find(|(p, _)| p == proto)
+            .map(|(_, t)| *t)
+            .unwrap_or(self.threshold_bytes)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DetectStats {
+    /// Alerts raised, by signature (index = id - 1173001).
+    pub alerts: [u64; 5],
+    /// Alerts an allowlist entry suppressed, by signature.
+    pub suppressed: [u64; 5],
+    pub rollup_evictions: u64,
+    pub baseline_evictions: u64,
+}
+
+impl DetectStats {
+    pub fn merge(&mut self, o: &DetectStats) {
+        for i in 0..5 {
+            self.alerts[i] += o.alerts[i];
+            self.suppressed[i] += o.suppressed[i];
+        }
+        self.rollup_evictions += o.rollup_evictions;
+        self.baseline_evictions += o.baseline_evictions;
+    }
+}
+
+/// A signature that fired: what the alert record says besides the flow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Raised {
+    pub sid: u32,
+    /// The volume that crossed (session, roll-up window or baseline window).
+    pub total: u64,
+    pub threshold: u64,
+    /// Baseline alerts: the learnt per-window volume.
+    pub baseline: Option<f64>,
+}
+
+/// Protocol names as small keys.
+fn proto_key(p: &str) -> u8 {
+    match p {
+        "ftp" => 0,
+        "tftp" => 1,
+        "smb" => 2,
+        _ => 3,
+    }
+}
+
+pub fn proto_name(k: u8) -> &'static str {
+    ["ftp", "tftp", "smb", "other"][k.min(3) as usize]
+}
+
+/// Buckets of a sliding window.
+const ROLLUP_BUCKETS: usize = 60;
+
+#[derive(Clone, Debug)]
+struct Rollup {
+    /// (bucket start, bytes), oldest first, at most ROLLUP_BUCKETS.
+    buckets: VecDeque<(i64, u64)>,
+    sum: u64,
+    /// When this pair last raised 1173005 or a session of it 1173001 (one alert per window).
+    last_alert_us: Option<i64>,
+    touched_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostBaseline {
+    pub window_start_us: i64,
+    pub current: u64,
+    /// EWMA of per-window volume and of its absolute deviation.
+    pub mean: f64,
+    pub dev: f64,
+    pub windows: u32,
+    pub alerted: bool,
+    touched_us: i64,
+}
+
+impl HostBaseline {
+    pub fn new(window_start_us: i64, current: u64, mean: f64, dev: f64, windows: u32) -> Self {
+        HostBaseline {
+            window_start_us,
+            current,
+            mean,
+            dev,
+            windows,
+            alerted: false,
+            touched_us: window_start_us,
+        }
+    }
+}
+
+/// EWMA weight of a new window.
+const BASELINE_ALPHA: f64 = 0.1;
+/// Empty windows folded in at most, after a long silence (beyond, the baseline has decayed anyway).
+const MAX_CATCHUP_WINDOWS: u32 = 512;
+
+pub type PairKey = (Addr, Addr, u16, u8);
+pub type HostKey = (Addr, u16, u8);
+
+pub struct Detector {
+    pub cfg: DetectConfig,
+    rollups: HashMap<PairKey, Rollup>,
+    rollup_lru: VecDeque<(PairKey, i64)>,
+    baselines: HashMap<HostKey, HostBaseline>,
+    baseline_lru: VecDeque<(HostKey, i64)>,
+    pub stats: DetectStats,
+}
+
+impl Detector {
+    pub fn new(cfg: DetectConfig) -> Self {
+        Detector {
+            cfg,
+            rollups: HashMap::new(),
+            rollup_lru: VecDeque::new(),
+            baselines: HashMap::new(),
+            baseline_lru: VecDeque::new(),
+            stats: DetectStats::default(),
+        }
+    }
+
+    /// Is `sid` suppressed for this traffic? Counts the suppression; returns the entry's reason.
+    pub fn suppressed(
+        &mut self,
+        sid: u32,
+        internal: Option<Addr>,
+        external: Option<Addr>,
+        proto: &str,
+    ) -> Option<&str> {
+        let i = self
+            .cfg
+            .allow
+            .iter()
+            .position(|e| e.matches(sid, internal, external, proto))?;
+        self.stats.suppressed[sig_index(sid)] += 1;
+        Some(&self.cfg.allow[i].reason)
+    }
+
+    /// Counts a raised alert.
+    pub fn count(&mut self, sid: u32) {
+        self.stats.alerts[sig_index(sid)] += 1;
+    }
+
+    /// `delta` more outbound bytes in a session of `proto` from `internal` to `external`, whose total
+    /// is now `session_total`. `session_alerted` says 1173001 already fired for the session. Pushes
+    /// what fires (not yet checked against the allowlist).
+    #[allow(clippy::too_many_arguments)]
+    pub fn outbound(
+        &mut self,
+        now_us: i64,
+        internal: Addr,
+        external: Addr,
+        vlan: u16,
+        proto: &str,
+        session_total: u64,
+        delta: u64,
+        session_alerted: bool,
+        out: &mut Vec<Raised>,
+    ) {
+        let threshold = self.cfg.threshold(proto);
+        let session_fires = !session_alerted
+            && session_total >= threshold
+            && session_total.saturating_sub(delta) < threshold;
+        if session_fires {
+            out.push(Raised {
+                sid: LARGE_OUTBOUND,
+                total: session_total,
+                threshold,
+                baseline: None,
+            });
+        }
+        self.rollup(
+            now_us,
+            (internal, external, vlan, proto_key(proto)),
+            delta,
+            threshold,
+            session_fires || session_alerted,
+            out,
+        );
+        if self.cfg.baseline.enabled {
+            self.baseline(now_us, (internal, vlan, proto_key(proto)), delta, out);
+        }
+    }
+
+    fn rollup(
+        &mut self,
+        now_us: i64,
+        key: PairKey,
+        delta: u64,
+        threshold: u64,
+        session_alerted: bool,
+        out: &mut Vec<Raised>,
+    ) {
+        let window = self.cfg.rollup_window_us.max(1);
+        let bucket_len = (window / ROLLUP_BUCKETS as i64).max(1);
+        if !self.rollups.contains_key(&key) {
+            if self.rollups.len() >= self.cfg.rollup_max_pairs.max(1) {
+                evict_lru(&mut self.rollups, &mut self.rollup_lru, |r| r.touched_us);
+                self.stats.rollup_evictions += 1;
+            }
+            self.rollups.insert(
+                key,
+                Rollup {
+                    buckets: VecDeque::new(),
+                    sum: 0,
+                    last_alert_us: None,
+                    touched_us: now_us,
+                },
+            );
+        }
+        let Some(r) = self.rollups.get_mut(&key) else {
+            return;
+        };
+        if r.touched_us != now_us || self.rollup_lru.is_empty() {
+            self.rollup_lru.push_back((key, now_us));
+        }
+        r.touched_us = now_us;
+        // Slide: buckets older than the window go.
+        while let Some(&(start, bytes)) = r.buckets.front() {
+            if start + bucket_len <= now_us - window {
+                r.buckets.pop_front();
+                r.sum -= bytes;
+            } else {
+                break;
+            }
+        }
+        let start = now_us - now_us.rem_euclid(bucket_len);
+        match r.buckets.back_mut() {
+            Some((s, b)) if *s == start => *b += delta,
+            _ => {
+                if r.buckets.len() >= ROLLUP_BUCKETS + 1 {
+                    if let Some((_, b)) = r.buckets.pop_front() {
+                        r.sum -= b;
+                    }
+                }
+                r.buckets.push_back((start, delta));
+            }
+        }
+        r.sum += delta;
+        if session_alerted {
+            // A session of this pair alerted on its own: the roll-up does not repeat it.
+            r.last_alert_us = Some(now_us);
+            return;
+        }
+        let quiet = r.last_alert_us.is_none_or(|t| now_us - t >= window);
+        if quiet && r.sum >= threshold {
+            r.last_alert_us = Some(now_us);
+            out.push(Raised {
+                sid: ROLLUP,
+                total: r.sum,
+                threshold,
+                baseline: None,
+            });
+        }
+    }
+
+    fn baseline(&mut self, now_us: i64, key: HostKey, delta: u64, out: &mut Vec<Raised>) {
+        let cfg = self.cfg.baseline.clone();
+        let w = cfg.window_us.max(1);
+        if !self.baselines.contains_key(&key) {
+            if self.baselines.len() >= cfg.max_hosts.max(1) {
+                evict_lru(&mut self.baselines, &mut self.baseline_lru, |b| b.touched_us);
+                self.stats.baseline_evictions += 1;
+            }
+            let start = now_us - now_us.rem_euclid(w);
+            self.baselines
+                .insert(key, HostBaseline::new(start, 0, 0.0, 0.0, 0));
+        }
+        let Some(b) = self.baselines.get_mut(&key) else {
+            return;
+        };
+        if b.touched_us != now_us || self.baseline_lru.is_empty() {
+            self.baseline_lru.push_back((key, now_us));
+        }
+        b.touched_us = now_us;
+        roll_windows(b, now_us, w);
+        b.current += delta;
+        if b.alerted || b.windows < cfg.learning_windows {
+            return;
+        }
+        let limit = (cfg.k * b.mean).max(cfg.floor_bytes as f64);
+        if b.current as f64 > limit {
+            b.alerted = true;
+            out.push(Raised {
+                sid: OVER_BASELINE,
+                total: b.current,
+                threshold: limit.ceil() as u64,
+                baseline: Some(b.mean),
+            });
+        }
+    }
+
+    /// Every baseline, for the state file.
+    pub fn baselines(&self) -> impl Iterator<Item = (&HostKey, &HostBaseline)> {
+        self.baselines.iter()
+    }
+
+    /// Loads a saved baseline (at start).
+    pub fn restore_baseline(&mut self, key: HostKey, b: HostBaseline) {
+        if self.baselines.len() < self.cfg.baseline.max_hosts.max(1) {
+            self.baseline_lru.push_back((key, b.touched_us));
+            self.baselines.insert(key, b);
+        }
+    }
+
+    /// Brings every baseline up to `now_us` (closing finished windows), e.g. before saving.
+    pub fn settle(&mut self, now_us: i64) {
+        let w = self.cfg.baseline.window_us.max(1);
+        for b in self.baselines.values_mut() {
+            roll_windows(b, now_us, w);
+        }
+    }
+}
+
+/// Closes every window that ended before `now_us`, folding its volume into the baseline.
+fn roll_windows(b: &mut HostBaseline, now_us: i64, w: i64) {
+    let mut n = 0;
+    while now_us >= b.window_start_us + w {
+        let v = b.current as f64;
+        if b.windows == 0 {
+            b.mean = v;
+            b.dev = 0.0;
+        } else {
+            let d = (v - b.mean).abs();
+            b.mean += BASELINE_ALPHA * (v - b.mean);
+            b.dev += BASELINE_ALPHA * (d - b.dev);
+        }
+        b.windows = b.windows.saturating_add(1);
+        b.current = 0;
+        b.alerted = false;
+        b.window_start_us += w;
+        n += 1;
+        if n >= MAX_CATCHUP_WINDOWS {
+            // A long silence: jump to the current window.
+            b.window_start_us = now_us - now_us.rem_euclid(w);
+            break;
+        }
+    }
+}
+
+/// Drops the least recently touched entry (entries in `lru` whose time is stale are skipped).
+fn evict_lru<K: std::hash::Hash + Eq + Copy, V>(
+    map: &mut HashMap<K, V>,
+    lru: &mut VecDeque<(K, i64)>,
+    touched: impl Fn(&V) -> i64,
+) {
+    while let Some((k, t)) = lru.pop_front() {
+        if map.get(&k).is_some_and(|v| touched(v) == t) {
+            map.remove(&k);
+            return;
+        }
+    }
+    // The queue lost track (should not happen): drop any entry to stay bounded.
+    if let Some(k) = map.keys().next().copied() {
+        map.remove(&k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> DetectConfig {
+        DetectConfig {
+            threshold_bytes: 1000,
+            per_protocol: vec![("tftp".into(), 500)],
+            allow: vec![AllowEntry {
+                internal: Some("10.1.2.3/32".parse().unwrap()),
+                external: Some("203.0.113.0/24".parse().unwrap()),
+                app_proto: Some("ftp".into()),
+                signatures: vec![LARGE_OUTBOUND],
+                reason: "partner".into(),
+            }],
+            rollup_window_us: 3_600_000_000,
+            rollup_max_pairs: 4,
+            baseline: BaselineConfig {
+                enabled: true,
+                window_us: 3_600_000_000,
+                learning_windows: 3,
+                k: 3.0,
+                floor_bytes: 100,
+                max_hosts: 4,
+            },
+        }
+    }
+
+    const H: i64 = 3_600_000_000;
+
+    fn a(x: u8) -> Addr {
+        Addr::v4([10, 0, 0, x])
+    }
+    fn e(x: u8) -> Addr {
+        Addr::v4([203, 0, 113, x])
+    }
+
+    #[test]
+    fn session_fires_once_at_crossing() {
+        let mut d = Detector::new(cfg());
+        let mut out = Vec::new();
+        d.outbound(0, a(1), e(1), 0, "ftp", 600, 600, false, &mut out);
+        assert!(out.iter().all(|r| r.sid != LARGE_OUTBOUND));
+        d.outbound(1, a(1), e(1), 0, "ftp", 1200, 600, false, &mut out);
+        assert_eq!(out.iter().filter(|r| r.sid == LARGE_OUTBOUND).count(), 1);
+        out.clear();
+        d.outbound(2, a(1), e(1), 0, "ftp", 1800, 600, true, &mut out);
+        assert!(out.is_empty());
+        // Per-protocol threshold.
+        d.outbound(3, a(2), e(1), 0, "tftp", 600, 600, false, &mut out);
+        assert_eq!(out[0].threshold, 500);
+    }
+
+    #[test]
+    fn rollup_many_small_sessions() {
+        let mut d = Detector::new(cfg());
+        let mut out = Vec::new();
+        for i in 0..5 {
+            // Each session 300 bytes: none crosses 1000 alone.
+            d.outbound(i * 60_000_000, a(1), e(9), 0, "ftp", 300, 300, false, &mut out);
+        }
+        let r: Vec<_> = out.iter().filter(|r| r.sid == ROLLUP).collect();
+        assert_eq!(r.len(), 1, "{out:?}");
+        assert_eq!(r[0].total, 1200);
+        // Two hours later the window has slid: small sessions alone do not fire.
+        out.clear();
+        d.outbound(3 * H, a(1), e(9), 0, "ftp", 300, 300, false, &mut out);
+        assert!(out.iter().all(|r| r.sid != ROLLUP));
+    }
+
+    #[test]
+    fn allowlist() {
+        let mut d = Detector::new(cfg());
+        let int = Addr::v4([10, 1, 2, 3]);
+        assert_eq!(
+            d.suppressed(LARGE_OUTBOUND, Some(int), Some(e(5)), "ftp"),
+            Some("partner")
+        );
+        assert!(d.suppressed(OFF_PORT, Some(int), Some(e(5)), "ftp").is_none());
+        assert!(d.suppressed(LARGE_OUTBOUND, Some(int), Some(e(5)), "smb").is_none());
+        assert!(d.suppressed(LARGE_OUTBOUND, Some(a(9)), Some(e(5)), "ftp").is_none());
+        assert_eq!(d.stats.suppressed[0], 1);
+    }
+
+    #[test]
+    fn baseline_learns_then_alerts() {
+        let mut d = Detector::new(cfg());
+        let mut out = Vec::new();
+        // Five quiet hours of 200 bytes per hour.
+        for h in 0..5 {
+            d.outbound(h * H + 10, a(7), e(h as u8), 0, "smb", 200, 200, true, &mut out);
+        }
+        assert!(out.iter().all(|r| r.sid != OVER_BASELINE));
+        // Then 700 bytes in one hour: above 3 × 200.
+        d.outbound(5 * H + 10, a(7), e(50), 0, "smb", 400, 400, true, &mut out);
+        assert!(out.iter().all(|r| r.sid != OVER_BASELINE));
+        d.outbound(5 * H + 20, a(7), e(51), 0, "smb", 300, 300, true, &mut out);
+        let b: Vec<_> = out.iter().filter(|r| r.sid == OVER_BASELINE).collect();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].total, 700);
+        // Once per window.
+        d.outbound(5 * H + 30, a(7), e(52), 0, "smb", 300, 300, true, &mut out);
+        assert_eq!(out.iter().filter(|r| r.sid == OVER_BASELINE).count(), 1);
+    }
+
+    #[test]
+    fn tables_are_capped() {
+        let mut d = Detector::new(cfg());
+        let mut out = Vec::new();
+        for i in 0..50u8 {
+            d.outbound(i as i64, a(i), e(i), 0, "ftp", 1, 1, false, &mut out);
+        }
+        assert!(d.rollups.len() <= 4 && d.baselines.len() <= 4);
+        assert_eq!(d.stats.rollup_evictions, 46);
+        assert_eq!(d.stats.baseline_evictions, 46);
+    }
+}
