@@ -212,8 +212,10 @@ fn parse_inner(m: &[u8], kind_out: &mut Option<Kind>) -> Result<usize, Stop> {
 }
 
 /// A name only NetBIOS name service (a 32-byte first-level-encoded label, RFC 1001) or multicast DNS
-/// (a last label "local", RFC 6762) uses. Pointers are not followed.
+/// (a last label "local" in a message with ID 0, RFC 6762 §18.1) uses. Unicast DNS for an Active
+/// Directory domain named `*.local` has a random ID and stays DNS. Pointers are not followed.
 fn other_name_service(m: &[u8], start: usize) -> bool {
+    let mdns_id = m.get(..2) == Some(&[0, 0][..]);
     let mut at = start;
     let mut first = true;
     let mut last: &[u8] = &[];
@@ -231,7 +233,7 @@ fn other_name_service(m: &[u8], start: usize) -> bool {
         last = label;
         at += 1 + usize::from(l);
     }
-    last.eq_ignore_ascii_case(b"local")
+    mdns_id && last.eq_ignore_ascii_case(b"local")
 }
 
 /// Parse a (possibly compressed) domain name starting at `start`; returns the

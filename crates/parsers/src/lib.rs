@@ -3,6 +3,5 @@
 //! never allocates per packet once a transaction is open and never panics on any input.
 
 pub mod ftp;
-#[path = "smb_stub.rs"]
 pub mod smb;
 pub mod tftp;

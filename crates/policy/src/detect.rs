@@ -89,7 +89,13 @@ pub struct AllowEntry {
 }
 
 impl AllowEntry {
-    fn matches(&self, sid: u32, internal: Option<Addr>, external: Option<Addr>, proto: &str) -> bool {
+    fn matches(
+        &self,
+        sid: u32,
+        internal: Option<Addr>,
+        external: Option<Addr>,
+        proto: &str,
+    ) -> bool {
         let net_ok = |net: &Option<IpNet>, a: Option<Addr>| match (net, a) {
             (None, _) => true,
             (Some(n), Some(a)) => n.contains(&a.to_ip()),
@@ -270,7 +276,7 @@ impl Detector {
         self.stats.alerts[sig_index(sid)] += 1;
     }
 
-    /// `delta` more outbound bytes in a session of `proto` from `internal` to `external`, whose total
+    /// `delta` more outbound bytes in a session of `proto` from `internal` to the outside, whose total
     /// is now `session_total`. `session_alerted` says 1173001 already fired for the session. Pushes
     /// what fires (not yet checked against the allowlist).
     #[allow(clippy::too_many_arguments)]
@@ -278,7 +284,6 @@ impl Detector {
         &mut self,
         now_us: i64,
         internal: Addr,
-        external: Addr,
         vlan: u16,
         proto: &str,
         session_total: u64,
@@ -298,17 +303,35 @@ impl Detector {
                 baseline: None,
             });
         }
-        self.rollup(
-            now_us,
-            (internal, external, vlan, proto_key(proto)),
-            delta,
-            threshold,
-            session_fires || session_alerted,
-            out,
-        );
         if self.cfg.baseline.enabled {
             self.baseline(now_us, (internal, vlan, proto_key(proto)), delta, out);
         }
+    }
+
+    /// A session ended with `total` outbound bytes: it joins its host pair's roll-up, which fires
+    /// 1173005 when the window's sum crosses the threshold — evaluated as sessions end, so a session
+    /// that crosses on its own raises 1173001 instead and the roll-up does not repeat it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn session_end(
+        &mut self,
+        now_us: i64,
+        internal: Addr,
+        external: Addr,
+        vlan: u16,
+        proto: &str,
+        total: u64,
+        alerted_large: bool,
+        out: &mut Vec<Raised>,
+    ) {
+        let threshold = self.cfg.threshold(proto);
+        self.rollup(
+            now_us,
+            (internal, external, vlan, proto_key(proto)),
+            total,
+            threshold,
+            alerted_large,
+            out,
+        );
     }
 
     fn rollup(
@@ -357,7 +380,7 @@ impl Detector {
         match r.buckets.back_mut() {
             Some((s, b)) if *s == start => *b += delta,
             _ => {
-                if r.buckets.len() >= ROLLUP_BUCKETS + 1 {
+                if r.buckets.len() > ROLLUP_BUCKETS {
                     if let Some((_, b)) = r.buckets.pop_front() {
                         r.sum -= b;
                     }
@@ -388,7 +411,9 @@ impl Detector {
         let w = cfg.window_us.max(1);
         if !self.baselines.contains_key(&key) {
             if self.baselines.len() >= cfg.max_hosts.max(1) {
-                evict_lru(&mut self.baselines, &mut self.baseline_lru, |b| b.touched_us);
+                evict_lru(&mut self.baselines, &mut self.baseline_lru, |b| {
+                    b.touched_us
+                });
                 self.stats.baseline_evictions += 1;
             }
             let start = now_us - now_us.rem_euclid(w);
@@ -526,15 +551,15 @@ mod tests {
     fn session_fires_once_at_crossing() {
         let mut d = Detector::new(cfg());
         let mut out = Vec::new();
-        d.outbound(0, a(1), e(1), 0, "ftp", 600, 600, false, &mut out);
+        d.outbound(0, a(1), 0, "ftp", 600, 600, false, &mut out);
         assert!(out.iter().all(|r| r.sid != LARGE_OUTBOUND));
-        d.outbound(1, a(1), e(1), 0, "ftp", 1200, 600, false, &mut out);
+        d.outbound(1, a(1), 0, "ftp", 1200, 600, false, &mut out);
         assert_eq!(out.iter().filter(|r| r.sid == LARGE_OUTBOUND).count(), 1);
         out.clear();
-        d.outbound(2, a(1), e(1), 0, "ftp", 1800, 600, true, &mut out);
+        d.outbound(2, a(1), 0, "ftp", 1800, 600, true, &mut out);
         assert!(out.is_empty());
         // Per-protocol threshold.
-        d.outbound(3, a(2), e(1), 0, "tftp", 600, 600, false, &mut out);
+        d.outbound(3, a(2), 0, "tftp", 600, 600, false, &mut out);
         assert_eq!(out[0].threshold, 500);
     }
 
@@ -544,14 +569,17 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..5 {
             // Each session 300 bytes: none crosses 1000 alone.
-            d.outbound(i * 60_000_000, a(1), e(9), 0, "ftp", 300, 300, false, &mut out);
+            d.session_end(i * 60_000_000, a(1), e(9), 0, "ftp", 300, false, &mut out);
         }
         let r: Vec<_> = out.iter().filter(|r| r.sid == ROLLUP).collect();
         assert_eq!(r.len(), 1, "{out:?}");
         assert_eq!(r[0].total, 1200);
         // Two hours later the window has slid: small sessions alone do not fire.
         out.clear();
-        d.outbound(3 * H, a(1), e(9), 0, "ftp", 300, 300, false, &mut out);
+        d.session_end(3 * H, a(1), e(9), 0, "ftp", 300, false, &mut out);
+        assert!(out.iter().all(|r| r.sid != ROLLUP));
+        // A session that alerted on its own feeds the window without a second alert.
+        d.session_end(3 * H + 1, a(1), e(9), 0, "ftp", 5000, true, &mut out);
         assert!(out.iter().all(|r| r.sid != ROLLUP));
     }
 
@@ -563,9 +591,15 @@ mod tests {
             d.suppressed(LARGE_OUTBOUND, Some(int), Some(e(5)), "ftp"),
             Some("partner")
         );
-        assert!(d.suppressed(OFF_PORT, Some(int), Some(e(5)), "ftp").is_none());
-        assert!(d.suppressed(LARGE_OUTBOUND, Some(int), Some(e(5)), "smb").is_none());
-        assert!(d.suppressed(LARGE_OUTBOUND, Some(a(9)), Some(e(5)), "ftp").is_none());
+        assert!(d
+            .suppressed(OFF_PORT, Some(int), Some(e(5)), "ftp")
+            .is_none());
+        assert!(d
+            .suppressed(LARGE_OUTBOUND, Some(int), Some(e(5)), "smb")
+            .is_none());
+        assert!(d
+            .suppressed(LARGE_OUTBOUND, Some(a(9)), Some(e(5)), "ftp")
+            .is_none());
         assert_eq!(d.stats.suppressed[0], 1);
     }
 
@@ -575,18 +609,18 @@ mod tests {
         let mut out = Vec::new();
         // Five quiet hours of 200 bytes per hour.
         for h in 0..5 {
-            d.outbound(h * H + 10, a(7), e(h as u8), 0, "smb", 200, 200, true, &mut out);
+            d.outbound(h * H + 10, a(7), 0, "smb", 200, 200, true, &mut out);
         }
         assert!(out.iter().all(|r| r.sid != OVER_BASELINE));
         // Then 700 bytes in one hour: above 3 × 200.
-        d.outbound(5 * H + 10, a(7), e(50), 0, "smb", 400, 400, true, &mut out);
+        d.outbound(5 * H + 10, a(7), 0, "smb", 400, 400, true, &mut out);
         assert!(out.iter().all(|r| r.sid != OVER_BASELINE));
-        d.outbound(5 * H + 20, a(7), e(51), 0, "smb", 300, 300, true, &mut out);
+        d.outbound(5 * H + 20, a(7), 0, "smb", 300, 300, true, &mut out);
         let b: Vec<_> = out.iter().filter(|r| r.sid == OVER_BASELINE).collect();
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].total, 700);
         // Once per window.
-        d.outbound(5 * H + 30, a(7), e(52), 0, "smb", 300, 300, true, &mut out);
+        d.outbound(5 * H + 30, a(7), 0, "smb", 300, 300, true, &mut out);
         assert_eq!(out.iter().filter(|r| r.sid == OVER_BASELINE).count(), 1);
     }
 
@@ -595,7 +629,8 @@ mod tests {
         let mut d = Detector::new(cfg());
         let mut out = Vec::new();
         for i in 0..50u8 {
-            d.outbound(i as i64, a(i), e(i), 0, "ftp", 1, 1, false, &mut out);
+            d.outbound(i as i64, a(i), 0, "ftp", 1, 1, false, &mut out);
+            d.session_end(i as i64, a(i), e(i), 0, "ftp", 1, false, &mut out);
         }
         assert!(d.rollups.len() <= 4 && d.baselines.len() <= 4);
         assert_eq!(d.stats.rollup_evictions, 46);

@@ -115,6 +115,10 @@ pub struct App {
     pub anomalies: Vec<&'static str>,
     /// A session was asked for once (the table may have been full).
     pub session_tried: bool,
+    /// The port/protocol check was made (it is made once).
+    pub mismatch_done: bool,
+    /// An alert named this flow.
+    pub alerted: bool,
 }
 
 /// Counters kept per worker, cheap, for the stats event and later the metrics.
@@ -495,8 +499,12 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
         Ident::Found(AppProto::Tftp) if !flow.app.tftp_request => false,
         Ident::Found(p) if is_file_transfer(p.as_str()) => expected != Some(p.as_str()),
         Ident::Found(p) => expected.is_some_and(|e| e != p.as_str()),
+        // "Nothing matched" on a well-known port counts only for a flow seen from its start: a
+        // capture that begins mid-stream shows bytes no fingerprint can place.
         Ident::Unknown | Ident::Pending => {
-            expected.is_some() && payload >= shared.app.mismatch_min_payload
+            expected.is_some()
+                && payload >= shared.app.mismatch_min_payload
+                && (flow.transport() == Transport::Udp || flow.syn_seen)
         }
     };
     Facts {
@@ -510,6 +518,23 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
             None
         },
     }
+}
+
+/// The flow's port/protocol facts once they are settled (`final_`: the flow ended), else None.
+pub fn mismatch(flow: &Flow<App>, shared: &Shared, final_: bool) -> Option<Facts> {
+    let settled = match flow.app.ident {
+        Ident::Pending => final_,
+        Ident::Linked | Ident::Found(_) => true,
+        Ident::Unknown => {
+            final_
+                || shared
+                    .ports
+                    .expected(flow.transport(), flow.server_endpoint().port)
+                    .is_none()
+                || flow.payload[0] + flow.payload[1] >= shared.app.mismatch_min_payload
+        }
+    };
+    settled.then(|| facts(flow, shared))
 }
 
 /// The identified protocol, before labels: what session a flow starts.

@@ -2,6 +2,7 @@
 //! identification, policy and output live in the workspace's library crates.
 
 mod app;
+mod baseline_state;
 mod render;
 mod replay;
 mod session;

@@ -51,6 +51,78 @@ fn xfer_common(x: &mut JsonObject<'_>, f: &Flow<App>) {
     }
 }
 
+/// What an alert says besides its flow.
+pub struct AlertFacts {
+    pub sid: u32,
+    pub internal: Option<xferwatch_wire::Addr>,
+    pub external: Option<xferwatch_wire::Addr>,
+    /// The session's outbound payload when the alert fired.
+    pub session_total: u64,
+    /// Volume signatures: what crossed what.
+    pub raised: Option<xferwatch_policy::detect::Raised>,
+    pub app_proto_expected: Option<&'static str>,
+    pub port_mismatch: Option<bool>,
+}
+
+/// An `alert` event, Suricata-shaped, raised at packet time `ts_us` on flow `f`.
+pub fn alert(f: &Flow<App>, a: &AlertFacts, ts_us: i64, shared: &Shared) -> String {
+    let Some(sig) = xferwatch_policy::detect::signature(a.sid) else {
+        return String::new();
+    };
+    let t = tuple(f);
+    let facts = app::facts(f, shared);
+    let mut out = String::with_capacity(900);
+    write_event(
+        &mut out,
+        &header(f, &t, ts_us, facts.app_proto),
+        "alert",
+        |o| {
+            o.obj("alert", |x| {
+                x.str("action", "allowed")
+                    .u64("gid", 1)
+                    .u64("signature_id", sig.id as u64)
+                    .u64("rev", sig.rev as u64)
+                    .str("signature", sig.msg)
+                    .str("category", sig.category)
+                    .u64("severity", sig.severity as u64);
+                x.obj("metadata", |m| {
+                    m.str_array("mitre_analytic", &["AN1173"]);
+                    m.str_array("mitre_technique", sig.techniques);
+                });
+            });
+            o.obj("xfer", |x| {
+                if let Some(h) = a.internal {
+                    x.str("internal_host", &h.to_string());
+                }
+                if let Some(h) = a.external {
+                    x.str("external_host", &h.to_string());
+                }
+                xfer_common(x, f);
+                x.u64(
+                    "outbound_payload_bytes",
+                    a.raised.map(|r| r.total).unwrap_or(a.session_total),
+                );
+                if let Some(r) = a.raised {
+                    x.u64("threshold_bytes", r.threshold);
+                    if let Some(b) = r.baseline {
+                        x.u64("baseline_bytes", b.round().max(0.0) as u64);
+                    }
+                    if r.sid != xferwatch_policy::detect::LARGE_OUTBOUND {
+                        x.u64("session_outbound_payload_bytes", a.session_total);
+                    }
+                }
+                if let Some(e) = a.app_proto_expected {
+                    x.str("app_proto_expected", e);
+                }
+                if let Some(m) = a.port_mismatch {
+                    x.bool("port_mismatch", m);
+                }
+            });
+        },
+    );
+    out
+}
+
 /// One FTP command and its reply.
 pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64, _shared: &Shared) -> String {
     let t = tuple(f);
@@ -302,7 +374,7 @@ pub fn flow(
         age: f.age_secs(),
         state: f.state.as_str(),
         reason: f.end_reason.map(|r| r.as_str()).unwrap_or("shutdown"),
-        alerted: session.is_some_and(|s| !s.alerted.is_empty()),
+        alerted: f.app.alerted || session.is_some_and(|s| !s.alerted.is_empty()),
         local_orig,
         local_resp,
         direction: direction.as_str(),

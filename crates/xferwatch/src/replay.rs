@@ -74,8 +74,17 @@ pub fn run(
         },
         shard: shard.clone(),
         log_credentials: s.output.log_credentials,
+        detect: s.detect_config(),
     });
 
+    // Baselines learnt before: each worker takes the hosts of its shard.
+    let state_file = (s.detect.baseline.enabled && !s.detect.baseline.state_file.is_empty())
+        .then(|| PathBuf::from(&s.detect.baseline.state_file));
+    let window_secs = s.detect.baseline.window.0;
+    let saved = state_file
+        .as_deref()
+        .map(|p| crate::baseline_state::load(p, window_secs))
+        .unwrap_or_default();
     let (out_tx, out_rx) = crossbeam_channel::bounded(n * 64);
     let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(n * (s.engine.queue_batches + 4));
     let mut senders = Vec::with_capacity(n);
@@ -83,7 +92,12 @@ pub fn run(
     for id in 0..n {
         let (tx, rx) = crossbeam_channel::bounded(s.engine.queue_batches);
         senders.push(tx);
-        let w = Worker::new(id, shared.clone());
+        let mut w = Worker::new(id, shared.clone());
+        if !saved.is_empty() {
+            w.restore(&saved, |k| {
+                (shard_hash(&[k.0], k.1) % n as u64) as usize == id
+            });
+        }
         let (recycle, out) = (recycle_tx.clone(), out_tx.clone());
         handles.push(
             std::thread::Builder::new()
@@ -119,8 +133,18 @@ pub fn run(
     let (merged, mut out) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-    let merged = merged.context("cannot write the EVE output")?;
+    let mut merged = merged.context("cannot write the EVE output")?;
 
+    if let Some(p) = &state_file {
+        let all: crate::baseline_state::Saved = merged
+            .totals
+            .iter_mut()
+            .flat_map(|t| std::mem::take(&mut t.baselines))
+            .collect();
+        if let Err(e) = crate::baseline_state::save(p, window_secs, all) {
+            tracing::warn!("{e:#}");
+        }
+    }
     let stats = stats_record(&ingest, &merged);
     let mut line = String::new();
     write_stats(&mut line, &stats);
@@ -149,9 +173,11 @@ fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
     let mut table = TableStats::default();
     let mut app = AppCounters::default();
     let mut x = ExpectStats::default();
+    let mut det = xferwatch_policy::detect::DetectStats::default();
     let mut sessions = crate::session::SessionStats::default();
     for t in &merged.totals {
         x.merge(&t.expect);
+        det.merge(&t.detect);
         sessions.merge(&t.sessions);
         for (k, v) in &t.flows_by_app_proto {
             *by_proto.entry(k).or_default() += *v as i64;
@@ -212,6 +238,14 @@ fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
             ("expectations_matched", x.matched),
             ("expectations_expired", x.expired),
             ("expectations_refused", x.refused),
+            ("alerts_1173001", det.alerts[0]),
+            ("alerts_1173002", det.alerts[1]),
+            ("alerts_1173003", det.alerts[2]),
+            ("alerts_1173004", det.alerts[3]),
+            ("alerts_1173005", det.alerts[4]),
+            ("alerts_suppressed", det.suppressed.iter().sum()),
+            ("rollup_evictions", det.rollup_evictions),
+            ("baseline_evictions", det.baseline_evictions),
             ("sessions_created", sessions.created),
             ("sessions_refused", sessions.refused),
             ("session_queue_limit_hits", sessions.queue_limit_hits),
@@ -259,7 +293,32 @@ fn summary(
             .map(|(k, v)| (k.as_str(), *v)),
     );
     let _ = writeln!(e, "  by app_proto: {}", protos.as_deref().unwrap_or("-"));
-    let _ = writeln!(e, "  alerts: 0 (detection is not enabled in this version)");
+    let mut alerts: Vec<&(u64, String)> = totals.iter().flat_map(|t| t.alerts.iter()).collect();
+    alerts.sort();
+    let suppressed: u64 = totals
+        .iter()
+        .map(|t| t.detect.suppressed.iter().sum::<u64>())
+        .sum();
+    let _ = writeln!(
+        e,
+        "  alerts: {}{}",
+        alerts.len(),
+        if suppressed > 0 {
+            format!("  ({suppressed} suppressed by [[allow]] entries)")
+        } else {
+            String::new()
+        }
+    );
+    if !alerts.is_empty() {
+        let _ = writeln!(
+            e,
+            "    {:<7} {:<60} {:>15}    {:<15} {:<8} {:>12}  port",
+            "sid", "signature", "internal", "external", "proto", "bytes"
+        );
+        for (_, l) in alerts {
+            let _ = writeln!(e, "    {l}");
+        }
+    }
     let mut notable: Vec<&(u64, String)> = totals.iter().flat_map(|t| t.notable.iter()).collect();
     notable.sort();
     if !notable.is_empty() {

@@ -34,6 +34,10 @@ pub struct Session {
     pub alerted: Vec<u32>,
     /// Live flows and pending expectations that refer to the session.
     refs: u32,
+    /// Live flows of the session.
+    flows: u32,
+    /// The session's volume went to its host pair's roll-up.
+    rolled_up: bool,
     /// FTP: transfer commands not yet given a data connection (command, file, upload).
     queued: VecDeque<FtpCmd>,
     /// FTP: data connections opened before their command (flow handle, flow id).
@@ -111,6 +115,8 @@ impl Sessions {
                 outbound: 0,
                 alerted: Vec::new(),
                 refs: 1,
+                flows: 0,
+                rolled_up: false,
                 queued: VecDeque::new(),
                 waiting: VecDeque::new(),
             },
@@ -129,13 +135,35 @@ impl Sessions {
         }
     }
 
-    /// A flow or expectation of the session went away; the session ends with its last reference.
-    pub fn drop_ref(&mut self, id: u64) {
+    /// A flow or expectation of the session went away; the session ends with its last reference
+    /// and is returned.
+    pub fn drop_ref(&mut self, id: u64) -> Option<Session> {
+        let s = self.map.get_mut(&id)?;
+        s.refs = s.refs.saturating_sub(1);
+        if s.refs == 0 {
+            return self.map.remove(&id);
+        }
+        None
+    }
+
+    /// A flow of the session ended. When it was the last live flow, the session's volume is final
+    /// for the roll-up (announced flows that never came do not matter): true then, once.
+    pub fn flow_ended(&mut self, id: u64) -> bool {
+        let Some(s) = self.map.get_mut(&id) else {
+            return false;
+        };
+        s.flows = s.flows.saturating_sub(1);
+        if s.flows == 0 && !s.rolled_up {
+            s.rolled_up = true;
+            return true;
+        }
+        false
+    }
+
+    /// A flow joined the session.
+    pub fn flow_joined(&mut self, id: u64) {
         if let Some(s) = self.map.get_mut(&id) {
-            s.refs = s.refs.saturating_sub(1);
-            if s.refs == 0 {
-                self.map.remove(&id);
-            }
+            s.flows += 1;
         }
     }
 
@@ -145,10 +173,6 @@ impl Sessions {
 
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Session> {
         self.map.get_mut(&id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
     }
 
     /// An FTP transfer command: the data connection waiting for it, if one is, else queued.

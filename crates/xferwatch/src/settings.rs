@@ -416,6 +416,42 @@ impl Default for Rollup {
 pub const SIGNATURE_IDS: [u32; 5] = [1_173_001, 1_173_002, 1_173_003, 1_173_004, 1_173_005];
 
 impl Settings {
+    /// The detection configuration the workers use.
+    pub fn detect_config(&self) -> xferwatch_policy::detect::DetectConfig {
+        use xferwatch_policy::detect::{AllowEntry, BaselineConfig, DetectConfig};
+        let d = &self.detect;
+        DetectConfig {
+            threshold_bytes: d.large_outbound.threshold_bytes.0,
+            per_protocol: d
+                .large_outbound
+                .per_protocol
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.0))
+                .collect(),
+            allow: self
+                .allow
+                .iter()
+                .map(|a| AllowEntry {
+                    internal: a.internal,
+                    external: a.external,
+                    app_proto: a.app_proto.as_ref().map(|p| p.to_ascii_lowercase()),
+                    signatures: a.signatures.clone(),
+                    reason: a.reason.clone(),
+                })
+                .collect(),
+            rollup_window_us: d.rollup.window.0 as i64 * 1_000_000,
+            rollup_max_pairs: d.rollup.max_pairs,
+            baseline: BaselineConfig {
+                enabled: d.baseline.enabled,
+                window_us: d.baseline.window.0 as i64 * 1_000_000,
+                learning_windows: d.baseline.learning_windows,
+                k: d.baseline.k,
+                floor_bytes: d.baseline.floor_bytes.0,
+                max_hosts: d.baseline.max_hosts,
+            },
+        }
+    }
+
     /// Loads `path` (if any) plus environment overrides, then validates.
     pub fn load(path: Option<&Path>) -> Result<Settings> {
         let mut b = config::Config::builder();

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use xferwatch_capture::{Batch, Item, ShardFn};
 use xferwatch_parsers::ftp::FtpEvent;
 use xferwatch_parsers::tftp::Transfer;
+use xferwatch_policy::detect::{
+    DetectConfig, DetectStats, Detector, Raised, OFF_PORT, PORT_OTHER_PROTO,
+};
 use xferwatch_policy::{Networks, PortTable};
 use xferwatch_stream::{
     Dir, Expect, ExpectLimits, ExpectStats, Expectations, Flow, FlowTable, FlowTableConfig,
@@ -47,6 +50,14 @@ pub struct WorkerTotals {
     pub flows_udp: u64,
     pub flows_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
     pub events_by_type: std::collections::BTreeMap<&'static str, u64>,
+    pub detect: DetectStats,
+    /// Alerts for the human summary, (packet, line), bounded.
+    pub alerts: Vec<(u64, String)>,
+    /// Baselines at the end, for the state file.
+    pub baselines: Vec<(
+        xferwatch_policy::detect::HostKey,
+        xferwatch_policy::detect::HostBaseline,
+    )>,
     /// File-transfer and mismatching flows for the human summary, (first packet, line), bounded.
     pub notable: Vec<(u64, String)>,
 }
@@ -62,6 +73,7 @@ pub struct Shared {
     pub expect: ExpectLimits,
     pub shard: ShardFn,
     pub log_credentials: bool,
+    pub detect: DetectConfig,
 }
 
 pub struct Worker {
@@ -76,6 +88,9 @@ pub struct Worker {
     expired: Vec<Pending>,
     events: Vec<(OrderKey, Ev)>,
     totals: WorkerTotals,
+    detector: Detector,
+    raised: Vec<Raised>,
+    last_ts_us: i64,
 }
 
 /// Work for another flow found while one flow was borrowed.
@@ -91,7 +106,11 @@ impl Worker {
         let table = FlowTable::new(shared.table);
         let app = AppState::new(&shared.app);
         let expects = Expectations::new(shared.expect);
+        let detector = Detector::new(shared.detect.clone());
         Worker {
+            detector,
+            raised: Vec::new(),
+            last_ts_us: 0,
             id,
             shared,
             table,
@@ -103,6 +122,22 @@ impl Worker {
             expired: Vec::new(),
             events: Vec::new(),
             totals: WorkerTotals::default(),
+        }
+    }
+
+    /// Loads saved baselines for the hosts of this worker's shard.
+    pub fn restore(
+        &mut self,
+        saved: &[(
+            xferwatch_policy::detect::HostKey,
+            xferwatch_policy::detect::HostBaseline,
+        )],
+        mine: impl Fn(&xferwatch_policy::detect::HostKey) -> bool,
+    ) {
+        for (k, b) in saved {
+            if mine(k) {
+                self.detector.restore_baseline(*k, b.clone());
+            }
         }
     }
 
@@ -136,6 +171,13 @@ impl Worker {
                 self.totals.app = self.app.snapshot();
                 self.totals.expect = self.expects.stats;
                 self.totals.sessions = self.sessions.stats;
+                self.detector.settle(self.last_ts_us);
+                self.totals.detect = self.detector.stats;
+                self.totals.baselines = self
+                    .detector
+                    .baselines()
+                    .map(|(k, b)| (*k, b.clone()))
+                    .collect();
                 Some(std::mem::take(&mut self.totals))
             } else {
                 None
@@ -162,6 +204,7 @@ impl Worker {
     }
 
     fn packet(&mut self, p: &L4Packet<'_>, frame_len: u32, ts_us: i64, idx: u64) {
+        self.last_ts_us = self.last_ts_us.max(ts_us);
         let (h, mut dir) = self.table.packet(p, frame_len, ts_us, idx, &mut self.ended);
         self.flush_ended(idx, 1);
         let shared = &*self.shared;
@@ -239,7 +282,7 @@ impl Worker {
             }
             self.evs = evs;
         }
-        // The session's running outbound total.
+        // The session's running outbound total, and what it crosses.
         if flow.app.session != 0 {
             if let Some(d) = outbound_dir(flow, &shared.networks) {
                 let now = flow.payload[d.idx()];
@@ -248,6 +291,72 @@ impl Worker {
                     flow.app.out_counted = now;
                     if let Some(s) = self.sessions.get_mut(flow.app.session) {
                         s.outbound += delta;
+                        if let (Some(int), Some(_)) = (s.internal, s.external) {
+                            self.detector.outbound(
+                                ts_us,
+                                int,
+                                s.vlan,
+                                s.proto,
+                                s.outbound,
+                                delta,
+                                s.alerted
+                                    .contains(&xferwatch_policy::detect::LARGE_OUTBOUND),
+                                &mut self.raised,
+                            );
+                        }
+                    }
+                }
+            }
+            if !self.raised.is_empty() {
+                let raised = std::mem::take(&mut self.raised);
+                for r in &raised {
+                    let Some(s) = self.sessions.get_mut(flow.app.session) else {
+                        break;
+                    };
+                    let (int, ext, proto, total) = (s.internal, s.external, s.proto, s.outbound);
+                    if self.detector.suppressed(r.sid, int, ext, proto).is_some() {
+                        continue;
+                    }
+                    if !s.alerted.contains(&r.sid) {
+                        s.alerted.push(r.sid);
+                    }
+                    self.detector.count(r.sid);
+                    let a = render::AlertFacts {
+                        sid: r.sid,
+                        internal: int,
+                        external: ext,
+                        session_total: total,
+                        raised: Some(*r),
+                        app_proto_expected: None,
+                        port_mismatch: None,
+                    };
+                    let line = render::alert(flow, &a, ts_us, shared);
+                    let mut ctx = AlertCtx {
+                        detector: &mut self.detector,
+                        sessions: &self.sessions,
+                        totals: &mut self.totals,
+                        shared,
+                    };
+                    ctx.note_alert(idx, flow, &a, &line);
+                    self.events.push(((idx, 2, first_idx), line));
+                }
+                self.raised = raised;
+                self.raised.clear();
+            }
+        }
+        // A protocol on the wrong port: decided once the flow's protocol is.
+        if !flow.app.mismatch_done {
+            if let Some(m) = app::mismatch(flow, shared, false) {
+                flow.app.mismatch_done = true;
+                if m.port_mismatch == Some(true) {
+                    let mut ctx = AlertCtx {
+                        detector: &mut self.detector,
+                        sessions: &self.sessions,
+                        totals: &mut self.totals,
+                        shared,
+                    };
+                    if let Some(line) = ctx.mismatch_alert(flow, &m, ts_us, idx) {
+                        self.events.push(((idx, 2, first_idx), line));
                     }
                 }
             }
@@ -275,6 +384,56 @@ impl Worker {
         }
     }
 
+    /// The last flow of a session ended: its volume joins the host pair's roll-up (1173005).
+    fn rollup(&mut self, f: &Flow<App>, key: OrderKey, ts: i64) {
+        let Some(s) = self.sessions.get(f.app.session) else {
+            return;
+        };
+        let (Some(int), Some(ext)) = (s.internal, s.external) else {
+            return;
+        };
+        let (vlan, proto, total) = (s.vlan, s.proto, s.outbound);
+        let large = s
+            .alerted
+            .contains(&xferwatch_policy::detect::LARGE_OUTBOUND);
+        self.detector
+            .session_end(ts, int, ext, vlan, proto, total, large, &mut self.raised);
+        let raised = std::mem::take(&mut self.raised);
+        for r in &raised {
+            if self
+                .detector
+                .suppressed(r.sid, Some(int), Some(ext), proto)
+                .is_some()
+            {
+                continue;
+            }
+            self.detector.count(r.sid);
+            if let Some(s) = self.sessions.get_mut(f.app.session) {
+                s.alerted.push(r.sid);
+            }
+            let a = render::AlertFacts {
+                sid: r.sid,
+                internal: Some(int),
+                external: Some(ext),
+                session_total: total,
+                raised: Some(*r),
+                app_proto_expected: None,
+                port_mismatch: None,
+            };
+            let line = render::alert(f, &a, ts, &self.shared);
+            let mut ctx = AlertCtx {
+                detector: &mut self.detector,
+                sessions: &self.sessions,
+                totals: &mut self.totals,
+                shared: &self.shared,
+            };
+            ctx.note_alert(key.0, f, &a, &line);
+            self.events.push((key, line));
+        }
+        self.raised = raised;
+        self.raised.clear();
+    }
+
     fn flush_ended(&mut self, idx: u64, phase: u8) {
         if self.ended.is_empty() {
             return;
@@ -296,6 +455,23 @@ impl Worker {
                 self.events.push((key, line));
             }
             self.evs = evs;
+            if !f.app.mismatch_done {
+                f.app.mismatch_done = true;
+                if let Some(m) = app::mismatch(&f, shared, true) {
+                    if m.port_mismatch == Some(true) {
+                        let mut ctx = AlertCtx {
+                            detector: &mut self.detector,
+                            sessions: &self.sessions,
+                            totals: &mut self.totals,
+                            shared: &self.shared,
+                        };
+                        if let Some(line) = ctx.mismatch_alert(&mut f, &m, ts, idx) {
+                            self.events.push((key, line));
+                        }
+                    }
+                }
+            }
+            let shared = &*self.shared;
             if let Some(line) = render::transfer_event(&f, shared) {
                 let kind = if matches!(f.app.proto, Proto::Tftp(_)) {
                     "tftp"
@@ -305,6 +481,10 @@ impl Worker {
                 *self.totals.events_by_type.entry(kind).or_default() += 1;
                 self.events.push((key, line));
             }
+            if f.app.session != 0 && self.sessions.flow_ended(f.app.session) {
+                self.rollup(&f, key, ts);
+            }
+            let shared = &*self.shared;
             let session = self.sessions.get(f.app.session);
             let line = render::flow(&f, session, shared, &mut self.totals);
             self.events.push((key, line));
@@ -313,6 +493,95 @@ impl Worker {
             }
         }
         self.ended = ended;
+    }
+}
+
+/// The parts of a worker an alert touches, borrowed apart from its flow table.
+struct AlertCtx<'a> {
+    detector: &'a mut Detector,
+    sessions: &'a Sessions,
+    totals: &'a mut WorkerTotals,
+    shared: &'a Shared,
+}
+
+impl AlertCtx<'_> {
+    /// 1173002/1173003 for a flow, unless an approved path covers it.
+    fn mismatch_alert(
+        &mut self,
+        flow: &mut Flow<App>,
+        m: &app::Facts,
+        ts_us: i64,
+        idx: u64,
+    ) -> Option<String> {
+        let proto = m.app_proto.unwrap_or("failed");
+        let sid = if xferwatch_policy::is_file_transfer(proto) {
+            OFF_PORT
+        } else {
+            PORT_OTHER_PROTO
+        };
+        let (int, ext) = ends_any(flow, &self.shared.networks);
+        if self.detector.suppressed(sid, int, ext, proto).is_some() {
+            return None;
+        }
+        self.detector.count(sid);
+        flow.app.alerted = true;
+        let session_total = self
+            .sessions
+            .get(flow.app.session)
+            .map(|s| s.outbound)
+            .unwrap_or(0);
+        let a = render::AlertFacts {
+            sid,
+            internal: int,
+            external: ext,
+            session_total,
+            raised: None,
+            app_proto_expected: m.app_proto_expected,
+            port_mismatch: m.port_mismatch,
+        };
+        let line = render::alert(flow, &a, ts_us, self.shared);
+        self.note_alert(idx, flow, &a, &line);
+        Some(line)
+    }
+
+    fn note_alert(&mut self, idx: u64, flow: &Flow<App>, a: &render::AlertFacts, _line: &str) {
+        if self.totals.alerts.len() >= MAX_NOTABLE {
+            return;
+        }
+        let sig = xferwatch_policy::detect::signature(a.sid);
+        let host = |x: Option<xferwatch_wire::Addr>| {
+            x.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
+        };
+        let proto = app::facts(flow, self.shared).app_proto.unwrap_or("-");
+        let bytes = a.raised.map(|r| r.total).unwrap_or(a.session_total);
+        self.totals.alerts.push((
+            idx,
+            format!(
+                "{} {:<60} {:>15} -> {:<15} {:<8} {:>10} B  port {}",
+                a.sid,
+                sig.map(|s| s.msg).unwrap_or("-"),
+                host(a.internal.or(Some(flow.client_endpoint().addr))),
+                host(a.external.or(Some(flow.server_endpoint().addr))),
+                proto,
+                bytes,
+                flow.server_endpoint().port
+            ),
+        ));
+    }
+}
+
+/// The internal and external ends of a flow; for flows that do not cross the boundary, client and
+/// server.
+fn ends_any(
+    flow: &Flow<App>,
+    networks: &Networks,
+) -> (Option<xferwatch_wire::Addr>, Option<xferwatch_wire::Addr>) {
+    match ends(flow, networks) {
+        (Some(i), Some(e)) => (Some(i), Some(e)),
+        _ => (
+            Some(flow.client_endpoint().addr),
+            Some(flow.server_endpoint().addr),
+        ),
     }
 }
 
@@ -355,6 +624,7 @@ fn link(
     let mut dir = dir;
     // The expectation's hold on the session passes to the flow.
     flow.app.session = if sessions.get(x.session).is_some() {
+        sessions.flow_joined(x.session);
         x.session
     } else {
         0
@@ -424,6 +694,7 @@ fn start_session(
         return;
     }
     flow.app.session = flow.flow_id;
+    sessions.flow_joined(flow.flow_id);
     if let Some(req) = app::tftp_request(flow) {
         let x = Expect {
             transport: Transport::Udp,

@@ -1,0 +1,1748 @@
+//! SMB transaction parser for one TCP connection (SMB1, SMB2 and SMB3), streaming and bounded.
+//!
+//! # What is parsed
+//!
+//! The caller feeds the in-order reassembled bytes of each direction to [`SmbConn::feed`]. The
+//! parser walks the NetBIOS session service framing (RFC 1002 / MS-SMB2 2.1 "Direct TCP": one
+//! type byte and a 24-bit big-endian length) and reads:
+//!
+//! * **SMB2/SMB3** (`\xfeSMB`, MS-SMB2), including compound chains (`NextCommand`, with the
+//!   related-operations `FileId` of all ones resolved to the chain's CREATE):
+//!   NEGOTIATE (dialect), SESSION_SETUP (NTLMSSP AUTHENTICATE user/domain/host, final status),
+//!   TREE_CONNECT (share path), CREATE (name, disposition, FileId, end-of-file), WRITE (data
+//!   length, counted at the request), READ (data length of the response, matched to the request's
+//!   FileId by MessageId), CLOSE (end-of-file when `SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB` is set).
+//!   Interim `STATUS_PENDING` async responses are ignored.
+//! * **SMB3 transform** (`\xfdSMB`): `OriginalMessageSize` is summed per `SessionId` and
+//!   direction; the encrypted payload is skipped.
+//! * **SMB 3.1.1 compression transform** (`\xfcSMB`): counted as a message and skipped (not an
+//!   error).
+//! * **SMB1** (`\xffSMB`, MS-CIFS / MS-SMB): NEGOTIATE (chosen dialect string), SESSION_SETUP_ANDX
+//!   (extended security, NTLMSSP), TREE_CONNECT_ANDX, NT_CREATE_ANDX, WRITE_ANDX, READ_ANDX and
+//!   CLOSE, following AndX chains (at most 8 commands, offsets strictly increasing). Responses are
+//!   matched to requests by (PID, MID, command).
+//! * NBSS session request/response/retarget/keep-alive messages (types 0x81-0x85) are skipped by
+//!   their length.
+//!
+//! # Transactions
+//!
+//! NEGOTIATE, SESSION_SETUP (final response only), TREE_CONNECT and CREATE push an [`SmbTx`] at
+//! their response. WRITE and READ push nothing: they add to the file table entry of their file
+//! and to [`SmbStats`]. CLOSE pushes one tx for the file (name, share, size, bytes written and
+//! read) and forgets it. [`SmbConn::finish`] pushes a CLOSE-shaped tx (status `None`) for every
+//! file still open that moved bytes, and one `"SMB3_ENCRYPTED"` tx per encrypted session.
+//!
+//! `fuid`: an SMB2 FileId is printed as Suricata prints a GUID (lower-case 8-4-4-4-12, bytes in
+//! Suricata's order 3210-54-76-98-BA FEDC); an SMB1 FID is printed as 4 lower-case hex digits of
+//! its 16-bit value (as Suricata does). `filename` is `Some("")` for the share root, and `None`
+//! when the file was opened before the parser saw it. `size` is the end-of-file of the CREATE
+//! response, replaced by the CLOSE response's when that one carries attributes.
+//!
+//! # Limits
+//!
+//! * Buffering: the parser never needs more than [`SmbConn::MAX_NEED`] bytes buffered to make
+//!   progress. Large messages are read only as far as needed (the WRITE request and READ response
+//!   fixed parts, the 52-byte transform header, the first `MAX_NEED` bytes of anything else) and
+//!   the rest is consumed as it arrives, or skipped through [`SmbConn::skippable`] /
+//!   [`SmbConn::skipped`].
+//! * Tables: open files (`max_files`), SMB trees (`max_files`), encrypted sessions (`max_files`)
+//!   and requests awaiting a response (`max_pending`). When a table is full its oldest entry is
+//!   evicted and `limit_hits` is incremented; an evicted file that moved bytes, or an evicted
+//!   encrypted session, is pushed as its tx at that moment so no volume is lost.
+//! * Names (share, file, NTLM user/domain/host) are cut to `max_name` bytes of UTF-8.
+//! * Heap allocation happens only for the names and file ids kept for a tx and for table growth
+//!   up to the caps.
+//! * A compound chain is walked as far as it lies in the first `MAX_NEED` bytes of its message
+//!   (a chain that starts with a large WRITE loses the commands after it).
+//!
+//! # Errors and gaps
+//!
+//! An NBSS type that is not a session-service type, or a session message that does not start
+//! with an SMB magic, counts as `malformed` and starts a resynchronisation: the parser scans for
+//! `0x00`, a 24-bit length, an SMB magic and (for SMB2) the header's StructureSize 64, with a
+//! length no smaller than that protocol's header. [`SmbConn::gap`] starts the same scan.
+//! `resyncs` counts the headers found by a scan. A message whose SMB content is truncated or
+//! inconsistent counts as `malformed` but does not break the framing.
+//!
+//! # Not parsed
+//!
+//! Anything inside an encrypted or compressed message, Kerberos or other non-NTLMSSP
+//! authentication blobs (the tx then has no `ntlmssp`), SMB1 non-extended-security session setup
+//! account names, SMB1 TRANS/TRANS2/NT_TRANS and the legacy (non-AndX) read/write/open commands,
+//! SMB2 IOCTL/QUERY_DIRECTORY/QUERY_INFO/SET_INFO (renames, deletes), DCE/RPC over named pipes,
+//! file contents, SMB over QUIC or RDMA, and the NBSS 17-bit length form's extension bit for
+//! message types other than 0x81-0x85 (session messages use the 24-bit SMB2 framing).
+
+/// Parser limits; every table the parser keeps is bounded by one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmbLimits {
+    /// Open file ids tracked (also bounds the tree and encrypted-session tables). Default 1024.
+    pub max_files: usize,
+    /// Requests awaiting a response. Default 256.
+    pub max_pending: usize,
+    /// Bytes of a name (UTF-8) kept. Default 512.
+    pub max_name: usize,
+}
+
+impl Default for SmbLimits {
+    fn default() -> Self {
+        SmbLimits {
+            max_files: 1024,
+            max_pending: 256,
+            max_name: 512,
+        }
+    }
+}
+
+/// Counters of one connection.
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct SmbStats {
+    /// SMB messages seen (one per NBSS session message with an SMB magic; a compound chain is one).
+    pub messages: u64,
+    /// Sum of WRITE data lengths (SMB2 WRITE, SMB1 WRITE_ANDX), counted at the request.
+    pub bytes_written: u64,
+    /// Sum of READ response data lengths (SMB2 READ, SMB1 READ_ANDX).
+    pub bytes_read: u64,
+    /// Sum of SMB3 transform `OriginalMessageSize`, `[to_server, to_client]`.
+    pub encrypted_bytes: [u64; 2],
+    /// Headers found by a resynchronisation scan (after a gap or malformed framing).
+    pub resyncs: u64,
+    /// Malformed framing or SMB content.
+    pub malformed: u64,
+    /// A table cap was reached (oldest entry evicted) or a table was configured with 0 entries.
+    pub limit_hits: u64,
+    /// SMB2 dialect revision from the NEGOTIATE response (e.g. 0x0311). `None` for SMB1.
+    pub dialect: Option<u16>,
+}
+
+/// Names from an NTLMSSP AUTHENTICATE (type 3) message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ntlm {
+    pub user: String,
+    pub domain: String,
+    pub host: String,
+}
+
+/// One finished SMB transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmbTx {
+    /// Suricata's command name (see [`cmd`]), or `"SMB3_ENCRYPTED"` for an encrypted session.
+    pub command: &'static str,
+    /// NT status name (see [`nt_status_name`]); `None` for txs pushed by eviction or `finish()`.
+    pub status: Option<&'static str>,
+    pub status_code: Option<u32>,
+    /// Connection dialect: "2.02", "2.10", "3.00", "3.02", "3.1.1", ... or an SMB1 dialect string.
+    pub dialect: Option<&'static str>,
+    pub session_id: u64,
+    pub tree_id: u32,
+    pub share: Option<String>,
+    pub filename: Option<String>,
+    pub fuid: Option<String>,
+    /// "FILE_SUPERSEDE", "FILE_OPEN", "FILE_CREATE", "FILE_OPEN_IF", "FILE_OVERWRITE", "FILE_OVERWRITE_IF".
+    pub disposition: Option<&'static str>,
+    /// End-of-file from the CREATE response or the CLOSE response.
+    pub size: Option<u64>,
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    pub ntlmssp: Option<Ntlm>,
+    /// `SMB3_ENCRYPTED` only: `OriginalMessageSize` sums for the session, `[to_server, to_client]`.
+    pub encrypted_bytes: [u64; 2],
+}
+
+/// Command names used in [`SmbTx::command`] (Suricata's names).
+pub mod cmd {
+    pub const SMB2_NEGOTIATE: &str = "SMB2_COMMAND_NEGOTIATE_PROTOCOL";
+    pub const SMB2_SESSION_SETUP: &str = "SMB2_COMMAND_SESSION_SETUP";
+    pub const SMB2_TREE_CONNECT: &str = "SMB2_COMMAND_TREE_CONNECT";
+    pub const SMB2_CREATE: &str = "SMB2_COMMAND_CREATE";
+    pub const SMB2_CLOSE: &str = "SMB2_COMMAND_CLOSE";
+    pub const SMB1_NEGOTIATE: &str = "SMB1_COMMAND_NEGOTIATE_PROTOCOL";
+    pub const SMB1_SESSION_SETUP: &str = "SMB1_COMMAND_SESSION_SETUP_ANDX";
+    pub const SMB1_TREE_CONNECT: &str = "SMB1_COMMAND_TREE_CONNECT_ANDX";
+    pub const SMB1_NT_CREATE: &str = "SMB1_COMMAND_NT_CREATE_ANDX";
+    pub const SMB1_CLOSE: &str = "SMB1_COMMAND_CLOSE";
+    pub const SMB3_ENCRYPTED: &str = "SMB3_ENCRYPTED";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Constants
+// ---------------------------------------------------------------------------------------------
+
+const MAGIC_SMB1: [u8; 4] = [0xff, b'S', b'M', b'B'];
+const MAGIC_SMB2: [u8; 4] = [0xfe, b'S', b'M', b'B'];
+const MAGIC_TRANSFORM: [u8; 4] = [0xfd, b'S', b'M', b'B'];
+const MAGIC_COMPRESSED: [u8; 4] = [0xfc, b'S', b'M', b'B'];
+
+const NBSS_HDR: usize = 4;
+const SMB1_HDR: usize = 32;
+const SMB2_HDR: usize = 64;
+const TRANSFORM_HDR: usize = 52;
+const COMPRESSED_HDR: usize = 16;
+/// Smallest SMB1 message: header, WordCount and ByteCount.
+const SMB1_MIN: usize = SMB1_HDR + 3;
+/// Any message longer than this is absurd (the 24-bit framing cannot exceed it anyway).
+const MAX_MSG_LEN: usize = 16 << 20;
+const MAX_CHAIN: usize = 64;
+const MAX_ANDX: usize = 8;
+
+const SMB2_NEGOTIATE: u16 = 0x00;
+const SMB2_SESSION_SETUP: u16 = 0x01;
+const SMB2_TREE_CONNECT: u16 = 0x03;
+const SMB2_CREATE: u16 = 0x05;
+const SMB2_CLOSE: u16 = 0x06;
+const SMB2_READ: u16 = 0x08;
+const SMB2_WRITE: u16 = 0x09;
+
+const SMB2_FLAGS_SERVER_TO_REDIR: u32 = 0x0000_0001;
+const SMB2_FLAGS_ASYNC_COMMAND: u32 = 0x0000_0002;
+const SMB2_FLAGS_RELATED_OPERATIONS: u32 = 0x0000_0004;
+
+/// WRITE request fixed part (StructureSize 49 less the 1-byte buffer).
+const SMB2_WRITE_REQ_FIXED: usize = 48;
+/// READ response fixed part (StructureSize 17 less the 1-byte buffer).
+const SMB2_READ_RSP_FIXED: usize = 16;
+
+const SMB1_NEGOTIATE: u8 = 0x72;
+const SMB1_SESSION_SETUP_ANDX: u8 = 0x73;
+const SMB1_TREE_CONNECT_ANDX: u8 = 0x75;
+const SMB1_NT_CREATE_ANDX: u8 = 0xa2;
+const SMB1_WRITE_ANDX: u8 = 0x2f;
+const SMB1_READ_ANDX: u8 = 0x2e;
+const SMB1_CLOSE: u8 = 0x04;
+const SMB1_LOGOFF_ANDX: u8 = 0x74;
+const SMB1_LOCKING_ANDX: u8 = 0x24;
+const SMB1_OPEN_ANDX: u8 = 0x2d;
+
+const SMB1_FLAGS_REPLY: u8 = 0x80;
+const SMB1_FLAGS2_UNICODE: u16 = 0x8000;
+/// WRITE_ANDX request: header, WordCount, 14 words, ByteCount.
+const SMB1_WRITE_PREFIX: usize = SMB1_HDR + 1 + 28 + 2;
+/// READ_ANDX response: header, WordCount, 12 words, ByteCount.
+const SMB1_READ_PREFIX: usize = SMB1_HDR + 1 + 24 + 2;
+
+const STATUS_SUCCESS: u32 = 0x0000_0000;
+const STATUS_PENDING: u32 = 0x0000_0103;
+const STATUS_BUFFER_OVERFLOW: u32 = 0x8000_0005;
+const STATUS_MORE_PROCESSING_REQUIRED: u32 = 0xc000_0016;
+
+/// The FileId that related compound operations use for "the file of the chain".
+const CHAIN_FID: [u8; 16] = [0xff; 16];
+
+/// SMB1 dialect strings we name (index into this table is kept per NEGOTIATE request).
+const SMB1_DIALECTS: [&str; 12] = [
+    "PC NETWORK PROGRAM 1.0",
+    "MICROSOFT NETWORKS 1.03",
+    "MICROSOFT NETWORKS 3.0",
+    "LANMAN1.0",
+    "Windows for Workgroups 3.1a",
+    "LM1.2X002",
+    "DOS LANMAN2.1",
+    "LANMAN2.1",
+    "Samba",
+    "NT LANMAN 1.0",
+    "NT LM 0.12",
+    "SMB 2.002",
+];
+const SMB1_DIALECT_UNKNOWN: u8 = 0xff;
+const SMB1_MAX_DIALECTS: usize = 32;
+
+// ---------------------------------------------------------------------------------------------
+// Little helpers (all bounds-checked)
+// ---------------------------------------------------------------------------------------------
+
+fn rd_u16(b: &[u8], o: usize) -> Option<u16> {
+    let s = b.get(o..o.checked_add(2)?)?;
+    Some(u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn rd_u32(b: &[u8], o: usize) -> Option<u32> {
+    let s: [u8; 4] = b.get(o..o.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(s))
+}
+
+fn rd_u64(b: &[u8], o: usize) -> Option<u64> {
+    let s: [u8; 8] = b.get(o..o.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(s))
+}
+
+fn rd_16(b: &[u8], o: usize) -> Option<[u8; 16]> {
+    b.get(o..o.checked_add(16)?)?.try_into().ok()
+}
+
+fn u24_be(b: &[u8]) -> usize {
+    match b {
+        [_, a, c, d, ..] => ((*a as usize) << 16) | ((*c as usize) << 8) | (*d as usize),
+        _ => 0,
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// UTF-16LE up to the first NUL unit, lossy, cut to `max` bytes of UTF-8.
+fn utf16_name(b: &[u8], max: usize) -> String {
+    let units = b
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .take_while(|&u| u != 0);
+    let mut s = String::new();
+    for r in char::decode_utf16(units) {
+        let c = r.unwrap_or(char::REPLACEMENT_CHARACTER);
+        if s.len() + c.len_utf8() > max {
+            break;
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// 8-bit (OEM) string up to the first NUL, lossy, cut to `max` bytes of UTF-8.
+fn oem_name(b: &[u8], max: usize) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    let mut s = String::new();
+    for c in String::from_utf8_lossy(&b[..end]).chars() {
+        if s.len() + c.len_utf8() > max {
+            break;
+        }
+        s.push(c);
+    }
+    s
+}
+
+fn disposition_name(d: u32) -> Option<&'static str> {
+    Some(match d {
+        0 => "FILE_SUPERSEDE",
+        1 => "FILE_OPEN",
+        2 => "FILE_CREATE",
+        3 => "FILE_OPEN_IF",
+        4 => "FILE_OVERWRITE",
+        5 => "FILE_OVERWRITE_IF",
+        _ => return None,
+    })
+}
+
+/// Name of an SMB2 dialect revision.
+pub fn smb2_dialect_name(d: u16) -> &'static str {
+    match d {
+        0x0202 => "2.02",
+        0x0210 => "2.10",
+        0x0222 => "2.22",
+        0x0224 => "2.24",
+        0x02ff => "2.??",
+        0x0300 => "3.00",
+        0x0302 => "3.02",
+        0x0310 => "3.10",
+        0x0311 => "3.1.1",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Name of an NT status code as Suricata logs it, or `"UNKNOWN"`.
+pub fn nt_status_name(code: u32) -> &'static str {
+    match code {
+        0x0000_0000 => "STATUS_SUCCESS",
+        0x0000_0103 => "STATUS_PENDING",
+        0x0000_0104 => "STATUS_REPARSE",
+        0x0000_0105 => "STATUS_MORE_ENTRIES",
+        0x0000_010b => "STATUS_NOTIFY_CLEANUP",
+        0x0000_010c => "STATUS_NOTIFY_ENUM_DIR",
+        0x8000_0005 => "STATUS_BUFFER_OVERFLOW",
+        0x8000_0006 => "STATUS_NO_MORE_FILES",
+        0x8000_001a => "STATUS_NO_MORE_ENTRIES",
+        0x8000_002d => "STATUS_STOPPED_ON_SYMLINK",
+        0xc000_0001 => "STATUS_UNSUCCESSFUL",
+        0xc000_0002 => "STATUS_NOT_IMPLEMENTED",
+        0xc000_0003 => "STATUS_INVALID_INFO_CLASS",
+        0xc000_0004 => "STATUS_INFO_LENGTH_MISMATCH",
+        0xc000_0005 => "STATUS_ACCESS_VIOLATION",
+        0xc000_0008 => "STATUS_INVALID_HANDLE",
+        0xc000_000d => "STATUS_INVALID_PARAMETER",
+        0xc000_000e => "STATUS_NO_SUCH_DEVICE",
+        0xc000_000f => "STATUS_NO_SUCH_FILE",
+        0xc000_0010 => "STATUS_INVALID_DEVICE_REQUEST",
+        0xc000_0011 => "STATUS_END_OF_FILE",
+        0xc000_0016 => "STATUS_MORE_PROCESSING_REQUIRED",
+        0xc000_0017 => "STATUS_NO_MEMORY",
+        0xc000_0022 => "STATUS_ACCESS_DENIED",
+        0xc000_0023 => "STATUS_BUFFER_TOO_SMALL",
+        0xc000_0024 => "STATUS_OBJECT_TYPE_MISMATCH",
+        0xc000_0033 => "STATUS_OBJECT_NAME_INVALID",
+        0xc000_0034 => "STATUS_OBJECT_NAME_NOT_FOUND",
+        0xc000_0035 => "STATUS_OBJECT_NAME_COLLISION",
+        0xc000_003a => "STATUS_OBJECT_PATH_NOT_FOUND",
+        0xc000_003b => "STATUS_OBJECT_PATH_SYNTAX_BAD",
+        0xc000_0043 => "STATUS_SHARING_VIOLATION",
+        0xc000_0044 => "STATUS_QUOTA_EXCEEDED",
+        0xc000_004f => "STATUS_EAS_NOT_SUPPORTED",
+        0xc000_0054 => "STATUS_FILE_LOCK_CONFLICT",
+        0xc000_0055 => "STATUS_LOCK_NOT_GRANTED",
+        0xc000_0056 => "STATUS_DELETE_PENDING",
+        0xc000_005e => "STATUS_NO_LOGON_SERVERS",
+        0xc000_0061 => "STATUS_PRIVILEGE_NOT_HELD",
+        0xc000_0064 => "STATUS_NO_SUCH_USER",
+        0xc000_006a => "STATUS_WRONG_PASSWORD",
+        0xc000_006d => "STATUS_LOGON_FAILURE",
+        0xc000_006e => "STATUS_ACCOUNT_RESTRICTION",
+        0xc000_006f => "STATUS_INVALID_LOGON_HOURS",
+        0xc000_0070 => "STATUS_INVALID_WORKSTATION",
+        0xc000_0071 => "STATUS_PASSWORD_EXPIRED",
+        0xc000_0072 => "STATUS_ACCOUNT_DISABLED",
+        0xc000_007e => "STATUS_RANGE_NOT_LOCKED",
+        0xc000_007f => "STATUS_DISK_FULL",
+        0xc000_009a => "STATUS_INSUFFICIENT_RESOURCES",
+        0xc000_00a2 => "STATUS_MEDIA_WRITE_PROTECTED",
+        0xc000_00a5 => "STATUS_BAD_IMPERSONATION_LEVEL",
+        0xc000_00b0 => "STATUS_PIPE_DISCONNECTED",
+        0xc000_00b5 => "STATUS_IO_TIMEOUT",
+        0xc000_00ba => "STATUS_FILE_IS_A_DIRECTORY",
+        0xc000_00bb => "STATUS_NOT_SUPPORTED",
+        0xc000_00c3 => "STATUS_INVALID_NETWORK_RESPONSE",
+        0xc000_00c9 => "STATUS_NETWORK_NAME_DELETED",
+        0xc000_00ca => "STATUS_NETWORK_ACCESS_DENIED",
+        0xc000_00cb => "STATUS_BAD_DEVICE_TYPE",
+        0xc000_00cc => "STATUS_BAD_NETWORK_NAME",
+        0xc000_00d0 => "STATUS_REQUEST_NOT_ACCEPTED",
+        0xc000_00d4 => "STATUS_NOT_SAME_DEVICE",
+        0xc000_00d5 => "STATUS_FILE_RENAMED",
+        0xc000_00d9 => "STATUS_PIPE_EMPTY",
+        0xc000_00e2 => "STATUS_OPLOCK_NOT_GRANTED",
+        0xc000_00e5 => "STATUS_INTERNAL_ERROR",
+        0xc000_0101 => "STATUS_DIRECTORY_NOT_EMPTY",
+        0xc000_0103 => "STATUS_NOT_A_DIRECTORY",
+        0xc000_011f => "STATUS_TOO_MANY_OPENED_FILES",
+        0xc000_0120 => "STATUS_CANCELLED",
+        0xc000_0121 => "STATUS_CANNOT_DELETE",
+        0xc000_0128 => "STATUS_FILE_CLOSED",
+        0xc000_014b => "STATUS_PIPE_BROKEN",
+        0xc000_015b => "STATUS_LOGON_TYPE_NOT_GRANTED",
+        0xc000_0184 => "STATUS_INVALID_DEVICE_STATE",
+        0xc000_018d => "STATUS_TRUSTED_RELATIONSHIP_FAILURE",
+        0xc000_0193 => "STATUS_ACCOUNT_EXPIRED",
+        0xc000_019c => "STATUS_FS_DRIVER_REQUIRED",
+        0xc000_0203 => "STATUS_USER_SESSION_DELETED",
+        0xc000_0224 => "STATUS_PASSWORD_MUST_CHANGE",
+        0xc000_0225 => "STATUS_NOT_FOUND",
+        0xc000_0234 => "STATUS_ACCOUNT_LOCKED_OUT",
+        0xc000_0257 => "STATUS_PATH_NOT_COVERED",
+        0xc000_0275 => "STATUS_NOT_A_REPARSE_POINT",
+        0xc000_035c => "STATUS_NETWORK_SESSION_EXPIRED",
+        0xc000_0466 => "STATUS_SERVER_UNAVAILABLE",
+        0xc000_0467 => "STATUS_FILE_NOT_AVAILABLE",
+        0xc000_0480 => "STATUS_SHARE_UNAVAILABLE",
+        _ => "UNKNOWN",
+    }
+}
+
+fn fuid_string(key: &FileKey) -> String {
+    match key {
+        FileKey::V2(g) => format!(
+            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[9], g[8], g[11], g[10], g[15], g[14],
+            g[13], g[12]
+        ),
+        FileKey::V1(fid) => format!("{fid:04x}"),
+    }
+}
+
+/// Names from an NTLMSSP AUTHENTICATE message found anywhere in a security blob.
+fn ntlm_auth(blob: &[u8], max: usize) -> Option<Ntlm> {
+    let at = find(blob, b"NTLMSSP\0")?;
+    let m = blob.get(at..)?;
+    if rd_u32(m, 8)? != 3 {
+        return None;
+    }
+    let flags = rd_u32(m, 60).unwrap_or(1);
+    let unicode = flags & 1 != 0;
+    let field = |o: usize| -> String {
+        let len = rd_u16(m, o).unwrap_or(0) as usize;
+        let off = rd_u32(m, o + 4).unwrap_or(0) as usize;
+        let bytes = off
+            .checked_add(len)
+            .and_then(|end| m.get(off..end))
+            .unwrap_or(&[]);
+        if unicode {
+            utf16_name(bytes, max)
+        } else {
+            oem_name(bytes, max)
+        }
+    };
+    Some(Ntlm {
+        domain: field(28),
+        user: field(36),
+        host: field(44),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum FileKey {
+    V2([u8; 16]),
+    V1(u16),
+}
+
+#[derive(Debug)]
+struct FileEntry {
+    key: FileKey,
+    session_id: u64,
+    tree_id: u32,
+    name: Option<String>,
+    share: Option<String>,
+    disposition: Option<&'static str>,
+    size: Option<u64>,
+    written: u64,
+    read: u64,
+}
+
+impl FileEntry {
+    fn moved_bytes(&self) -> bool {
+        self.written > 0 || self.read > 0
+    }
+}
+
+#[derive(Debug)]
+struct Tree {
+    session_id: u64,
+    tree_id: u32,
+    share: String,
+}
+
+#[derive(Debug)]
+struct EncSession {
+    session_id: u64,
+    bytes: [u64; 2],
+}
+
+#[derive(Debug)]
+enum Req {
+    /// SMB1 NEGOTIATE: for each offered dialect (in order), its index in `SMB1_DIALECTS`.
+    Negotiate1 {
+        ids: [u8; SMB1_MAX_DIALECTS],
+        n: u8,
+    },
+    Plain,
+    SessionSetup(Option<Ntlm>),
+    TreeConnect(Option<String>),
+    Create {
+        name: Option<String>,
+        disposition: Option<&'static str>,
+    },
+    /// CLOSE / READ: the file the response is about.
+    File(FileKey),
+    /// A related compound WRITE on the chain's file: data length, attributed at the response.
+    ChainWrite(u64),
+}
+
+#[derive(Debug)]
+struct Pending {
+    v1: bool,
+    key: u64,
+    cmd: u16,
+    session_id: u64,
+    tree_id: u32,
+    req: Req,
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct DirState {
+    skip: u64,
+    resync: bool,
+}
+
+/// Parsed SMB2 header fields.
+#[derive(Clone, Copy, Debug)]
+struct H2 {
+    cmd: u16,
+    status: u32,
+    flags: u32,
+    msg_id: u64,
+    tree_id: u32,
+    session_id: u64,
+}
+
+/// Parsed SMB1 header fields.
+#[derive(Clone, Copy, Debug)]
+struct H1 {
+    status: u32,
+    reply: bool,
+    unicode: bool,
+    key: u64,
+    tid: u16,
+    uid: u16,
+}
+
+enum Scan {
+    Found(usize),
+    /// A candidate starts here but is not complete yet.
+    Partial(usize),
+    Nothing,
+}
+
+/// SMB parser state for one TCP connection.
+#[derive(Debug)]
+pub struct SmbConn {
+    limits: SmbLimits,
+    dirs: [DirState; 2],
+    pending: Vec<Pending>,
+    files: Vec<FileEntry>,
+    trees: Vec<Tree>,
+    encrypted: Vec<EncSession>,
+    dialect: Option<&'static str>,
+    chain_fid: Option<[u8; 16]>,
+    stats: SmbStats,
+}
+
+fn dir_index(to_server: bool) -> usize {
+    if to_server {
+        0
+    } else {
+        1
+    }
+}
+
+/// Is `h` (at least 10 bytes, starting at an NBSS type byte) a plausible SMB message header?
+fn plausible_header(h: &[u8]) -> bool {
+    if h.len() < 10 || h[0] != 0 {
+        return false;
+    }
+    let len = u24_be(h);
+    if len > MAX_MSG_LEN {
+        return false;
+    }
+    let magic = &h[4..8];
+    if magic == MAGIC_SMB2 {
+        len >= SMB2_HDR && h[8] == 64 && h[9] == 0
+    } else if magic == MAGIC_TRANSFORM {
+        len >= TRANSFORM_HDR
+    } else if magic == MAGIC_SMB1 {
+        len >= SMB1_MIN
+    } else if magic == MAGIC_COMPRESSED {
+        len >= COMPRESSED_HDR
+    } else {
+        false
+    }
+}
+
+fn scan_header(buf: &[u8]) -> Scan {
+    let mut p = 0;
+    while p < buf.len() {
+        match buf[p..].iter().position(|&b| b == 0) {
+            None => return Scan::Nothing,
+            Some(z) => p += z,
+        }
+        let rest = &buf[p..];
+        if rest.len() < 10 {
+            return Scan::Partial(p);
+        }
+        if plausible_header(rest) {
+            return Scan::Found(p);
+        }
+        p += 1;
+    }
+    Scan::Nothing
+}
+
+impl SmbConn {
+    /// Most bytes of one direction the parser ever needs buffered to make progress.
+    pub const MAX_NEED: usize = 64 * 1024;
+    /// Most bytes of one message (after the NBSS header) the parser reads.
+    const MAX_BODY: usize = Self::MAX_NEED - NBSS_HDR;
+
+    /// A parser for one TCP connection.
+    pub fn new(limits: SmbLimits) -> Self {
+        SmbConn {
+            limits,
+            dirs: [DirState::default(); 2],
+            pending: Vec::new(),
+            files: Vec::new(),
+            trees: Vec::new(),
+            encrypted: Vec::new(),
+            dialect: None,
+            chain_fid: None,
+            stats: SmbStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &SmbStats {
+        &self.stats
+    }
+
+    /// Bytes of this direction the caller may skip without delivering them (the rest of a message
+    /// body the parser does not need).
+    pub fn skippable(&self, to_server: bool) -> u64 {
+        self.dirs[dir_index(to_server)].skip
+    }
+
+    /// The caller skipped `n` (≤ skippable) bytes of this direction.
+    pub fn skipped(&mut self, to_server: bool, n: u64) {
+        let d = &mut self.dirs[dir_index(to_server)];
+        d.skip = d.skip.saturating_sub(n);
+    }
+
+    /// Bytes were lost in this direction: resynchronise on the next plausible SMB header.
+    pub fn gap(&mut self, to_server: bool) {
+        let d = &mut self.dirs[dir_index(to_server)];
+        d.skip = 0;
+        d.resync = true;
+    }
+
+    /// The connection ended: push a CLOSE-shaped tx for every open file that moved bytes and one
+    /// `SMB3_ENCRYPTED` tx per encrypted session. Tables are emptied.
+    pub fn finish(&mut self, out: &mut Vec<SmbTx>) {
+        let files = std::mem::take(&mut self.files);
+        for f in files {
+            if f.moved_bytes() {
+                out.push(self.close_tx(f, None));
+            }
+        }
+        let enc = std::mem::take(&mut self.encrypted);
+        for e in enc {
+            out.push(self.encrypted_tx(&e));
+        }
+        self.pending.clear();
+        self.trees.clear();
+    }
+
+    /// In-order bytes of one direction (`to_server` = client→server). Parses every complete
+    /// message present, pushes finished transactions to `out`, and returns how many bytes of
+    /// `data` it consumed. The caller drops the consumed bytes, keeps the rest, and calls again with
+    /// more appended; what is kept is never more than [`SmbConn::MAX_NEED`] bytes. Body bytes the
+    /// parser does not need are consumed as they come; if such a body extends past `data`, all of
+    /// `data` is consumed and the rest is reported by [`SmbConn::skippable`].
+    pub fn feed(&mut self, to_server: bool, data: &[u8], out: &mut Vec<SmbTx>) -> usize {
+        let d = dir_index(to_server);
+        let mut pos = 0usize;
+        loop {
+            if self.dirs[d].skip > 0 {
+                let avail = (data.len() - pos) as u64;
+                let n = self.dirs[d].skip.min(avail);
+                pos += n as usize;
+                self.dirs[d].skip -= n;
+                if self.dirs[d].skip > 0 {
+                    return pos;
+                }
+            }
+            if self.dirs[d].resync {
+                match scan_header(&data[pos..]) {
+                    Scan::Found(off) => {
+                        pos += off;
+                        self.dirs[d].resync = false;
+                        self.stats.resyncs += 1;
+                    }
+                    Scan::Partial(off) => return pos + off,
+                    Scan::Nothing => return data.len(),
+                }
+            }
+            let rest = &data[pos..];
+            if rest.len() < NBSS_HDR {
+                return pos;
+            }
+            match rest[0] {
+                0x00 => {}
+                0x81..=0x85 => {
+                    // Session request / responses / retarget / keep-alive: 17-bit length.
+                    let len =
+                        (((rest[1] & 1) as u64) << 16) | ((rest[2] as u64) << 8) | (rest[3] as u64);
+                    pos += NBSS_HDR;
+                    self.dirs[d].skip = len;
+                    continue;
+                }
+                _ => {
+                    self.malformed_framing(d);
+                    pos += 1;
+                    continue;
+                }
+            }
+            let len = u24_be(rest);
+            if len == 0 {
+                pos += NBSS_HDR;
+                continue;
+            }
+            if !(4..=MAX_MSG_LEN).contains(&len) {
+                self.malformed_framing(d);
+                pos += 1;
+                continue;
+            }
+            if rest.len() < NBSS_HDR + 4 {
+                return pos;
+            }
+            let magic = &rest[4..8];
+            let want = if magic == MAGIC_SMB2 {
+                if len < SMB2_HDR {
+                    self.malformed_framing(d);
+                    pos += 1;
+                    continue;
+                }
+                match rest.get(NBSS_HDR..NBSS_HDR + SMB2_HDR) {
+                    Some(h) => Self::smb2_want(h, len),
+                    None => return pos,
+                }
+            } else if magic == MAGIC_TRANSFORM {
+                if len < TRANSFORM_HDR {
+                    self.malformed_framing(d);
+                    pos += 1;
+                    continue;
+                }
+                TRANSFORM_HDR
+            } else if magic == MAGIC_COMPRESSED {
+                0
+            } else if magic == MAGIC_SMB1 {
+                if len < SMB1_MIN {
+                    self.malformed_framing(d);
+                    pos += 1;
+                    continue;
+                }
+                match rest.get(NBSS_HDR..NBSS_HDR + SMB1_HDR) {
+                    Some(h) => Self::smb1_want(h, len),
+                    None => return pos,
+                }
+            } else {
+                self.malformed_framing(d);
+                pos += 1;
+                continue;
+            };
+            let want = want.min(len);
+            let msg = match rest.get(NBSS_HDR..NBSS_HDR + want) {
+                Some(m) => m,
+                None => return pos,
+            };
+            self.stats.messages += 1;
+            if magic == MAGIC_SMB2 {
+                self.smb2_message(msg, len, out);
+            } else if magic == MAGIC_TRANSFORM {
+                self.transform(d, msg, len, out);
+            } else if magic == MAGIC_SMB1 {
+                self.smb1_message(msg, len, out);
+            }
+            pos += NBSS_HDR + want;
+            self.dirs[d].skip = (len - want) as u64;
+        }
+    }
+
+    fn malformed_framing(&mut self, d: usize) {
+        self.stats.malformed += 1;
+        self.dirs[d].resync = true;
+    }
+
+    /// How much of an SMB2 message (of `len` bytes, first header `h`) to read.
+    fn smb2_want(h: &[u8], len: usize) -> usize {
+        let cmd = rd_u16(h, 12).unwrap_or(0xffff);
+        let flags = rd_u32(h, 16).unwrap_or(0);
+        let next = rd_u32(h, 20).unwrap_or(0);
+        let response = flags & SMB2_FLAGS_SERVER_TO_REDIR != 0;
+        let full = len.min(Self::MAX_BODY);
+        if next != 0 {
+            return full;
+        }
+        match (cmd, response) {
+            (SMB2_WRITE, false) => SMB2_HDR + SMB2_WRITE_REQ_FIXED,
+            (SMB2_READ, true) => SMB2_HDR + SMB2_READ_RSP_FIXED,
+            (SMB2_READ, false) => full,
+            (
+                SMB2_NEGOTIATE | SMB2_SESSION_SETUP | SMB2_TREE_CONNECT | SMB2_CREATE | SMB2_CLOSE,
+                _,
+            ) => full,
+            _ => SMB2_HDR,
+        }
+    }
+
+    /// How much of an SMB1 message (of `len` bytes, header `h`) to read.
+    fn smb1_want(h: &[u8], len: usize) -> usize {
+        let cmd = h.get(4).copied().unwrap_or(0);
+        let reply = h.get(9).copied().unwrap_or(0) & SMB1_FLAGS_REPLY != 0;
+        let full = len.min(Self::MAX_BODY);
+        match (cmd, reply) {
+            (SMB1_WRITE_ANDX, false) => SMB1_WRITE_PREFIX,
+            (SMB1_READ_ANDX, true) => SMB1_READ_PREFIX,
+            (
+                SMB1_NEGOTIATE
+                | SMB1_SESSION_SETUP_ANDX
+                | SMB1_TREE_CONNECT_ANDX
+                | SMB1_NT_CREATE_ANDX
+                | SMB1_READ_ANDX
+                | SMB1_CLOSE
+                | SMB1_LOGOFF_ANDX
+                | SMB1_LOCKING_ANDX
+                | SMB1_OPEN_ANDX,
+                _,
+            ) => full,
+            _ => SMB1_HDR,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tables
+    // -----------------------------------------------------------------------------------------
+
+    fn add_pending(&mut self, p: Pending) {
+        if self.limits.max_pending == 0 {
+            self.stats.limit_hits += 1;
+            return;
+        }
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|q| q.v1 == p.v1 && q.key == p.key && q.cmd == p.cmd)
+        {
+            self.pending.remove(i);
+        }
+        if self.pending.len() >= self.limits.max_pending {
+            self.pending.remove(0);
+            self.stats.limit_hits += 1;
+        }
+        self.pending.push(p);
+    }
+
+    fn take_pending(&mut self, v1: bool, key: u64, cmd: u16) -> Option<Pending> {
+        let i = self
+            .pending
+            .iter()
+            .position(|q| q.v1 == v1 && q.key == key && q.cmd == cmd)?;
+        Some(self.pending.remove(i))
+    }
+
+    fn share_of(&self, session_id: u64, tree_id: u32) -> Option<String> {
+        self.trees
+            .iter()
+            .find(|t| t.session_id == session_id && t.tree_id == tree_id)
+            .map(|t| t.share.clone())
+    }
+
+    fn add_tree(&mut self, t: Tree) {
+        if let Some(i) = self
+            .trees
+            .iter()
+            .position(|x| x.session_id == t.session_id && x.tree_id == t.tree_id)
+        {
+            self.trees.remove(i);
+        }
+        if self.limits.max_files == 0 {
+            self.stats.limit_hits += 1;
+            return;
+        }
+        if self.trees.len() >= self.limits.max_files {
+            self.trees.remove(0);
+            self.stats.limit_hits += 1;
+        }
+        self.trees.push(t);
+    }
+
+    /// Insert a file entry (replacing one with the same key), evicting the oldest when full.
+    /// A CREATE succeeded: the tx gets the file id and size, the file table an entry.
+    fn file_opened(
+        &mut self,
+        key: FileKey,
+        size: Option<u64>,
+        tx: &mut SmbTx,
+        out: &mut Vec<SmbTx>,
+    ) {
+        tx.fuid = Some(fuid_string(&key));
+        tx.size = size;
+        self.add_file(
+            FileEntry {
+                key,
+                session_id: tx.session_id,
+                tree_id: tx.tree_id,
+                name: tx.filename.clone(),
+                share: tx.share.clone(),
+                disposition: tx.disposition,
+                size,
+                written: 0,
+                read: 0,
+            },
+            out,
+        );
+    }
+
+    fn add_file(&mut self, f: FileEntry, out: &mut Vec<SmbTx>) -> Option<usize> {
+        if let Some(i) = self.files.iter().position(|x| x.key == f.key) {
+            // The same id again without a CLOSE seen: report what the old one moved.
+            let old = self.files.remove(i);
+            if old.moved_bytes() {
+                out.push(self.close_tx(old, None));
+            }
+        }
+        if self.limits.max_files == 0 {
+            self.stats.limit_hits += 1;
+            return None;
+        }
+        if self.files.len() >= self.limits.max_files {
+            let old = self.files.remove(0);
+            self.stats.limit_hits += 1;
+            if old.moved_bytes() {
+                out.push(self.close_tx(old, None));
+            }
+        }
+        self.files.push(f);
+        Some(self.files.len() - 1)
+    }
+
+    /// The entry of `key`, created without a name when the open was not seen.
+    fn file_entry(
+        &mut self,
+        key: FileKey,
+        session_id: u64,
+        tree_id: u32,
+        out: &mut Vec<SmbTx>,
+    ) -> Option<&mut FileEntry> {
+        let i = match self.files.iter().position(|x| x.key == key) {
+            Some(i) => i,
+            None => {
+                let share = self.share_of(session_id, tree_id);
+                self.add_file(
+                    FileEntry {
+                        key,
+                        session_id,
+                        tree_id,
+                        name: None,
+                        share,
+                        disposition: None,
+                        size: None,
+                        written: 0,
+                        read: 0,
+                    },
+                    out,
+                )?
+            }
+        };
+        self.files.get_mut(i)
+    }
+
+    fn add_written(
+        &mut self,
+        key: FileKey,
+        session_id: u64,
+        tree_id: u32,
+        n: u64,
+        out: &mut Vec<SmbTx>,
+    ) {
+        if let Some(f) = self.file_entry(key, session_id, tree_id, out) {
+            f.written = f.written.saturating_add(n);
+        }
+    }
+
+    fn add_read(
+        &mut self,
+        key: FileKey,
+        session_id: u64,
+        tree_id: u32,
+        n: u64,
+        out: &mut Vec<SmbTx>,
+    ) {
+        if let Some(f) = self.file_entry(key, session_id, tree_id, out) {
+            f.read = f.read.saturating_add(n);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Transactions
+    // -----------------------------------------------------------------------------------------
+
+    fn tx(
+        &self,
+        command: &'static str,
+        status: Option<u32>,
+        session_id: u64,
+        tree_id: u32,
+    ) -> SmbTx {
+        SmbTx {
+            command,
+            status: status.map(nt_status_name),
+            status_code: status,
+            dialect: self.dialect,
+            session_id,
+            tree_id,
+            ..SmbTx::default()
+        }
+    }
+
+    fn close_tx(&self, f: FileEntry, status: Option<u32>) -> SmbTx {
+        let command = match f.key {
+            FileKey::V2(_) => cmd::SMB2_CLOSE,
+            FileKey::V1(_) => cmd::SMB1_CLOSE,
+        };
+        let mut tx = self.tx(command, status, f.session_id, f.tree_id);
+        tx.fuid = Some(fuid_string(&f.key));
+        tx.share = f.share;
+        tx.filename = f.name;
+        tx.disposition = f.disposition;
+        tx.size = f.size;
+        tx.bytes_written = f.written;
+        tx.bytes_read = f.read;
+        tx
+    }
+
+    fn encrypted_tx(&self, e: &EncSession) -> SmbTx {
+        let mut tx = self.tx(cmd::SMB3_ENCRYPTED, None, e.session_id, 0);
+        tx.encrypted_bytes = e.bytes;
+        tx
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // SMB3 transform
+    // -----------------------------------------------------------------------------------------
+
+    fn transform(&mut self, d: usize, msg: &[u8], len: usize, out: &mut Vec<SmbTx>) {
+        let (Some(orig), Some(session_id)) = (rd_u32(msg, 36), rd_u64(msg, 44)) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let payload = (len - TRANSFORM_HDR) as u64;
+        let mut orig = orig as u64;
+        if orig > payload {
+            // OriginalMessageSize larger than what is carried: count what is on the wire.
+            self.stats.malformed += 1;
+            orig = payload;
+        }
+        self.stats.encrypted_bytes[d] += orig;
+        if let Some(e) = self
+            .encrypted
+            .iter_mut()
+            .find(|e| e.session_id == session_id)
+        {
+            e.bytes[d] += orig;
+            return;
+        }
+        if self.limits.max_files == 0 {
+            self.stats.limit_hits += 1;
+            return;
+        }
+        if self.encrypted.len() >= self.limits.max_files {
+            let old = self.encrypted.remove(0);
+            self.stats.limit_hits += 1;
+            out.push(self.encrypted_tx(&old));
+        }
+        let mut bytes = [0u64; 2];
+        bytes[d] = orig;
+        self.encrypted.push(EncSession { session_id, bytes });
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // SMB2
+    // -----------------------------------------------------------------------------------------
+
+    /// An SMB2 message: `msg` is what was read (a prefix of the `len` bytes on the wire).
+    fn smb2_message(&mut self, msg: &[u8], len: usize, out: &mut Vec<SmbTx>) {
+        self.chain_fid = None;
+        let mut off = 0usize;
+        for _ in 0..MAX_CHAIN {
+            let Some(cmd_buf) = msg.get(off..) else {
+                break;
+            };
+            let Some(h) = cmd_buf.get(..SMB2_HDR) else {
+                // The rest of the chain was not read (message larger than MAX_NEED).
+                break;
+            };
+            if h[..4] != MAGIC_SMB2 || rd_u16(h, 4) != Some(64) {
+                self.stats.malformed += 1;
+                break;
+            }
+            let next = rd_u32(h, 20).unwrap_or(0) as usize;
+            let hdr = H2 {
+                cmd: rd_u16(h, 12).unwrap_or(0xffff),
+                status: rd_u32(h, 8).unwrap_or(0),
+                flags: rd_u32(h, 16).unwrap_or(0),
+                msg_id: rd_u64(h, 24).unwrap_or(0),
+                tree_id: rd_u32(h, 36).unwrap_or(0),
+                session_id: rd_u64(h, 40).unwrap_or(0),
+            };
+            // This command's bytes (read) and its length on the wire.
+            let (cmd_slice, wire_len) = if next != 0 {
+                (&cmd_buf[..next.min(cmd_buf.len())], next)
+            } else {
+                (cmd_buf, len - off)
+            };
+            self.smb2_command(&hdr, cmd_slice, wire_len, out);
+            if next == 0 {
+                break;
+            }
+            if next < SMB2_HDR || off + next >= len {
+                self.stats.malformed += 1;
+                break;
+            }
+            off += next;
+        }
+    }
+
+    fn smb2_command(&mut self, h: &H2, c: &[u8], wire_len: usize, out: &mut Vec<SmbTx>) {
+        if h.flags & SMB2_FLAGS_SERVER_TO_REDIR == 0 {
+            self.smb2_request(h, c, wire_len, out);
+        } else {
+            self.smb2_response(h, c, wire_len, out);
+        }
+    }
+
+    fn smb2_request(&mut self, h: &H2, c: &[u8], wire_len: usize, out: &mut Vec<SmbTx>) {
+        let max = self.limits.max_name;
+        let related = h.flags & SMB2_FLAGS_RELATED_OPERATIONS != 0;
+        let req = match h.cmd {
+            SMB2_NEGOTIATE => Req::Plain,
+            SMB2_SESSION_SETUP => {
+                let off = rd_u16(c, SMB2_HDR + 12).unwrap_or(0) as usize;
+                let blen = rd_u16(c, SMB2_HDR + 14).unwrap_or(0) as usize;
+                let blob = c.get(off..off + blen).unwrap_or(&[]);
+                Req::SessionSetup(ntlm_auth(blob, max))
+            }
+            SMB2_TREE_CONNECT => {
+                let off = rd_u16(c, SMB2_HDR + 4).unwrap_or(0) as usize;
+                let plen = rd_u16(c, SMB2_HDR + 6).unwrap_or(0) as usize;
+                Req::TreeConnect(c.get(off..off + plen).map(|p| utf16_name(p, max)))
+            }
+            SMB2_CREATE => {
+                let disposition = rd_u32(c, SMB2_HDR + 36).and_then(disposition_name);
+                let off = rd_u16(c, SMB2_HDR + 44).unwrap_or(0) as usize;
+                let nlen = rd_u16(c, SMB2_HDR + 46).unwrap_or(0) as usize;
+                let name = if nlen == 0 {
+                    // The share root.
+                    Some(String::new())
+                } else {
+                    c.get(off..off + nlen).map(|p| utf16_name(p, max))
+                };
+                Req::Create { name, disposition }
+            }
+            SMB2_CLOSE => match rd_16(c, SMB2_HDR + 8) {
+                Some(fid) => Req::File(FileKey::V2(fid)),
+                None => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            },
+            SMB2_READ => match rd_16(c, SMB2_HDR + 16) {
+                Some(fid) => Req::File(FileKey::V2(fid)),
+                None => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            },
+            SMB2_WRITE => {
+                let (Some(data_off), Some(length), Some(fid)) = (
+                    rd_u16(c, SMB2_HDR + 2),
+                    rd_u32(c, SMB2_HDR + 4),
+                    rd_16(c, SMB2_HDR + 16),
+                ) else {
+                    self.stats.malformed += 1;
+                    return;
+                };
+                // The data cannot extend past this command on the wire.
+                let room = wire_len.saturating_sub(data_off as usize) as u64;
+                let n = (length as u64).min(room);
+                self.stats.bytes_written += n;
+                if fid == CHAIN_FID && related {
+                    Req::ChainWrite(n)
+                } else {
+                    self.add_written(FileKey::V2(fid), h.session_id, h.tree_id, n, out);
+                    return;
+                }
+            }
+            _ => return,
+        };
+        self.add_pending(Pending {
+            v1: false,
+            key: h.msg_id,
+            cmd: h.cmd,
+            session_id: h.session_id,
+            tree_id: h.tree_id,
+            req,
+        });
+    }
+
+    fn smb2_response(&mut self, h: &H2, c: &[u8], wire_len: usize, out: &mut Vec<SmbTx>) {
+        if h.flags & SMB2_FLAGS_ASYNC_COMMAND != 0 && h.status == STATUS_PENDING {
+            // Interim response: the final one follows.
+            return;
+        }
+        let ok = h.status == STATUS_SUCCESS;
+        let pending = self.take_pending(false, h.msg_id, h.cmd);
+        // Async responses carry an AsyncId instead of the TreeId.
+        let tree_id = match (&pending, h.flags & SMB2_FLAGS_ASYNC_COMMAND != 0) {
+            (Some(p), true) => p.tree_id,
+            _ => h.tree_id,
+        };
+        let (p_session, p_tree) = pending
+            .as_ref()
+            .map(|p| (p.session_id, p.tree_id))
+            .unwrap_or((h.session_id, tree_id));
+        let req = pending.map(|p| p.req);
+        match h.cmd {
+            SMB2_NEGOTIATE => {
+                if ok {
+                    if let Some(d) = rd_u16(c, SMB2_HDR + 4) {
+                        self.stats.dialect = Some(d);
+                        self.dialect = Some(smb2_dialect_name(d));
+                    }
+                }
+                out.push(self.tx(cmd::SMB2_NEGOTIATE, Some(h.status), h.session_id, tree_id));
+            }
+            SMB2_SESSION_SETUP => {
+                if h.status == STATUS_MORE_PROCESSING_REQUIRED {
+                    return;
+                }
+                let mut tx = self.tx(
+                    cmd::SMB2_SESSION_SETUP,
+                    Some(h.status),
+                    h.session_id,
+                    tree_id,
+                );
+                if let Some(Req::SessionSetup(ntlm)) = req {
+                    tx.ntlmssp = ntlm;
+                }
+                out.push(tx);
+            }
+            SMB2_TREE_CONNECT => {
+                let share = match req {
+                    Some(Req::TreeConnect(s)) => s,
+                    _ => None,
+                };
+                if ok {
+                    if let Some(s) = &share {
+                        self.add_tree(Tree {
+                            session_id: h.session_id,
+                            tree_id,
+                            share: s.clone(),
+                        });
+                    }
+                }
+                let mut tx = self.tx(
+                    cmd::SMB2_TREE_CONNECT,
+                    Some(h.status),
+                    h.session_id,
+                    tree_id,
+                );
+                tx.share = share;
+                out.push(tx);
+            }
+            SMB2_CREATE => {
+                let (name, disposition) = match req {
+                    Some(Req::Create { name, disposition }) => (name, disposition),
+                    _ => (None, None),
+                };
+                let share = self.share_of(p_session, p_tree);
+                let mut tx = self.tx(cmd::SMB2_CREATE, Some(h.status), p_session, p_tree);
+                tx.filename = name.clone();
+                tx.share = share.clone();
+                tx.disposition = disposition;
+                if ok {
+                    let fid = rd_16(c, SMB2_HDR + 64);
+                    let size = rd_u64(c, SMB2_HDR + 48);
+                    match fid {
+                        Some(fid) => {
+                            self.chain_fid = Some(fid);
+                            self.file_opened(FileKey::V2(fid), size, &mut tx, out);
+                        }
+                        None => self.stats.malformed += 1,
+                    }
+                }
+                out.push(tx);
+            }
+            SMB2_CLOSE => {
+                let key = match req {
+                    Some(Req::File(FileKey::V2(fid))) if fid == CHAIN_FID => {
+                        self.chain_fid.map(FileKey::V2)
+                    }
+                    Some(Req::File(k)) => Some(k),
+                    _ => None,
+                };
+                let post_query = ok && rd_u16(c, SMB2_HDR + 2).unwrap_or(0) & 1 != 0;
+                let close_size = if post_query {
+                    rd_u64(c, SMB2_HDR + 48)
+                } else {
+                    None
+                };
+                let entry = key.and_then(|k| {
+                    let i = self.files.iter().position(|f| f.key == k)?;
+                    Some(self.files.remove(i))
+                });
+                let mut tx = match entry {
+                    Some(f) => self.close_tx(f, Some(h.status)),
+                    None => {
+                        let mut tx = self.tx(cmd::SMB2_CLOSE, Some(h.status), p_session, p_tree);
+                        tx.fuid = key.as_ref().map(fuid_string);
+                        tx.share = self.share_of(p_session, p_tree);
+                        tx
+                    }
+                };
+                tx.status = Some(nt_status_name(h.status));
+                tx.status_code = Some(h.status);
+                if close_size.is_some() {
+                    tx.size = close_size;
+                }
+                out.push(tx);
+            }
+            SMB2_READ => {
+                if !(ok || h.status == STATUS_BUFFER_OVERFLOW) {
+                    return;
+                }
+                let (Some(data_off), Some(length)) = (c.get(SMB2_HDR + 2), rd_u32(c, SMB2_HDR + 4))
+                else {
+                    self.stats.malformed += 1;
+                    return;
+                };
+                let room = wire_len.saturating_sub(*data_off as usize) as u64;
+                let n = (length as u64).min(room);
+                self.stats.bytes_read += n;
+                let key = match req {
+                    Some(Req::File(FileKey::V2(fid))) if fid == CHAIN_FID => {
+                        self.chain_fid.map(FileKey::V2)
+                    }
+                    Some(Req::File(k)) => Some(k),
+                    _ => None,
+                };
+                if let Some(k) = key {
+                    self.add_read(k, p_session, p_tree, n, out);
+                }
+            }
+            SMB2_WRITE => {
+                if let (Some(Req::ChainWrite(n)), Some(fid)) = (req, self.chain_fid) {
+                    self.add_written(FileKey::V2(fid), p_session, p_tree, n, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // SMB1
+    // -----------------------------------------------------------------------------------------
+
+    fn smb1_message(&mut self, msg: &[u8], len: usize, out: &mut Vec<SmbTx>) {
+        let Some(hb) = msg.get(..SMB1_HDR) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let flags = hb[9];
+        let flags2 = rd_u16(hb, 10).unwrap_or(0);
+        // With FLAGS2_NT_STATUS this is an NT status; otherwise a DOS error (class, reserved,
+        // code) kept raw: zero is success either way and any other value names as "UNKNOWN".
+        let status = rd_u32(hb, 5).unwrap_or(0);
+        let pid_high = rd_u16(hb, 12).unwrap_or(0) as u64;
+        let pid_low = rd_u16(hb, 26).unwrap_or(0) as u64;
+        let mid = rd_u16(hb, 30).unwrap_or(0) as u64;
+        let h = H1 {
+            status,
+            reply: flags & SMB1_FLAGS_REPLY != 0,
+            unicode: flags2 & SMB1_FLAGS2_UNICODE != 0,
+            key: (pid_high << 32) | (pid_low << 16) | mid,
+            tid: rd_u16(hb, 24).unwrap_or(0),
+            uid: rd_u16(hb, 28).unwrap_or(0),
+        };
+        let mut command = hb[4];
+        let mut p = SMB1_HDR;
+        for _ in 0..MAX_ANDX {
+            let Some(&wc) = msg.get(p) else {
+                break;
+            };
+            let words_start = p + 1;
+            let words_end = words_start + 2 * wc as usize;
+            let Some(words) = msg.get(words_start..words_end) else {
+                // Truncated read (large message) or malformed: stop the chain here.
+                if words_end > len {
+                    self.stats.malformed += 1;
+                }
+                break;
+            };
+            let bc = rd_u16(msg, words_end).unwrap_or(0) as usize;
+            let bytes_start = words_end + 2;
+            let bytes_end = (bytes_start + bc).min(msg.len());
+            let bytes = msg.get(bytes_start..bytes_end).unwrap_or(&[]);
+            self.smb1_command(&h, command, words, bytes, bytes_start, len, out);
+            let is_andx = matches!(
+                command,
+                SMB1_SESSION_SETUP_ANDX
+                    | SMB1_TREE_CONNECT_ANDX
+                    | SMB1_NT_CREATE_ANDX
+                    | SMB1_WRITE_ANDX
+                    | SMB1_READ_ANDX
+                    | SMB1_LOGOFF_ANDX
+                    | SMB1_LOCKING_ANDX
+                    | SMB1_OPEN_ANDX
+            );
+            if !is_andx || words.len() < 4 || words[0] == 0xff {
+                break;
+            }
+            let next = rd_u16(words, 2).unwrap_or(0) as usize;
+            if next <= p {
+                self.stats.malformed += 1;
+                break;
+            }
+            command = words[0];
+            p = next;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn smb1_command(
+        &mut self,
+        h: &H1,
+        command: u8,
+        words: &[u8],
+        bytes: &[u8],
+        bytes_at: usize,
+        wire_len: usize,
+        out: &mut Vec<SmbTx>,
+    ) {
+        if h.reply {
+            self.smb1_response(h, command, words, bytes, wire_len, out);
+        } else {
+            self.smb1_request(h, command, words, bytes, bytes_at, wire_len, out);
+        }
+    }
+
+    /// An SMB1 string at `bytes[at..]` (`at` before alignment); Unicode strings are aligned to an
+    /// even offset from the SMB header.
+    fn smb1_string(
+        &self,
+        h: &H1,
+        bytes: &[u8],
+        bytes_at: usize,
+        at: usize,
+        len: Option<usize>,
+    ) -> Option<String> {
+        let max = self.limits.max_name;
+        let mut at = at;
+        if h.unicode && (bytes_at + at) % 2 == 1 {
+            at += 1;
+        }
+        let s = bytes.get(at..)?;
+        let s = match len {
+            Some(l) => s.get(..l.min(s.len()))?,
+            None => s,
+        };
+        Some(if h.unicode {
+            utf16_name(s, max)
+        } else {
+            oem_name(s, max)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn smb1_request(
+        &mut self,
+        h: &H1,
+        command: u8,
+        words: &[u8],
+        bytes: &[u8],
+        bytes_at: usize,
+        wire_len: usize,
+        out: &mut Vec<SmbTx>,
+    ) {
+        let session_id = h.uid as u64;
+        let tree_id = h.tid as u32;
+        let req = match command {
+            SMB1_NEGOTIATE => {
+                let mut ids = [SMB1_DIALECT_UNKNOWN; SMB1_MAX_DIALECTS];
+                let mut n = 0usize;
+                for d in bytes.split(|&b| b == 0) {
+                    if n >= SMB1_MAX_DIALECTS {
+                        break;
+                    }
+                    // Each dialect is 0x02 followed by a NUL-terminated string.
+                    let Some((&0x02, name)) = d.split_first() else {
+                        continue;
+                    };
+                    ids[n] = SMB1_DIALECTS
+                        .iter()
+                        .position(|k| k.as_bytes() == name)
+                        .map(|i| i as u8)
+                        .unwrap_or(SMB1_DIALECT_UNKNOWN);
+                    n += 1;
+                }
+                Req::Negotiate1 { ids, n: n as u8 }
+            }
+            SMB1_SESSION_SETUP_ANDX => {
+                let ntlm = if words.len() == 24 {
+                    let blen = rd_u16(words, 14).unwrap_or(0) as usize;
+                    let blob = bytes.get(..blen.min(bytes.len())).unwrap_or(&[]);
+                    ntlm_auth(blob, self.limits.max_name)
+                } else {
+                    None
+                };
+                Req::SessionSetup(ntlm)
+            }
+            SMB1_TREE_CONNECT_ANDX => {
+                let pw = rd_u16(words, 6).unwrap_or(0) as usize;
+                Req::TreeConnect(self.smb1_string(h, bytes, bytes_at, pw, None))
+            }
+            SMB1_NT_CREATE_ANDX => {
+                let nlen = rd_u16(words, 5).unwrap_or(0) as usize;
+                let disposition = rd_u32(words, 35).and_then(disposition_name);
+                let name = if nlen == 0 {
+                    Some(String::new())
+                } else {
+                    self.smb1_string(h, bytes, bytes_at, 0, Some(nlen))
+                };
+                Req::Create { name, disposition }
+            }
+            SMB1_WRITE_ANDX => {
+                let (Some(fid), Some(lo), Some(hi), Some(data_off)) = (
+                    rd_u16(words, 4),
+                    rd_u16(words, 20),
+                    rd_u16(words, 18),
+                    rd_u16(words, 22),
+                ) else {
+                    self.stats.malformed += 1;
+                    return;
+                };
+                let length = ((hi as u64) << 16) | lo as u64;
+                let room = wire_len.saturating_sub(data_off as usize) as u64;
+                let n = length.min(room);
+                self.stats.bytes_written += n;
+                self.add_written(FileKey::V1(fid), session_id, tree_id, n, out);
+                return;
+            }
+            SMB1_READ_ANDX => match rd_u16(words, 4) {
+                Some(fid) => Req::File(FileKey::V1(fid)),
+                None => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            },
+            SMB1_CLOSE => match rd_u16(words, 0) {
+                Some(fid) => Req::File(FileKey::V1(fid)),
+                None => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            },
+            _ => return,
+        };
+        self.add_pending(Pending {
+            v1: true,
+            key: h.key,
+            cmd: command as u16,
+            session_id,
+            tree_id,
+            req,
+        });
+    }
+
+    fn smb1_response(
+        &mut self,
+        h: &H1,
+        command: u8,
+        words: &[u8],
+        _bytes: &[u8],
+        wire_len: usize,
+        out: &mut Vec<SmbTx>,
+    ) {
+        let ok = h.status == STATUS_SUCCESS;
+        let pending = self.take_pending(true, h.key, command as u16);
+        let session_id = h.uid as u64;
+        let tree_id = h.tid as u32;
+        let (p_session, p_tree) = pending
+            .as_ref()
+            .map(|p| (p.session_id, p.tree_id))
+            .unwrap_or((session_id, tree_id));
+        let req = pending.map(|p| p.req);
+        match command {
+            SMB1_NEGOTIATE => {
+                if ok {
+                    if let (Some(idx), Some(Req::Negotiate1 { ids, n })) = (rd_u16(words, 0), &req)
+                    {
+                        let idx = idx as usize;
+                        if idx < *n as usize {
+                            let id = ids.get(idx).copied().unwrap_or(SMB1_DIALECT_UNKNOWN);
+                            self.dialect =
+                                Some(SMB1_DIALECTS.get(id as usize).copied().unwrap_or("UNKNOWN"));
+                        }
+                    }
+                }
+                out.push(self.tx(cmd::SMB1_NEGOTIATE, Some(h.status), session_id, tree_id));
+            }
+            SMB1_SESSION_SETUP_ANDX => {
+                if h.status == STATUS_MORE_PROCESSING_REQUIRED {
+                    return;
+                }
+                let mut tx = self.tx(cmd::SMB1_SESSION_SETUP, Some(h.status), session_id, tree_id);
+                if let Some(Req::SessionSetup(ntlm)) = req {
+                    tx.ntlmssp = ntlm;
+                }
+                out.push(tx);
+            }
+            SMB1_TREE_CONNECT_ANDX => {
+                let share = match req {
+                    Some(Req::TreeConnect(s)) => s,
+                    _ => None,
+                };
+                if ok {
+                    if let Some(s) = &share {
+                        self.add_tree(Tree {
+                            session_id,
+                            tree_id,
+                            share: s.clone(),
+                        });
+                    }
+                }
+                let mut tx = self.tx(cmd::SMB1_TREE_CONNECT, Some(h.status), session_id, tree_id);
+                tx.share = share;
+                out.push(tx);
+            }
+            SMB1_NT_CREATE_ANDX => {
+                let (name, disposition) = match req {
+                    Some(Req::Create { name, disposition }) => (name, disposition),
+                    _ => (None, None),
+                };
+                let share = self.share_of(p_session, p_tree);
+                let mut tx = self.tx(cmd::SMB1_NT_CREATE, Some(h.status), p_session, p_tree);
+                tx.filename = name.clone();
+                tx.share = share.clone();
+                tx.disposition = disposition;
+                if ok {
+                    match rd_u16(words, 5) {
+                        Some(fid) => {
+                            let size = rd_u64(words, 55);
+                            self.file_opened(FileKey::V1(fid), size, &mut tx, out);
+                        }
+                        None => self.stats.malformed += 1,
+                    }
+                }
+                out.push(tx);
+            }
+            SMB1_READ_ANDX => {
+                if !(ok || h.status == STATUS_BUFFER_OVERFLOW) {
+                    return;
+                }
+                let (Some(lo), Some(data_off), Some(hi)) =
+                    (rd_u16(words, 10), rd_u16(words, 12), rd_u16(words, 14))
+                else {
+                    self.stats.malformed += 1;
+                    return;
+                };
+                let length = ((hi as u64) << 16) | lo as u64;
+                let room = wire_len.saturating_sub(data_off as usize) as u64;
+                let n = length.min(room);
+                self.stats.bytes_read += n;
+                if let Some(Req::File(k)) = req {
+                    self.add_read(k, p_session, p_tree, n, out);
+                }
+            }
+            SMB1_CLOSE => {
+                let key = match req {
+                    Some(Req::File(k)) => Some(k),
+                    _ => None,
+                };
+                let entry = key.and_then(|k| {
+                    let i = self.files.iter().position(|f| f.key == k)?;
+                    Some(self.files.remove(i))
+                });
+                let tx = match entry {
+                    Some(f) => self.close_tx(f, Some(h.status)),
+                    None => {
+                        let mut tx = self.tx(cmd::SMB1_CLOSE, Some(h.status), p_session, p_tree);
+                        tx.fuid = key.as_ref().map(fuid_string);
+                        tx.share = self.share_of(p_session, p_tree);
+                        tx
+                    }
+                };
+                out.push(tx);
+            }
+            _ => {}
+        }
+    }
+}
