@@ -33,10 +33,10 @@ build: deps
 # Replays the bundled captures of real client/server software and shows what was found.
 demo: build
 	@mkdir -p $(DEMO_OUT)
-	$(BIN) replay --eve $(DEMO_OUT)/demo-eve.json pcaps/*.pcap
+	$(BIN) replay -c pcaps/demo.toml --eve $(DEMO_OUT)/demo-eve.json pcaps/*.pcap
 	@echo
-	@echo "EVE records written to $(DEMO_OUT)/demo-eve.json ($$(wc -l < $(DEMO_OUT)/demo-eve.json) lines); one flow record:"
-	@grep -m1 '"port_mismatch":true' $(DEMO_OUT)/demo-eve.json || head -n1 $(DEMO_OUT)/demo-eve.json
+	@echo "EVE records written to $(DEMO_OUT)/demo-eve.json ($$(wc -l < $(DEMO_OUT)/demo-eve.json) lines); the first large-outbound alert:"
+	@grep -m1 '"signature_id":1173001' $(DEMO_OUT)/demo-eve.json || head -n1 $(DEMO_OUT)/demo-eve.json
 
 test: build
 	$(CARGO) test --release --workspace
@@ -46,7 +46,7 @@ test: build
 test-eve: build
 	@if [ -f $(SHARED)/tools/eve_check.py ] && python3 -c 'import jsonschema' 2>/dev/null; then \
 	  mkdir -p $(DEMO_OUT); \
-	  $(BIN) replay -q --eve $(DEMO_OUT)/schema-eve.json pcaps/*.pcap; \
+	  $(BIN) replay -q -c pcaps/demo.toml --eve $(DEMO_OUT)/schema-eve.json pcaps/*.pcap; \
 	  for f in $(SHARED)/corpus/public/pcaps/*; do $(BIN) replay -q --eve - "$$f" 2>/dev/null; done > $(DEMO_OUT)/schema-corpus-eve.json; \
 	  python3 $(SHARED)/tools/eve_check.py $(DEMO_OUT)/schema-eve.json $(DEMO_OUT)/schema-corpus-eve.json; \
 	else \
