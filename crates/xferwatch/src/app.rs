@@ -130,6 +130,15 @@ pub struct AppCounters {
     pub reassembly_gaps: u64,
     pub reassembly_overlaps: u64,
     pub reassembly_memcap_hits: u64,
+    /// Parser figures, added when each flow ends.
+    pub ftp_commands: u64,
+    pub ftp_limit_hits: u64,
+    pub ftp_bad_announcements: u64,
+    pub smb_messages: u64,
+    pub smb_malformed: u64,
+    pub smb_resyncs: u64,
+    pub smb_limit_hits: u64,
+    pub tftp_malformed: u64,
 }
 
 impl AppCounters {
@@ -140,6 +149,14 @@ impl AppCounters {
         self.reassembly_gaps += o.reassembly_gaps;
         self.reassembly_overlaps += o.reassembly_overlaps;
         self.reassembly_memcap_hits += o.reassembly_memcap_hits;
+        self.ftp_commands += o.ftp_commands;
+        self.ftp_limit_hits += o.ftp_limit_hits;
+        self.ftp_bad_announcements += o.ftp_bad_announcements;
+        self.smb_messages += o.smb_messages;
+        self.smb_malformed += o.smb_malformed;
+        self.smb_resyncs += o.smb_resyncs;
+        self.smb_limit_hits += o.smb_limit_hits;
+        self.tftp_malformed += o.tftp_malformed;
     }
 }
 
@@ -457,18 +474,45 @@ pub fn on_end(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, evs: &mu
     if flow.app.awaiting_side.is_some() {
         settle_split(flow, st);
     }
+    let counters = &mut st.counters;
+    let mut anomaly = None;
     match &mut flow.app.proto {
         Proto::Ftp(c) => {
             let mut out = Vec::new();
             c.finish(&mut out);
             evs.extend(out.into_iter().map(AppEv::Ftp));
+            counters.ftp_commands += c.stats.commands;
+            counters.ftp_limit_hits += c.stats.limit_hits;
+            counters.ftp_bad_announcements += c.stats.malformed_announcements;
+            if c.stats.limit_hits > 0 {
+                anomaly = Some("ftp_limit_reached");
+            }
         }
         Proto::Smb(c) => {
             let mut out = Vec::new();
             c.finish(&mut out);
             evs.extend(out.into_iter().map(AppEv::Smb));
+            let s = c.stats();
+            counters.smb_messages += s.messages;
+            counters.smb_malformed += s.malformed;
+            counters.smb_resyncs += s.resyncs;
+            counters.smb_limit_hits += s.limit_hits;
+            if s.limit_hits > 0 {
+                anomaly = Some("smb_limit_reached");
+            } else if s.malformed > 0 {
+                anomaly = Some("smb_malformed");
+            }
+        }
+        Proto::Tftp(t) => {
+            counters.tftp_malformed += t.transfer.malformed;
+            if t.transfer.malformed > 0 {
+                anomaly = Some("tftp_malformed");
+            }
         }
         _ => {}
+    }
+    if let Some(a) = anomaly {
+        flow.app.anomalies.push(a);
     }
     release(flow, st);
 }
