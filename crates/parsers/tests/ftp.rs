@@ -93,7 +93,10 @@ fn credentials_shown_when_asked_or_anonymous() {
             (true, b"PASS guest@example.org\r"),
         ],
     );
-    assert_eq!(txs(&ev)[1].command_data.as_deref(), Some("guest@example.org"));
+    assert_eq!(
+        txs(&ev)[1].command_data.as_deref(),
+        Some("guest@example.org")
+    );
 }
 
 #[test]

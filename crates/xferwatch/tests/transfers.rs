@@ -92,7 +92,10 @@ fn expected_alerts_fire_once_and_nothing_else() {
             let x = &a["xfer"];
             assert_eq!(x["internal_host"], internal_client, "{name}: internal host");
             assert!(x["external_host"].is_string(), "{name}");
-            assert!(a["flow_id"].is_u64() && a["app_proto"].is_string(), "{name}");
+            assert!(
+                a["flow_id"].is_u64() && a["app_proto"].is_string(),
+                "{name}"
+            );
             match al["signature_id"].as_u64().unwrap() {
                 1_173_001 => {
                     // Raised at the crossing packet: the total is past the threshold by less than
@@ -146,9 +149,13 @@ fn sessions_tie_flows_together_and_sum_them() {
                     .unwrap_or_else(|| panic!("{name}: {proto} flow without session"));
                 let e = sessions.entry(sid).or_default();
                 e.0 += x["outbound_payload_bytes"].as_u64().unwrap();
-                e.1 = e.1.max(x["session_outbound_payload_bytes"].as_u64().unwrap());
+                e.1 =
+                    e.1.max(x["session_outbound_payload_bytes"].as_u64().unwrap());
                 // The session is named after the flow that started it.
-                assert!(by_id.contains_key(&sid), "{name}: session {sid} has no flow");
+                assert!(
+                    by_id.contains_key(&sid),
+                    "{name}: session {sid} has no flow"
+                );
             }
             if let Some(parent) = x["parent_flow_id"].as_u64() {
                 let p = by_id[&parent];
@@ -225,7 +232,11 @@ fn files_are_named_and_counted_exactly() {
                     e["smb"]["filename"]
                         .as_str()
                         .is_some_and(|f| f.trim_start_matches('\\') == fname)
-                        && e["xfer"][if upload { "bytes_written" } else { "bytes_read" }] == bytes
+                        && e["xfer"][if upload {
+                            "bytes_written"
+                        } else {
+                            "bytes_read"
+                        }] == bytes
                 }),
                 other => panic!("{name}: protocol {other}"),
             };
