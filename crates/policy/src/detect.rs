@@ -324,12 +324,14 @@ impl Detector {
         out: &mut Vec<Raised>,
     ) {
         let threshold = self.cfg.threshold(proto);
+        // A session that crossed on its own is 1173001's business, raised or suppressed.
+        let crossed_alone = alerted_large || total >= threshold;
         self.rollup(
             now_us,
             (internal, external, vlan, proto_key(proto)),
             total,
             threshold,
-            alerted_large,
+            crossed_alone,
             out,
         );
     }
