@@ -135,6 +135,22 @@ impl Ingest {
         }
     }
 
+    /// Live capture: time moved on without packets (wall clock). Ticks the workers once a second so
+    /// idle flows time out.
+    pub fn advance(&mut self, now_us: i64) {
+        if now_us <= self.last_ts_us {
+            return;
+        }
+        let sec = now_us.div_euclid(1_000_000);
+        if self.last_tick_sec != Some(sec) {
+            let idx = self.next_idx.saturating_sub(1);
+            self.dispatcher.tick(now_us, idx);
+            self.defrag.expire(now_us);
+            self.last_tick_sec = Some(sec);
+            self.last_ts_us = now_us;
+        }
+    }
+
     pub fn finish(&mut self) {
         self.dispatcher.finish();
     }

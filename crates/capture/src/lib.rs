@@ -9,7 +9,7 @@
 //! Invariants: payload bytes are copied once into a reusable batch buffer; batches are recycled, so the
 //! steady state allocates nothing per packet; every frame that makes no packet is counted by reason.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod batch;
 mod defrag;
@@ -21,4 +21,5 @@ pub use batch::{Batch, Item, PacketRec};
 pub use defrag::{Defrag, DefragLimits, DefragStats};
 pub use dispatch::{host_pair_shard, shard_hash, Dispatcher, Mode, ShardFn};
 pub use ingest::{Ingest, IngestStats};
+pub mod live;
 pub use offline::{read_files, FileProblem, ReadOutcome};

@@ -3,8 +3,11 @@
 
 mod app;
 mod baseline_state;
+mod metrics;
+mod notify;
 mod render;
 mod replay;
+mod run;
 mod session;
 mod settings;
 mod worker;
@@ -45,6 +48,13 @@ enum Cmd {
         #[arg(required = true)]
         pcaps: Vec<PathBuf>,
     },
+    /// Run the live sensor: capture on [capture] interfaces until SIGTERM/SIGINT (SIGHUP reopens the
+    /// EVE file and reloads the allowlist and thresholds).
+    Run {
+        /// Configuration file (TOML). Environment variables XFERWATCH__SECTION__KEY override it.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Validate a configuration file and print the effective configuration (exit 0 valid, 1 invalid).
     CheckConfig {
         /// The configuration file.
@@ -74,6 +84,23 @@ fn main() -> ExitCode {
             };
             init_logging(&settings);
             match replay::run(&settings, &eve, workers, quiet, &pcaps) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("xferwatch: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Run { config } => {
+            let settings = match settings::Settings::load(Some(&config)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("xferwatch: configuration error: {e:#}");
+                    return ExitCode::from(1);
+                }
+            };
+            init_logging(&settings);
+            match run::run(&settings, &config) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("xferwatch: {e:#}");

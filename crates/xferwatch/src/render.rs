@@ -350,10 +350,15 @@ pub fn flow(
         xferwatch_wire::Transport::Tcp => totals.flows_tcp += 1,
         xferwatch_wire::Transport::Udp => totals.flows_udp += 1,
     }
-    *totals
-        .flows_by_app_proto
-        .entry(facts.app_proto.unwrap_or("none"))
-        .or_default() += 1;
+    let label = facts.app_proto.unwrap_or("none");
+    *totals.flows_by_app_proto.entry(label).or_default() += 1;
+    let outbound = outbound_payload(direction, f.payload[0], f.payload[1]);
+    if outbound > 0 {
+        *totals.outbound_by_app_proto.entry(label).or_default() += outbound;
+    }
+    if facts.port_mismatch == Some(true) {
+        *totals.mismatch_by_app_proto.entry(label).or_default() += 1;
+    }
     let rec = FlowRecord {
         flow_id: f.flow_id,
         start_us: f.start_us,

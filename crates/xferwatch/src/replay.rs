@@ -5,7 +5,6 @@ use crate::app::AppConfig;
 use crate::app::AppCounters;
 use crate::settings::Settings;
 use crate::worker::{Shared, Worker, WorkerTotals};
-use crate::writer::Merged;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -74,7 +73,8 @@ pub fn run(
         },
         shard: shard.clone(),
         log_credentials: s.output.log_credentials,
-        detect: s.detect_config(),
+        detect: s.detect_config(n),
+        live: None,
     });
 
     // Baselines learnt before: each worker takes the hosts of its shard.
@@ -145,7 +145,14 @@ pub fn run(
             tracing::warn!("{e:#}");
         }
     }
-    let stats = stats_record(&ingest, &merged);
+    let stats = stats_record(
+        &ingest.stats,
+        &ingest.defrag.stats,
+        &merged.totals,
+        ingest.last_ts_us(),
+        // Replay output must not depend on the wall clock: uptime is the packet time the input spans.
+        (ingest.last_ts_us() - ingest.first_ts_us()).max(0) / 1_000_000,
+    );
     let mut line = String::new();
     write_stats(&mut line, &stats);
     out.write_all(line.as_bytes())
@@ -166,8 +173,14 @@ pub fn run(
     Ok(code)
 }
 
-fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
-    let st = &ingest.stats;
+/// The `stats` event from the counters of the capture side and of every worker.
+pub fn stats_record(
+    st: &IngestStats,
+    d: &xferwatch_capture::DefragStats,
+    totals: &[WorkerTotals],
+    ts_us: i64,
+    uptime_secs: i64,
+) -> StatsRecord {
     let mut by_proto: BTreeMap<&str, i64> = BTreeMap::new();
     let (mut tcp, mut udp) = (0, 0);
     let mut table = TableStats::default();
@@ -175,7 +188,7 @@ fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
     let mut x = ExpectStats::default();
     let mut det = xferwatch_policy::detect::DetectStats::default();
     let mut sessions = crate::session::SessionStats::default();
-    for t in &merged.totals {
+    for t in totals {
         x.merge(&t.expect);
         det.merge(&t.detect);
         sessions.merge(&t.sessions);
@@ -187,11 +200,9 @@ fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
         table.merge(&t.table);
         app.merge(&t.app);
     }
-    let d = &ingest.defrag.stats;
     StatsRecord {
-        ts_us: ingest.last_ts_us(),
-        // Replay output must not depend on the wall clock: uptime is the packet time the input spans.
-        uptime_secs: (ingest.last_ts_us() - ingest.first_ts_us()).max(0) / 1_000_000,
+        ts_us,
+        uptime_secs,
         pkts: st.frames,
         bytes: st.bytes,
         invalid: st.invalid(),
@@ -202,7 +213,7 @@ fn stats_record(ingest: &Ingest, merged: &Merged) -> StatsRecord {
         vlan: st.vlan,
         fragments: d.fragments,
         reassembled: d.reassembled,
-        flows_active: 0,
+        flows_active: table.active,
         flows_total: table.created,
         flows_tcp: tcp,
         flows_udp: udp,

@@ -416,8 +416,10 @@ impl Default for Rollup {
 pub const SIGNATURE_IDS: [u32; 5] = [1_173_001, 1_173_002, 1_173_003, 1_173_004, 1_173_005];
 
 impl Settings {
-    /// The detection configuration the workers use.
-    pub fn detect_config(&self) -> xferwatch_policy::detect::DetectConfig {
+    /// The detection configuration each of `workers` workers uses: the table caps are for the whole
+    /// sensor, so each worker holds its share.
+    pub fn detect_config(&self, workers: usize) -> xferwatch_policy::detect::DetectConfig {
+        let share = |n: usize| n.div_ceil(workers.max(1)).max(1);
         use xferwatch_policy::detect::{AllowEntry, BaselineConfig, DetectConfig};
         let d = &self.detect;
         DetectConfig {
@@ -440,14 +442,14 @@ impl Settings {
                 })
                 .collect(),
             rollup_window_us: d.rollup.window.0 as i64 * 1_000_000,
-            rollup_max_pairs: d.rollup.max_pairs,
+            rollup_max_pairs: share(d.rollup.max_pairs),
             baseline: BaselineConfig {
                 enabled: d.baseline.enabled,
                 window_us: d.baseline.window.0 as i64 * 1_000_000,
                 learning_windows: d.baseline.learning_windows,
                 k: d.baseline.k,
                 floor_bytes: d.baseline.floor_bytes.0,
-                max_hosts: d.baseline.max_hosts,
+                max_hosts: share(d.baseline.max_hosts),
             },
         }
     }

@@ -51,6 +51,11 @@ pub struct WorkerTotals {
     pub flows_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
     pub events_by_type: std::collections::BTreeMap<&'static str, u64>,
     pub detect: DetectStats,
+    pub outbound_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
+    pub mismatch_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
+    /// Reassembly memory in use, and batches waiting in the worker's queue (live snapshots).
+    pub reassembly_memory: u64,
+    pub queue_depth: u64,
     /// Alerts for the human summary, (packet, line), bounded.
     pub alerts: Vec<(u64, String)>,
     /// Baselines at the end, for the state file.
@@ -74,7 +79,23 @@ pub struct Shared {
     pub shard: ShardFn,
     pub log_credentials: bool,
     pub detect: DetectConfig,
+    /// The live daemon's side channel: snapshots for metrics and stats, configuration reloads.
+    pub live: Option<LiveShared>,
 }
+
+/// What the live daemon shares with its workers (touched once per batch, never per packet).
+pub struct LiveShared {
+    /// Each worker's latest counters.
+    pub slots: Vec<std::sync::Mutex<WorkerTotals>>,
+    /// Detection configuration and its generation: SIGHUP bumps the generation.
+    pub detect: std::sync::RwLock<(u64, DetectConfig)>,
+    pub detect_gen: std::sync::atomic::AtomicU64,
+    /// Baselines are handed over (for the state file) when this generation moves.
+    pub save_gen: std::sync::atomic::AtomicU64,
+}
+
+/// How often a live worker publishes its counters.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub struct Worker {
     id: usize,
@@ -91,6 +112,9 @@ pub struct Worker {
     detector: Detector,
     raised: Vec<Raised>,
     last_ts_us: i64,
+    detect_gen: u64,
+    save_gen: u64,
+    published: Option<std::time::Instant>,
 }
 
 /// Work for another flow found while one flow was borrowed.
@@ -111,6 +135,9 @@ impl Worker {
             detector,
             raised: Vec::new(),
             last_ts_us: 0,
+            detect_gen: 0,
+            save_gen: 0,
+            published: None,
             id,
             shared,
             table,
@@ -158,6 +185,9 @@ impl Worker {
                 }
             }
             let end = batch.end;
+            if self.shared.live.is_some() {
+                self.live_housekeeping(rx.len(), end);
+            }
             if end {
                 self.table.drain(&mut self.ended);
                 self.flush_ended(u64::MAX, 0);
@@ -193,6 +223,62 @@ impl Worker {
             }
             if end {
                 break;
+            }
+        }
+    }
+
+    /// Live daemon, once per batch: pick up a reloaded detection configuration, publish counters.
+    fn live_housekeeping(&mut self, queue_depth: usize, end: bool) {
+        let Some(live) = self.shared.live.as_ref() else {
+            return;
+        };
+        use std::sync::atomic::Ordering;
+        let gen = live.detect_gen.load(Ordering::Acquire);
+        if gen != self.detect_gen {
+            if let Ok(g) = live.detect.read() {
+                // Thresholds and the allowlist change; learnt baselines and roll-ups stay.
+                self.detector.cfg = g.1.clone();
+                self.detect_gen = g.0;
+            }
+        }
+        let save = live.save_gen.load(Ordering::Acquire);
+        let due = self.published.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY);
+        if !(due || save != self.save_gen || end) {
+            return;
+        }
+        self.published = Some(std::time::Instant::now());
+        let mut snap = WorkerTotals {
+            table: self.table.stats(),
+            app: self.app.snapshot(),
+            expect: self.expects.stats,
+            sessions: self.sessions.stats,
+            flows_tcp: self.totals.flows_tcp,
+            flows_udp: self.totals.flows_udp,
+            flows_by_app_proto: self.totals.flows_by_app_proto.clone(),
+            events_by_type: self.totals.events_by_type.clone(),
+            detect: self.detector.stats,
+            outbound_by_app_proto: self.totals.outbound_by_app_proto.clone(),
+            mismatch_by_app_proto: self.totals.mismatch_by_app_proto.clone(),
+            reassembly_memory: self.app.budget.used as u64,
+            queue_depth: queue_depth as u64,
+            ..Default::default()
+        };
+        if save != self.save_gen {
+            self.save_gen = save;
+            self.detector.settle(self.last_ts_us);
+            snap.baselines = self
+                .detector
+                .baselines()
+                .map(|(k, b)| (*k, b.clone()))
+                .collect();
+        }
+        if let Some(slot) = live.slots.get(self.id) {
+            if let Ok(mut s) = slot.lock() {
+                // Baselines stay until the daemon takes them.
+                if snap.baselines.is_empty() {
+                    snap.baselines = std::mem::take(&mut s.baselines);
+                }
+                *s = snap;
             }
         }
     }

@@ -17,10 +17,13 @@ fn root() -> PathBuf {
 fn replay(pcap: &Path, extra: &[&str]) -> Vec<Value> {
     let dir = root().join("target/test-transfers");
     std::fs::create_dir_all(&dir).unwrap();
+    // Tests run in parallel: every run gets its own file.
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let eve = dir.join(format!(
-        "{}-{}.json",
+        "{}-{}-{}.json",
         pcap.file_name().unwrap().to_string_lossy(),
-        extra.join("_").replace(['/', '.'], "")
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let mut c = Command::new(env!("CARGO_BIN_EXE_xferwatch"));
     c.arg("replay")

@@ -1,0 +1,159 @@
+//! The Prometheus metrics of the live daemon: one catalogue (name, kind, help), and a publisher that
+//! turns the workers' and capture threads' counters into metric values once a second. Nothing is
+//! touched per packet. Labels come only from bounded sets: interface names from the configuration,
+//! protocol names, signature ids, decode-error reasons, worker numbers — never addresses or ports.
+
+use crate::worker::WorkerTotals;
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use std::net::SocketAddr;
+use xferwatch_capture::live::CaptureReport;
+use xferwatch_wire::DecodeError;
+
+pub const SIGNATURE_IDS: [&str; 5] = ["1173001", "1173002", "1173003", "1173004", "1173005"];
+
+/// Every metric: (name, counter?, unit, help).
+pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
+    ("xferwatch_build_info", false, Unit::Count, "Always 1; the version label says which build runs."),
+    ("xferwatch_capture_packets_total", true, Unit::Count, "Packets received from an interface by libpcap."),
+    ("xferwatch_capture_bytes_total", true, Unit::Bytes, "Captured bytes handed to the sensor, per interface."),
+    ("xferwatch_capture_drops_total", true, Unit::Count, "Packets lost, by where: kernel (socket buffer full), interface (driver), queue (a worker's queue was full)."),
+    ("xferwatch_decode_errors_total", true, Unit::Count, "Frames that produced no flow packet, by reason (layer.kind)."),
+    ("xferwatch_flows_active", false, Unit::Count, "Flows in the flow tables now."),
+    ("xferwatch_flows_ended_total", true, Unit::Count, "Flows ended and written, by app_proto (none: no payload)."),
+    ("xferwatch_flows_evicted_total", true, Unit::Count, "Flows ended early because the flow table was full (limits.max_flows)."),
+    ("xferwatch_outbound_payload_bytes_total", true, Unit::Bytes, "Payload sent by internal hosts to external hosts, by app_proto, counted when each flow ends."),
+    ("xferwatch_alerts_total", true, Unit::Count, "Alerts raised, by signature id."),
+    ("xferwatch_alerts_suppressed_total", true, Unit::Count, "Alerts an [[allow]] entry suppressed, by signature id."),
+    ("xferwatch_port_mismatches_total", true, Unit::Count, "Flows whose protocol and server port disagree, by app_proto."),
+    ("xferwatch_reassembly_memory_bytes", false, Unit::Bytes, "Bytes held in TCP reassembly buffers now."),
+    ("xferwatch_reassembly_gaps_total", true, Unit::Count, "Holes skipped in reassembled TCP streams."),
+    ("xferwatch_reassembly_memcap_hits_total", true, Unit::Count, "Times the reassembly memory cap (limits.reassembly_memcap) was reached."),
+    ("xferwatch_expectations_total", true, Unit::Count, "Announced connections (FTP data, TFTP transfers), by event: created, matched, expired, refused."),
+    ("xferwatch_sessions_total", true, Unit::Count, "Transfer sessions started."),
+    ("xferwatch_worker_queue_depth", false, Unit::Count, "Batches waiting in a worker's queue."),
+    ("xferwatch_events_total", true, Unit::Count, "EVE events written by the workers, by event_type."),
+];
+
+/// Starts the HTTP exporter on `listen`, reachable from `allow` only. Checks the port first so that
+/// "address in use" is a clear startup error.
+pub fn install(listen: SocketAddr, allow: &[ipnet::IpNet]) -> Result<(), String> {
+    std::net::TcpListener::bind(listen).map_err(|e| {
+        format!("metrics.listen: cannot listen on {listen} ({e}); choose a free address:port or set [metrics] enabled = false")
+    })?;
+    let mut b = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(listen);
+    for net in allow {
+        b = b
+            .add_allowed_address(net.to_string())
+            .map_err(|e| format!("metrics.allow: {net}: {e}"))?;
+    }
+    b.install()
+        .map_err(|e| format!("metrics.listen: cannot start the exporter on {listen}: {e}"))?;
+    for (name, is_counter, unit, help) in CATALOGUE {
+        if *is_counter {
+            describe_counter!(*name, *unit, *help);
+        } else {
+            describe_gauge!(*name, *unit, *help);
+        }
+    }
+    gauge!("xferwatch_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Series with bounded labels exist from the start, at zero, so rates work from the first scrape.
+    for sid in SIGNATURE_IDS {
+        counter!("xferwatch_alerts_total", "signature_id" => sid).absolute(0);
+        counter!("xferwatch_alerts_suppressed_total", "signature_id" => sid).absolute(0);
+    }
+    for event in ["created", "matched", "expired", "refused"] {
+        counter!("xferwatch_expectations_total", "event" => event).absolute(0);
+    }
+    Ok(())
+}
+
+/// Sets every metric from the latest counters.
+pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport]) {
+    // Capture side, per interface (several threads may share one).
+    let mut by_iface: std::collections::BTreeMap<&str, (u64, u64, u64, u64, u64)> =
+        Default::default();
+    let mut decode = [0u64; DecodeError::ALL.len()];
+    for c in captures {
+        let e = by_iface.entry(c.interface.as_str()).or_default();
+        e.0 += c.pcap.received;
+        e.1 += c.bytes;
+        e.2 += c.pcap.kernel_drops;
+        e.3 += c.pcap.interface_drops;
+        e.4 += c.queue_drops_packets;
+        for (i, v) in c.ingest.decode.iter().enumerate() {
+            decode[i] += v;
+        }
+    }
+    for (iface, (pkts, bytes, kdrop, idrop, qdrop)) in by_iface {
+        let iface = iface.to_string();
+        counter!("xferwatch_capture_packets_total", "interface" => iface.clone()).absolute(pkts);
+        counter!("xferwatch_capture_bytes_total", "interface" => iface.clone()).absolute(bytes);
+        for (place, v) in [("kernel", kdrop), ("interface", idrop), ("queue", qdrop)] {
+            counter!("xferwatch_capture_drops_total", "interface" => iface.clone(), "where" => place)
+                .absolute(v);
+        }
+    }
+    for e in DecodeError::ALL {
+        counter!("xferwatch_decode_errors_total", "reason" => e.reason())
+            .absolute(decode[e.index()]);
+    }
+    // Worker side.
+    let mut t = WorkerTotals::default();
+    for (i, w) in workers.iter().enumerate() {
+        gauge!("xferwatch_worker_queue_depth", "worker" => i.to_string()).set(w.queue_depth as f64);
+        t.table.merge(&w.table);
+        t.app.merge(&w.app);
+        t.expect.merge(&w.expect);
+        t.sessions.merge(&w.sessions);
+        t.detect.merge(&w.detect);
+        t.reassembly_memory += w.reassembly_memory;
+        for (k, v) in &w.flows_by_app_proto {
+            *t.flows_by_app_proto.entry(k).or_default() += v;
+        }
+        for (k, v) in &w.outbound_by_app_proto {
+            *t.outbound_by_app_proto.entry(k).or_default() += v;
+        }
+        for (k, v) in &w.mismatch_by_app_proto {
+            *t.mismatch_by_app_proto.entry(k).or_default() += v;
+        }
+        for (k, v) in &w.events_by_type {
+            *t.events_by_type.entry(k).or_default() += v;
+        }
+    }
+    gauge!("xferwatch_flows_active").set(t.table.active as f64);
+    counter!("xferwatch_flows_evicted_total").absolute(t.table.ended_evicted);
+    for (k, v) in &t.flows_by_app_proto {
+        counter!("xferwatch_flows_ended_total", "app_proto" => *k).absolute(*v);
+    }
+    for (k, v) in &t.outbound_by_app_proto {
+        counter!("xferwatch_outbound_payload_bytes_total", "app_proto" => *k).absolute(*v);
+    }
+    for (k, v) in &t.mismatch_by_app_proto {
+        counter!("xferwatch_port_mismatches_total", "app_proto" => *k).absolute(*v);
+    }
+    for (i, sid) in SIGNATURE_IDS.iter().enumerate() {
+        counter!("xferwatch_alerts_total", "signature_id" => *sid).absolute(t.detect.alerts[i]);
+        counter!("xferwatch_alerts_suppressed_total", "signature_id" => *sid)
+            .absolute(t.detect.suppressed[i]);
+    }
+    gauge!("xferwatch_reassembly_memory_bytes").set(t.reassembly_memory as f64);
+    counter!("xferwatch_reassembly_gaps_total").absolute(t.app.reassembly_gaps);
+    counter!("xferwatch_reassembly_memcap_hits_total").absolute(t.app.reassembly_memcap_hits);
+    for (event, v) in [
+        ("created", t.expect.created),
+        ("matched", t.expect.matched),
+        ("expired", t.expect.expired),
+        ("refused", t.expect.refused),
+    ] {
+        counter!("xferwatch_expectations_total", "event" => event).absolute(v);
+    }
+    counter!("xferwatch_sessions_total").absolute(t.sessions.created);
+    // Flow records are written by the workers too.
+    let flows: u64 = t.flows_by_app_proto.values().sum();
+    counter!("xferwatch_events_total", "event_type" => "flow").absolute(flows);
+    for (k, v) in &t.events_by_type {
+        counter!("xferwatch_events_total", "event_type" => *k).absolute(*v);
+    }
+    let alerts: u64 = t.detect.alerts.iter().sum();
+    counter!("xferwatch_events_total", "event_type" => "alert").absolute(alerts);
+}
