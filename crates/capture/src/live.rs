@@ -38,7 +38,11 @@ pub fn open(interface: &str, cfg: &LiveConfig, fanout: Option<u16>) -> Result<Li
         .timeout(cfg.timeout_ms.clamp(1, 10_000) as i32)
         .open()
         .map_err(|e| explain_open_error(interface, &e.to_string()))?;
-    let mut cap = cap;
+    // Non-blocking, waited on with poll(2): a blocking read may not return until a packet comes,
+    // and the capture thread must notice a stop request on an idle link.
+    let mut cap = cap.setnonblock().map_err(|e| {
+        format!("capture.interfaces: {interface}: cannot set non-blocking mode: {e}")
+    })?;
     if !cfg.bpf.trim().is_empty() {
         cap.filter(&cfg.bpf, true).map_err(|e| {
             format!(
@@ -112,6 +116,22 @@ fn join_fanout(_cap: &pcap::Capture<pcap::Active>, _group: u16) -> Result<(), St
     Err("PACKET_FANOUT is Linux only".into())
 }
 
+/// Waits until the handle has packets, or `max` passed.
+#[allow(unsafe_code)]
+fn wait_readable(cap: &pcap::Capture<pcap::Active>, max: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: cap.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, max.as_millis() as libc::c_int) };
+    if rc < 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// libpcap's counters for one handle.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PcapCounters {
@@ -163,7 +183,10 @@ pub fn capture_loop(
                     due = last.elapsed() >= FLUSH_EVERY;
                 }
             }
-            Err(pcap::Error::TimeoutExpired) => due = last.elapsed() >= FLUSH_EVERY,
+            Err(pcap::Error::TimeoutExpired) => {
+                wait_readable(&h.cap, FLUSH_EVERY);
+                due = last.elapsed() >= FLUSH_EVERY;
+            }
             Err(e) => {
                 // An interface that went away or a read error: say so (rate-limited), keep trying.
                 errors += 1;
