@@ -4,13 +4,18 @@ CARGO ?= cargo
 BIN := target/release/xferwatch
 SHARED ?= ../shared
 DEMO_OUT := out
+LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build demo test test-rust test-eve score lint fmt clean
+.PHONY: all deps build demo test test-rust test-eve test-live bench score lint fmt clean install
 
 all: build
 
 # System packages the build and tests need. As root they are installed with apt-get; otherwise the
 # command to run is printed and the build stops.
+# The live tests (make test-live) also need tcpreplay, prometheus (+ promtool), iproute2 and curl:
+# as root the missing ones are installed (the prometheus package's own service is kept from
+# starting with policy-rc.d and then disabled); otherwise the command is printed and the build
+# goes on (those tests then skip).
 deps:
 	@if ! { [ -f /usr/include/pcap.h ] || [ -f /usr/include/pcap/pcap.h ]; }; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -25,6 +30,28 @@ deps:
 	  python3 -m pip install --quiet jsonschema 2>/dev/null \
 	    || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-jsonschema >/dev/null; } \
 	    || echo "warning: no jsonschema for python3; the EVE schema test will be skipped"; \
+	fi
+	@missing=""; \
+	for p in $(LIVE_PKGS); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing (live tests)"; \
+	    made_policy=0; \
+	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1; \
+	    fi; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } \
+	      || echo "warning: could not install$$missing; the live tests that need them will be skipped"; \
+	    [ "$$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; \
+	    case " $$missing " in *" prometheus "*) \
+	      systemctl disable --now prometheus.service >/dev/null 2>&1 \
+	        || systemctl disable prometheus.service >/dev/null 2>&1 || true;; \
+	    esac; \
+	  else \
+	    echo "note: the live tests (make test-live) need: sudo apt-get install --no-install-recommends$$missing"; \
+	  fi; \
 	fi
 
 build: deps
@@ -52,6 +79,47 @@ test-eve: build
 	else \
 	  echo "SKIP eve schema check: $(SHARED)/tools/eve_check.py or python3 jsonschema not available"; \
 	fi
+
+# Live-capture tests (root only; each test prints "skipped: ..." otherwise): the daemon in a
+# throw-away network namespace, fed by tcpreplay, scraped by Prometheus.
+test-live: deps
+	$(CARGO) test --release -p xferwatch --test live -- --nocapture
+
+# Installs the daemon as a systemd service (root). DESTDIR stages the files instead; the system
+# user and the ownership of the configuration are then left to the package.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)/usr/local/bin/xferwatch
+	@if [ -z "$(DESTDIR)" ] && ! getent passwd xferwatch >/dev/null; then \
+	  echo "creating system user xferwatch"; \
+	  if getent group xferwatch >/dev/null; then grp="-g xferwatch"; else grp="-U"; fi; \
+	  useradd --system --no-create-home --home-dir /var/lib/xferwatch --shell /usr/sbin/nologin $$grp xferwatch; \
+	fi
+	install -d -m 0755 $(DESTDIR)/etc/xferwatch
+	@if [ -e $(DESTDIR)/etc/xferwatch/sensor.toml ]; then \
+	  echo "keeping the existing $(DESTDIR)/etc/xferwatch/sensor.toml"; \
+	else \
+	  echo "installing $(DESTDIR)/etc/xferwatch/sensor.toml (from sensor.toml.example; EVE to /var/log/xferwatch, baselines in /var/lib/xferwatch)"; \
+	  sed -e 's|^eve_path = "eve.json"|eve_path = "/var/log/xferwatch/eve.json"|' \
+	      -e 's|^state_file = ""|state_file = "/var/lib/xferwatch/baseline.json"|' \
+	      sensor.toml.example > $(DESTDIR)/etc/xferwatch/sensor.toml; \
+	  chmod 0640 $(DESTDIR)/etc/xferwatch/sensor.toml; \
+	  if [ -z "$(DESTDIR)" ]; then chgrp xferwatch /etc/xferwatch/sensor.toml; fi; \
+	fi
+	install -D -m 0644 systemd/xferwatch.service $(DESTDIR)/etc/systemd/system/xferwatch.service
+	install -D -m 0644 systemd/xferwatch.logrotate $(DESTDIR)/etc/logrotate.d/xferwatch
+	@echo
+	@echo "Installed. Next:"
+	@echo "  1. set [capture] interfaces in /etc/xferwatch/sensor.toml, then check it:"
+	@echo "       xferwatch check-config /etc/xferwatch/sensor.toml"
+	@echo "  2. systemctl daemon-reload && systemctl enable --now xferwatch.service"
+	@echo "  3. systemctl status xferwatch; EVE records go to /var/log/xferwatch/eve.json"
+
+# Throughput against a bare libpcap read loop and ndpiReader on two generated ~1 GiB captures
+# (cached in bench-data/), then the micro-benchmarks. See docs/performance.md.
+bench: build
+	@command -v ndpiReader >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libndpi-bin time >/dev/null 2>&1; } || true
+	bash bench/run.sh
+	$(CARGO) bench -p xferwatch-wire -p xferwatch-stream -p xferwatch-fingerprint -p xferwatch-parsers
 
 # Scores the sensor on the public labelled corpus (needs ../shared).
 score: build

@@ -589,6 +589,11 @@ pub fn found(flow: &Flow<App>) -> Option<AppProto> {
     }
 }
 
+/// A flow an announcement may still claim: not linked, and not identified as a protocol of its own.
+pub fn linkable(flow: &Flow<App>) -> bool {
+    matches!(flow.app.ident, Ident::Pending | Ident::Unknown) && flow.app.session == 0
+}
+
 /// A TFTP request flow's request, once identified.
 pub fn tftp_request(flow: &Flow<App>) -> Option<&Request> {
     match &flow.app.proto {

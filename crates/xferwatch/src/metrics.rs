@@ -14,7 +14,7 @@ pub const SIGNATURE_IDS: [&str; 5] = ["1173001", "1173002", "1173003", "1173004"
 /// Every metric: (name, counter?, unit, help).
 pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_build_info", false, Unit::Count, "Always 1; the version label says which build runs."),
-    ("xferwatch_capture_packets_total", true, Unit::Count, "Packets received from an interface by libpcap."),
+    ("xferwatch_capture_packets_total", true, Unit::Count, "Packets handed to the sensor by an interface (drops are counted apart)."),
     ("xferwatch_capture_bytes_total", true, Unit::Bytes, "Captured bytes handed to the sensor, per interface."),
     ("xferwatch_capture_drops_total", true, Unit::Count, "Packets lost, by where: kernel (socket buffer full), interface (driver), queue (a worker's queue was full)."),
     ("xferwatch_decode_errors_total", true, Unit::Count, "Frames that produced no flow packet, by reason (layer.kind)."),
@@ -75,7 +75,7 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport]) {
     let mut decode = [0u64; DecodeError::ALL.len()];
     for c in captures {
         let e = by_iface.entry(c.interface.as_str()).or_default();
-        e.0 += c.pcap.received;
+        e.0 += c.ingest.frames;
         e.1 += c.bytes;
         e.2 += c.pcap.kernel_drops;
         e.3 += c.pcap.interface_drops;

@@ -117,6 +117,9 @@ pub struct Worker {
     published: Option<std::time::Instant>,
 }
 
+/// Packets of a new flow during which an announcement may still claim it.
+const LATE_LINK_PACKETS: u64 = 16;
+
 /// Work for another flow found while one flow was borrowed.
 enum Deferred {
     /// The TFTP request flow's transfer moved to a new flow.
@@ -298,8 +301,12 @@ impl Worker {
             return;
         };
         let mut deferred: Vec<Deferred> = Vec::new();
-        // A new flow: was it announced?
-        if flow.pkts[0] + flow.pkts[1] == 1 && !self.expects.is_empty() {
+        // A new flow: was it announced? Checked over its first packets, not only the first: with
+        // several capture threads the announcement may be processed just after the flow starts.
+        if flow.pkts[0] + flow.pkts[1] <= LATE_LINK_PACKETS
+            && !self.expects.is_empty()
+            && app::linkable(flow)
+        {
             if let Some((x, which)) = self.expects.take(
                 flow.transport(),
                 flow.client_endpoint(),
@@ -368,68 +375,17 @@ impl Worker {
             }
             self.evs = evs;
         }
-        // The session's running outbound total, and what it crosses.
-        if flow.app.session != 0 {
-            if let Some(d) = outbound_dir(flow, &shared.networks) {
-                let now = flow.payload[d.idx()];
-                let delta = now.saturating_sub(flow.app.out_counted);
-                if delta > 0 {
-                    flow.app.out_counted = now;
-                    if let Some(s) = self.sessions.get_mut(flow.app.session) {
-                        s.outbound += delta;
-                        if let (Some(int), Some(_)) = (s.internal, s.external) {
-                            self.detector.outbound(
-                                ts_us,
-                                int,
-                                s.vlan,
-                                s.proto,
-                                s.outbound,
-                                delta,
-                                s.alerted
-                                    .contains(&xferwatch_policy::detect::LARGE_OUTBOUND),
-                                &mut self.raised,
-                            );
-                        }
-                    }
-                }
-            }
-            if !self.raised.is_empty() {
-                let raised = std::mem::take(&mut self.raised);
-                for r in &raised {
-                    let Some(s) = self.sessions.get_mut(flow.app.session) else {
-                        break;
-                    };
-                    let (int, ext, proto, total) = (s.internal, s.external, s.proto, s.outbound);
-                    if self.detector.suppressed(r.sid, int, ext, proto).is_some() {
-                        continue;
-                    }
-                    if !s.alerted.contains(&r.sid) {
-                        s.alerted.push(r.sid);
-                    }
-                    self.detector.count(r.sid);
-                    let a = render::AlertFacts {
-                        sid: r.sid,
-                        internal: int,
-                        external: ext,
-                        session_total: total,
-                        raised: Some(*r),
-                        app_proto_expected: None,
-                        port_mismatch: None,
-                    };
-                    let line = render::alert(flow, &a, ts_us, shared);
-                    let mut ctx = AlertCtx {
-                        detector: &mut self.detector,
-                        sessions: &self.sessions,
-                        totals: &mut self.totals,
-                        shared,
-                    };
-                    ctx.note_alert(idx, flow, &a, &line);
-                    self.events.push(((idx, 2, first_idx), line));
-                }
-                self.raised = raised;
-                self.raised.clear();
-            }
-        }
+        account_outbound(
+            flow,
+            ts_us,
+            (idx, 2, first_idx),
+            shared,
+            &mut self.sessions,
+            &mut self.detector,
+            &mut self.raised,
+            &mut self.totals,
+            &mut self.events,
+        );
         // A protocol on the wrong port: decided once the flow's protocol is.
         if !flow.app.mismatch_done {
             if let Some(m) = app::mismatch(flow, shared, false) {
@@ -448,6 +404,10 @@ impl Worker {
             }
         }
         let _ = flow_id;
+        self.apply_deferred(deferred);
+    }
+
+    fn apply_deferred(&mut self, deferred: Vec<Deferred>) {
         for d in deferred {
             match d {
                 Deferred::HandOver(h, id) => {
@@ -528,6 +488,38 @@ impl Worker {
         for mut f in ended.drain(..) {
             let key = (idx, phase, f.first_idx);
             let ts = f.last_us;
+            // An announcement processed after the flow's packets (several capture threads) still
+            // claims it before it is written.
+            if app::linkable(&f) && !self.expects.is_empty() {
+                if let Some((x, which)) =
+                    self.expects
+                        .take(f.transport(), f.client_endpoint(), f.server_endpoint())
+                {
+                    let mut deferred = Vec::new();
+                    link(
+                        &mut f,
+                        u32::MAX,
+                        Dir::ToServer,
+                        x.data,
+                        which,
+                        &mut self.sessions,
+                        &mut self.app,
+                        &mut deferred,
+                    );
+                    self.apply_deferred(deferred);
+                    account_outbound(
+                        &mut f,
+                        ts,
+                        key,
+                        &self.shared,
+                        &mut self.sessions,
+                        &mut self.detector,
+                        &mut self.raised,
+                        &mut self.totals,
+                        &mut self.events,
+                    );
+                }
+            }
             let shared = &*self.shared;
             app::on_end(&mut f, &shared.app, &mut self.app, &mut self.evs);
             let mut evs = std::mem::take(&mut self.evs);
@@ -668,6 +660,79 @@ fn ends_any(
             Some(flow.client_endpoint().addr),
             Some(flow.server_endpoint().addr),
         ),
+    }
+}
+
+/// Adds what the flow sent outbound since last time to its session, and raises what that crosses
+/// (1173001, 1173004) at this packet.
+#[allow(clippy::too_many_arguments)]
+fn account_outbound(
+    flow: &mut Flow<App>,
+    ts_us: i64,
+    key: OrderKey,
+    shared: &Shared,
+    sessions: &mut Sessions,
+    detector: &mut Detector,
+    raised: &mut Vec<Raised>,
+    totals: &mut WorkerTotals,
+    events: &mut Vec<(OrderKey, Ev)>,
+) {
+    if flow.app.session == 0 {
+        return;
+    }
+    if let Some(d) = outbound_dir(flow, &shared.networks) {
+        let now = flow.payload[d.idx()];
+        let delta = now.saturating_sub(flow.app.out_counted);
+        if delta > 0 {
+            flow.app.out_counted = now;
+            if let Some(s) = sessions.get_mut(flow.app.session) {
+                s.outbound += delta;
+                if let (Some(int), Some(_)) = (s.internal, s.external) {
+                    detector.outbound(
+                        ts_us,
+                        int,
+                        s.vlan,
+                        s.proto,
+                        s.outbound,
+                        delta,
+                        s.alerted
+                            .contains(&xferwatch_policy::detect::LARGE_OUTBOUND),
+                        raised,
+                    );
+                }
+            }
+        }
+    }
+    for r in raised.drain(..) {
+        let Some(s) = sessions.get_mut(flow.app.session) else {
+            break;
+        };
+        let (int, ext, proto, total) = (s.internal, s.external, s.proto, s.outbound);
+        if detector.suppressed(r.sid, int, ext, proto).is_some() {
+            continue;
+        }
+        if !s.alerted.contains(&r.sid) {
+            s.alerted.push(r.sid);
+        }
+        detector.count(r.sid);
+        let a = render::AlertFacts {
+            sid: r.sid,
+            internal: int,
+            external: ext,
+            session_total: total,
+            raised: Some(r),
+            app_proto_expected: None,
+            port_mismatch: None,
+        };
+        let line = render::alert(flow, &a, ts_us, shared);
+        let mut ctx = AlertCtx {
+            detector,
+            sessions,
+            totals,
+            shared,
+        };
+        ctx.note_alert(key.0, flow, &a, &line);
+        events.push((key, line));
     }
 }
 
