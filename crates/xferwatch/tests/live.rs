@@ -487,6 +487,12 @@ impl Rig {
         notify
             .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("notify timeout");
+        // As systemd's socket is, writable by a daemon that dropped to another user.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&sock, fs::Permissions::from_mode(0o777));
+            let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o755));
+        }
         let bin = daemon_bin().to_string_lossy().into_owned();
         let cfg_s = cfg.to_string_lossy().into_owned();
         let sock_s = sock.to_string_lossy().into_owned();
@@ -1665,4 +1671,153 @@ fn notify_ready_watchdog_stopping() {
         d.proc.diag()
     );
     println!("{T}: READY=1, {pings} WATCHDOG=1 in 2.6 s, STOPPING=1, exit 0");
+}
+
+/// (g) Started as root with `[service] user`, the daemon runs as that user with no capability left;
+/// SIGHUP reloads the allowlist: the same upload alerts before the reload and is suppressed after.
+#[test]
+fn drops_privileges_and_reloads_the_allowlist_on_hup() {
+    const T: &str = "drops_privileges_and_reloads_the_allowlist_on_hup";
+    let _g = serial();
+    let Some(tools) = preflight(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+        return;
+    };
+    let rig = match Rig::new(T, tools) {
+        Ok(r) => r,
+        Err(why) => return skip(T, &why),
+    };
+    let file = pcap("ftp-passive-upload.pcap");
+    let npkts = pcap_packets(&file) as f64;
+    let service = "[service]\nuser = \"nobody\"\n";
+    let (cfg, eve) = rig.config("privs", 1, &format!("{SHORT_TIMEOUTS}\n{service}"));
+    // The dropped user must be able to read the configuration again on SIGHUP.
+    for p in [cfg.parent().unwrap(), cfg.as_path()] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let mut d = rig.start_daemon("daemon-privs", &cfg, &[]);
+    let status = fs::read_to_string(format!("/proc/{}/status", d.proc.pid())).expect("status");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), "65534 65534 65534 65534", "runs as nobody");
+    assert_eq!(field("CapEff:"), "0000000000000000", "no capability left");
+    assert_eq!(field("CapPrm:"), "0000000000000000", "no capability left");
+
+    rig.tcpreplay(&file);
+    rig.wait_metrics(
+        &mut d,
+        "first upload seen and its flows ended",
+        Duration::from_secs(30),
+        |m| packets_on(m) >= npkts && m.sum("xferwatch_flows_active", &[]) == 0.0,
+    );
+    // Approve the path, reload, send the same upload again.
+    let allow = "[[allow]]\ninternal = \"10.77.0.2/32\"\nexternal = \"198.51.100.0/24\"\n\
+                 app_proto = \"ftp\"\nsignatures = [1173001]\nreason = \"approved in the test\"\n";
+    let body = fs::read_to_string(&cfg).expect("config") + "\n" + allow;
+    fs::write(&cfg, body).expect("rewrite config");
+    d.proc.signal("HUP");
+    std::thread::sleep(Duration::from_millis(700));
+    rig.tcpreplay(&file);
+    let m = rig.wait_metrics(&mut d, "second upload seen", Duration::from_secs(30), |m| {
+        packets_on(m) >= 2.0 * npkts && m.sum("xferwatch_flows_active", &[]) == 0.0
+    });
+    let st = rig.stop_daemon(&mut d);
+    assert!(st.success(), "exit status {st}{}", d.proc.diag());
+    let ev = read_eve(&eve);
+    let large: Vec<&Value> = ev
+        .iter()
+        .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == 1_173_001)
+        .collect();
+    assert_eq!(large.len(), 1, "one 1173001 before the reload, none after");
+    assert_eq!(
+        m.sum(
+            "xferwatch_alerts_suppressed_total",
+            &[("signature_id", "1173001")]
+        ),
+        1.0,
+        "the second upload's alert was suppressed and counted"
+    );
+    assert!(
+        d.proc.stderr_text().contains("allow entries"),
+        "the reload is logged{}",
+        d.proc.diag()
+    );
+    println!("{T}: uid 65534, CapEff 0, one alert before SIGHUP, one suppressed after");
+}
+
+/// (h) A burst faster than one worker with a one-batch queue: the sensor keeps running, every packet
+/// is either handed to the sensor or counted as a kernel drop, queue drops are counted, memory stays
+/// bounded, and it still stops cleanly.
+#[test]
+fn burst_keeps_running_and_counts_drops() {
+    const T: &str = "burst_keeps_running_and_counts_drops";
+    let _g = serial();
+    let Some(tools) = preflight(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+        return;
+    };
+    let rig = match Rig::new(T, tools) {
+        Ok(r) => r,
+        Err(why) => return skip(T, &why),
+    };
+    let file = pcap("smb-upload.pcap");
+    let loops = 100u64;
+    let sent = pcap_packets(&file) * loops;
+    let engine = "[engine]\nworkers = 1\nqueue_batches = 1\n";
+    let (cfg, eve) = rig.config("burst", 1, &format!("{SHORT_TIMEOUTS}\n{engine}"));
+    let mut d = rig.start_daemon("daemon-burst", &cfg, &[]);
+    let loop_arg = format!("--loop={loops}");
+    let mut p = rig.tcpreplay_bg(&file, &["--topspeed", &loop_arg]);
+    let st = p.wait(Duration::from_secs(120));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "tcpreplay failed{}",
+        p.diag()
+    );
+    let m = rig.wait_metrics(
+        &mut d,
+        "the burst accounted for",
+        Duration::from_secs(30),
+        |m| {
+            let seen = packets_on(m)
+                + m.sum("xferwatch_capture_drops_total", &[("where", "kernel")])
+                + m.sum("xferwatch_capture_drops_total", &[("where", "interface")]);
+            seen >= sent as f64
+        },
+    );
+    assert!(d.proc.running(), "the daemon survived the burst");
+    let status = fs::read_to_string(format!("/proc/{}/status", d.proc.pid())).expect("status");
+    let hwm_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // The capture buffer (64 MiB ring) plus bounded tables.
+    assert!(hwm_kib < 256 * 1024, "peak memory {hwm_kib} KiB");
+    let st = rig.stop_daemon(&mut d);
+    assert!(st.success(), "exit status {st}{}", d.proc.diag());
+    let ev = read_eve(&eve);
+    let stats = ev
+        .iter()
+        .rev()
+        .find(|e| e["event_type"] == "stats")
+        .expect("stats");
+    assert_eq!(
+        stats["stats"]["flow"]["total"].as_u64().unwrap_or(0),
+        flows(&ev).len() as u64,
+        "every flow the sensor created has its record"
+    );
+    println!(
+        "{T}: {sent} packets sent; handed to the sensor {}, kernel drops {}, queue drops {}; peak {} MiB",
+        packets_on(&m),
+        m.sum("xferwatch_capture_drops_total", &[("where", "kernel")]),
+        m.sum("xferwatch_capture_drops_total", &[("where", "queue")]),
+        hwm_kib / 1024
+    );
 }
