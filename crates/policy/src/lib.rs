@@ -9,7 +9,6 @@
 pub mod detect;
 
 use ipnet::IpNet;
-use std::net::IpAddr;
 use xferwatch_wire::{Addr, Transport};
 
 /// The default internal networks: RFC 1918, RFC 6598 shared space, IPv6 unique local.
@@ -24,13 +23,33 @@ pub const DEFAULT_INTERNAL: [&str; 5] = [
 #[derive(Clone, Debug)]
 pub struct Networks {
     nets: Vec<IpNet>,
+    /// The same networks as (network, mask) integers: a lookup is a few ANDs, no conversion.
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
 }
 
 impl Networks {
     pub fn new(nets: Vec<IpNet>) -> Self {
-        Networks {
-            nets: nets.into_iter().map(|n| n.trunc()).collect(),
+        let nets: Vec<IpNet> = nets.into_iter().map(|n| n.trunc()).collect();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for n in &nets {
+            match n {
+                IpNet::V4(n) => {
+                    let mask = u32::MAX
+                        .checked_shl(32 - n.prefix_len() as u32)
+                        .unwrap_or(0);
+                    v4.push((u32::from(n.network()), mask));
+                }
+                IpNet::V6(n) => {
+                    let mask = u128::MAX
+                        .checked_shl(128 - n.prefix_len() as u32)
+                        .unwrap_or(0);
+                    v6.push((u128::from(n.network()), mask));
+                }
+            }
         }
+        Networks { nets, v4, v6 }
     }
     pub fn default_internal() -> Self {
         Networks::new(
@@ -41,8 +60,14 @@ impl Networks {
         )
     }
     pub fn is_internal(&self, addr: Addr) -> bool {
-        let ip: IpAddr = addr.to_ip();
-        self.nets.iter().any(|n| n.contains(&ip))
+        let o = addr.octets();
+        if addr.is_v6() {
+            let a = u128::from_be_bytes(*o);
+            self.v6.iter().any(|(n, m)| a & m == *n)
+        } else {
+            let a = u32::from_be_bytes([o[12], o[13], o[14], o[15]]);
+            self.v4.iter().any(|(n, m)| a & m == *n)
+        }
     }
     pub fn nets(&self) -> &[IpNet] {
         &self.nets
@@ -183,12 +208,43 @@ impl PortTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn default_networks() {
         let n = Networks::default_internal();
         assert!(n.is_internal(Addr::v4([10, 1, 2, 3])));
         assert!(n.is_internal(Addr::v4([100, 64, 0, 1])));
+        // The integer lookup agrees with IpNet::contains, v4 and v6, on and around the edges.
+        let probes = [
+            "10.0.0.0",
+            "9.255.255.255",
+            "11.0.0.0",
+            "172.15.255.255",
+            "172.16.0.1",
+            "172.31.255.255",
+            "172.32.0.0",
+            "192.168.255.255",
+            "192.169.0.0",
+            "100.63.255.255",
+            "100.127.255.255",
+            "100.128.0.0",
+            "0.0.0.0",
+            "255.255.255.255",
+            "fc00::1",
+            "fdff:ffff::1",
+            "fe00::1",
+            "::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ];
+        for p in probes {
+            let ip: IpAddr = p.parse().unwrap();
+            let slow = n.nets().iter().any(|net| net.contains(&ip));
+            assert_eq!(n.is_internal(Addr::from(ip)), slow, "{p}");
+        }
+        let all = Networks::new(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]);
+        assert!(all.is_internal(Addr::v4([8, 8, 8, 8])));
         assert!(!n.is_internal(Addr::v4([8, 8, 8, 8])));
         let mut fd = [0u8; 16];
         fd[0] = 0xfd;

@@ -110,6 +110,8 @@ pub struct App {
     pub session: u64,
     /// Outbound payload already added to the session.
     pub out_counted: u64,
+    /// Which direction is outbound, for the client side it was computed for (flows can turn).
+    pub out_cache: Option<(xferwatch_wire::Side, Option<Dir>)>,
     pub proto: Proto,
     /// Caps this flow's parsers reached.
     pub anomalies: Vec<&'static str>,

@@ -680,7 +680,15 @@ fn account_outbound(
     if flow.app.session == 0 {
         return;
     }
-    if let Some(d) = outbound_dir(flow, &shared.networks) {
+    let out = match flow.app.out_cache {
+        Some((side, d)) if side == flow.client => d,
+        _ => {
+            let d = outbound_dir(flow, &shared.networks);
+            flow.app.out_cache = Some((flow.client, d));
+            d
+        }
+    };
+    if let Some(d) = out {
         let now = flow.payload[d.idx()];
         let delta = now.saturating_sub(flow.app.out_counted);
         if delta > 0 {
