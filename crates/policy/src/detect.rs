@@ -6,7 +6,8 @@
 //! alerts. Every table is capped; an eviction is counted.
 
 use ipnet::IpNet;
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use xferwatch_wire::Addr;
 
 /// One signature: stable id and text, Suricata-shaped.
@@ -246,9 +247,9 @@ impl Detector {
     pub fn new(cfg: DetectConfig) -> Self {
         Detector {
             cfg,
-            rollups: HashMap::new(),
+            rollups: HashMap::default(),
             rollup_lru: VecDeque::new(),
-            baselines: HashMap::new(),
+            baselines: HashMap::default(),
             baseline_lru: VecDeque::new(),
             stats: DetectStats::default(),
         }

@@ -5,7 +5,8 @@
 //! Bounded: a cap per host pair and overall; a full table refuses (counted) rather than grows.
 //! Every entry has a time to live in packet time.
 
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use xferwatch_wire::{Addr, Endpoint, Transport};
 
 #[derive(Clone, Copy, Debug)]
@@ -91,9 +92,9 @@ impl<T> Expectations<T> {
     pub fn new(limits: ExpectLimits) -> Self {
         Expectations {
             limits,
-            by_port: HashMap::new(),
+            by_port: HashMap::default(),
             order: VecDeque::new(),
-            per_pair: HashMap::new(),
+            per_pair: HashMap::default(),
             len: 0,
             serial: 0,
             stats: ExpectStats::default(),

@@ -5,7 +5,8 @@
 //! A worker owns the sessions of its shard. Sharding by host keeps every flow of a session on one
 //! worker, so no lock is needed and the order of events is the packet order.
 
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use xferwatch_parsers::tftp::Request;
 use xferwatch_wire::Addr;
 
@@ -61,7 +62,7 @@ impl SessionStats {
 
 #[derive(Default)]
 pub struct Sessions {
-    map: HashMap<u64, Session>,
+    map: FxHashMap<u64, Session>,
     pub stats: SessionStats,
 }
 
