@@ -63,7 +63,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     })?;
     let state_file = (s.detect.baseline.enabled && !s.detect.baseline.state_file.is_empty())
         .then(|| PathBuf::from(&s.detect.baseline.state_file));
-    let window_secs = s.detect.baseline.window.0;
+    let mut window_secs = s.detect.baseline.window.0;
     let saved = state_file
         .as_deref()
         .map(|p| crate::baseline_state::load(p, window_secs))
@@ -224,6 +224,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
                         new.allow.len(),
                         config_path.display()
                     );
+                    window_secs = new.detect.baseline.window.0;
                     settings = new;
                 }
                 Err(e) => tracing::warn!(
