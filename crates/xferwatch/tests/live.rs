@@ -1048,10 +1048,14 @@ fn check_live_against_replay(rig: &Rig, test: &str, run: &str, name: &str, threa
         "{run}: {CAP_IF} packets >= {npkts} and xferwatch_flows_active == 0 (flows end by \
          timeout while the link is idle)"
     );
+    // Capture and worker counters are published apart: also wait until the workers have ended
+    // as many flows as replay writes, so the snapshot is not one from before the traffic.
+    let want_flows = flows(&expected).len() as f64;
     let m = rig.wait_metrics(&mut d, &what, Duration::from_secs(30), |m| {
         packets_on(m) >= npkts
             && m.has("xferwatch_flows_active")
             && m.sum("xferwatch_flows_active", &[]) == 0.0
+            && m.sum("xferwatch_flows_ended_total", &[]) >= want_flows
     });
     let st = rig.stop_daemon(&mut d);
     assert!(
@@ -1724,9 +1728,19 @@ fn drops_privileges_and_reloads_the_allowlist_on_hup() {
     d.proc.signal("HUP");
     std::thread::sleep(Duration::from_millis(700));
     rig.tcpreplay(&file);
-    let m = rig.wait_metrics(&mut d, "second upload seen", Duration::from_secs(30), |m| {
-        packets_on(m) >= 2.0 * npkts && m.sum("xferwatch_flows_active", &[]) == 0.0
-    });
+    // Capture counters and worker counters are published apart: wait for the worker's verdict.
+    let m = rig.wait_metrics(
+        &mut d,
+        "second upload suppressed",
+        Duration::from_secs(30),
+        |m| {
+            packets_on(m) >= 2.0 * npkts
+                && m.sum(
+                    "xferwatch_alerts_suppressed_total",
+                    &[("signature_id", "1173001")],
+                ) >= 1.0
+        },
+    );
     let st = rig.stop_daemon(&mut d);
     assert!(st.success(), "exit status {st}{}", d.proc.diag());
     let ev = read_eve(&eve);
