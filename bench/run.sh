@@ -37,8 +37,10 @@ gen() { # gen PROFILE
 measure() {
   local walls=() rsss=()
   for _ in $(seq "$REPEAT"); do
-    local out
-    out=$( { $TIME -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    local out tmp
+    tmp=$(mktemp)
+    $TIME -f "%e %M" -o "$tmp" "$@" >/dev/null 2>&1 || true
+    out=$(tail -1 "$tmp"); rm -f "$tmp"
     walls+=("${out% *}"); rsss+=("${out#* }")
   done
   local w r

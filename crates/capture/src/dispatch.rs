@@ -44,7 +44,7 @@ fn mix64(mut z: u64) -> u64 {
 }
 
 const BATCH_ITEMS: usize = 512;
-const BATCH_BYTES: usize = 512 * 1024;
+const BATCH_BYTES: usize = 256 * 1024;
 const FLUSH_EVERY: u64 = 8192;
 
 /// Replay keeps backpressure (nothing is dropped); live capture never blocks and counts drops.

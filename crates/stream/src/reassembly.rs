@@ -75,6 +75,20 @@ fn seq_lt(a: u32, b: u32) -> bool {
 }
 
 impl Reassembler {
+    /// An empty reassembler (usable in constants).
+    pub const fn new() -> Self {
+        Reassembler {
+            next: None,
+            data: Vec::new(),
+            pending: Vec::new(),
+            done: false,
+            released: false,
+            gap: false,
+            gap_at: None,
+            skip_floor: None,
+        }
+    }
+
     pub fn data(&self) -> &[u8] {
         &self.data
     }

@@ -6,7 +6,7 @@
 //! the nearest ranges are joined, the bytes in between are not counted and the count stops being exact.
 
 /// Most disjoint covered ranges remembered per direction (holes + 1).
-pub const MAX_SEQ_RANGES: usize = 16;
+pub const MAX_SEQ_RANGES: usize = 6;
 
 #[derive(Clone, Debug)]
 pub struct SeqTracker {

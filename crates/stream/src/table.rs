@@ -163,9 +163,15 @@ pub struct Flow<A> {
     pub snapped: bool,
     pub end_reason: Option<EndReason>,
     pub app: A,
-    class: Class,
+}
+
+/// A flow's place in its timeout class's LRU list. Kept apart from the flows, in one small array:
+/// moving a flow to the tail touches its neighbours' links, not their (large) flow records.
+#[derive(Clone, Copy, Debug)]
+struct Link {
     prev: u32,
     next: u32,
+    class: Class,
 }
 
 impl<A> Flow<A> {
@@ -213,6 +219,7 @@ pub struct FlowTable<A> {
     cfg: FlowTableConfig,
     map: FxHashMap<FlowKey, u32>,
     slots: Vec<Slot<A>>,
+    links: Vec<Link>,
     free: Vec<u32>,
     heads: [u32; CLASSES],
     tails: [u32; CLASSES],
@@ -233,6 +240,7 @@ impl<A: Default> FlowTable<A> {
             cfg,
             map: FxHashMap::default(),
             slots: Vec::new(),
+            links: Vec::new(),
             free: Vec::new(),
             heads: [NIL; CLASSES],
             tails: [NIL; CLASSES],
@@ -266,35 +274,32 @@ impl<A: Default> FlowTable<A> {
     }
 
     fn unlink(&mut self, h: u32) {
-        let (class, prev, next) = {
-            let f = self.flow(h);
-            (f.class as usize, f.prev, f.next)
-        };
+        let Link { prev, next, class } = self.links[h as usize];
+        let class = class as usize;
         if prev == NIL {
             self.heads[class] = next;
         } else {
-            self.flow(prev).next = next;
+            self.links[prev as usize].next = next;
         }
         if next == NIL {
             self.tails[class] = prev;
         } else {
-            self.flow(next).prev = prev;
+            self.links[next as usize].prev = prev;
         }
     }
 
     fn push_tail(&mut self, h: u32, class: Class) {
         let c = class as usize;
         let tail = self.tails[c];
-        {
-            let f = self.flow(h);
-            f.class = class;
-            f.prev = tail;
-            f.next = NIL;
-        }
+        self.links[h as usize] = Link {
+            prev: tail,
+            next: NIL,
+            class,
+        };
         if tail == NIL {
             self.heads[c] = h;
         } else {
-            self.flow(tail).next = h;
+            self.links[tail as usize].next = h;
         }
         self.tails[c] = h;
     }
@@ -416,8 +421,12 @@ impl<A: Default> FlowTable<A> {
             }
         }
         // Move to the tail of its (possibly new) class: the lists stay ordered by last activity.
-        self.unlink(h);
-        self.push_tail(h, timeouts_class);
+        // Already there (consecutive packets of one flow): nothing to do.
+        let l = self.links[h as usize];
+        if !(l.class == timeouts_class && self.tails[timeouts_class as usize] == h) {
+            self.unlink(h);
+            self.push_tail(h, timeouts_class);
+        }
         (h, dir)
     }
 
@@ -459,17 +468,21 @@ impl<A: Default> FlowTable<A> {
             snapped: false,
             end_reason: None,
             app: A::default(),
-            class: Class::TcpNew,
+        };
+        let fresh = Link {
             prev: NIL,
             next: NIL,
+            class: Class::TcpNew,
         };
         let h = match self.free.pop() {
             Some(h) => {
                 self.slots[h as usize].flow = Some(flow);
+                self.links[h as usize] = fresh;
                 h
             }
             None => {
                 self.slots.push(Slot { flow: Some(flow) });
+                self.links.push(fresh);
                 (self.slots.len() - 1) as u32
             }
         };
@@ -529,12 +542,36 @@ impl<A: Default> FlowTable<A> {
 
     /// Ends every flow (end of input or shutdown), in order of their first packet.
     pub fn drain(&mut self, ended: &mut Vec<Flow<A>>) {
-        let start = ended.len();
-        let handles: Vec<u32> = self.map.values().copied().collect();
-        for h in handles {
+        let order = self.drain_order();
+        for (_, h) in order {
             ended.push(self.remove(h, EndReason::Shutdown));
         }
-        ended[start..].sort_by_key(|f| f.first_idx);
+    }
+
+    /// Every flow's (first packet, handle), in the order [`FlowTable::drain`] ends them; with
+    /// [`FlowTable::end_one`] a caller can end them a chunk at a time and keep memory flat.
+    pub fn drain_order(&mut self) -> Vec<(u64, u32)> {
+        let mut order: Vec<(u64, u32)> = self
+            .map
+            .values()
+            .map(|&h| {
+                (
+                    self.slots[h as usize]
+                        .flow
+                        .as_ref()
+                        .map_or(0, |f| f.first_idx),
+                    h,
+                )
+            })
+            .collect();
+        order.sort_unstable();
+        order
+    }
+
+    /// Ends one flow for shutdown (a handle from [`FlowTable::drain_order`]).
+    pub fn end_one(&mut self, h: u32) -> Option<Flow<A>> {
+        self.slots.get(h as usize)?.flow.as_ref()?;
+        Some(self.remove(h, EndReason::Shutdown))
     }
 }
 

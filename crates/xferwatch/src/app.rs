@@ -88,10 +88,32 @@ pub struct TftpState {
     pub handed_over: bool,
 }
 
+/// The two TCP reassemblers of a flow, allocated only while a flow needs them (identification, or
+/// a parser that follows the stream) and freed when it is done: most flows are identified from
+/// their first bytes, and a flow record stays small.
+#[derive(Debug, Default)]
+pub struct Streams(Option<Box<[Reassembler; 2]>>);
+
+static NO_STREAMS: [Reassembler; 2] = [Reassembler::new(), Reassembler::new()];
+
+impl std::ops::Deref for Streams {
+    type Target = [Reassembler; 2];
+    fn deref(&self) -> &[Reassembler; 2] {
+        self.0.as_deref().unwrap_or(&NO_STREAMS)
+    }
+}
+
+impl std::ops::DerefMut for Streams {
+    fn deref_mut(&mut self) -> &mut [Reassembler; 2] {
+        self.0
+            .get_or_insert_with(|| Box::new([Reassembler::new(), Reassembler::new()]))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct App {
     ident: Ident,
-    tcp: [Reassembler; 2],
+    tcp: Streams,
     udp: Vec<(bool, Vec<u8>)>,
     /// A TFTP flow that starts with a read/write request (not a transfer on a new port).
     tftp_request: bool,
@@ -458,8 +480,10 @@ fn settle_split(flow: &mut Flow<App>, st: &mut AppState) {
 }
 
 fn release(flow: &mut Flow<App>, st: &mut AppState) {
-    for r in &mut flow.app.tcp {
-        r.release(&mut st.budget);
+    if let Some(mut streams) = flow.app.tcp.0.take() {
+        for r in streams.iter_mut() {
+            r.release(&mut st.budget);
+        }
     }
     for (_, d) in flow.app.udp.drain(..) {
         st.budget.release_bytes(d.len());
@@ -618,6 +642,10 @@ fn follow_ftp(
     evs: &mut Vec<AppEv>,
 ) {
     let Some(tcp) = p.tcp else { return };
+    if flow.app.tls_upgraded {
+        // Encrypted from here on: nothing to read, nothing kept.
+        return;
+    }
     feed_tcp(
         &mut flow.app.tcp,
         dir,

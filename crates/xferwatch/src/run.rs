@@ -252,7 +252,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
             let _ = out_tx.send(Out {
                 worker: n,
                 events: vec![((0, 0, 0), line)],
-                watermark: 0,
+                watermark: (0, 0, 0),
                 done: None,
             });
             if let Some(p) = &state_file {

@@ -303,7 +303,7 @@ impl Default for Engine {
     fn default() -> Self {
         Engine {
             workers: 0,
-            queue_batches: 64,
+            queue_batches: 16,
         }
     }
 }

@@ -35,8 +35,8 @@ pub type Ev = String;
 pub struct Out {
     pub worker: usize,
     pub events: Vec<(OrderKey, Ev)>,
-    /// Every event this worker will still send has a packet number above this.
-    pub watermark: u64,
+    /// Every event this worker will still send has a key above this.
+    pub watermark: OrderKey,
     pub done: Option<WorkerTotals>,
 }
 
@@ -117,6 +117,9 @@ pub struct Worker {
     published: Option<std::time::Instant>,
 }
 
+/// Flows ended per chunk when the input ends.
+const DRAIN_CHUNK: usize = 4096;
+
 /// Packets of a new flow during which an announcement may still claim it.
 const LATE_LINK_PACKETS: u64 = 16;
 
@@ -192,12 +195,32 @@ impl Worker {
                 self.live_housekeeping(rx.len(), end);
             }
             if end {
-                self.table.drain(&mut self.ended);
-                self.flush_ended(u64::MAX, 0);
+                // Flows still open end in order of their first packet, a chunk at a time: the
+                // writer gets (and writes) each chunk before the next is made, so memory stays
+                // flat however many flows were open.
+                let order = self.table.drain_order();
+                for chunk in order.chunks(DRAIN_CHUNK) {
+                    for &(_, h) in chunk {
+                        if let Some(f) = self.table.end_one(h) {
+                            self.ended.push(f);
+                        }
+                    }
+                    self.flush_ended(u64::MAX, 0);
+                    let last = chunk.last().map_or(0, |c| c.0);
+                    let events = std::mem::take(&mut self.events);
+                    let _ = out.send(Out {
+                        worker: self.id,
+                        events,
+                        watermark: (u64::MAX, 0, last),
+                        done: None,
+                    });
+                }
                 self.expects.drain(&mut self.expired);
                 self.release_expired();
             }
-            let watermark = batch.through;
+            // Everything up to the batch's last packet has been sent.
+            let batch_through = batch.through;
+            let watermark = (batch.through, u8::MAX, u64::MAX);
             let _ = recycle.try_send(batch);
             let done = if end {
                 self.totals.table = self.table.stats();
@@ -215,7 +238,7 @@ impl Worker {
             } else {
                 None
             };
-            if !self.events.is_empty() || done.is_some() || watermark != 0 {
+            if !self.events.is_empty() || done.is_some() || batch_through != 0 {
                 let events = std::mem::take(&mut self.events);
                 let _ = out.send(Out {
                     worker: self.id,

@@ -14,7 +14,7 @@ pub struct Merged {
 
 pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::Result<Merged> {
     let mut queues: Vec<VecDeque<(OrderKey, Ev)>> = (0..workers).map(|_| VecDeque::new()).collect();
-    let mut marks = vec![0u64; workers];
+    let mut marks: Vec<OrderKey> = vec![(0, 0, 0); workers];
     let mut totals: Vec<Option<WorkerTotals>> = vec![None; workers];
     let mut written = 0u64;
     let mut finished = 0usize;
@@ -25,7 +25,7 @@ pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::R
         marks[w] = marks[w].max(msg.watermark);
         if let Some(t) = msg.done {
             totals[w] = Some(t);
-            marks[w] = u64::MAX;
+            marks[w] = (u64::MAX, u8::MAX, u64::MAX);
             finished += 1;
         }
         loop {
@@ -39,11 +39,11 @@ pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::R
                 }
             }
             let Some((key, i)) = best else { break };
-            // …is safe once every worker with nothing queued has moved past its packet number.
+            // …is safe once every worker with nothing queued has moved past it.
             let safe = queues
                 .iter()
                 .zip(&marks)
-                .all(|(q, m)| !q.is_empty() || key.0 <= *m);
+                .all(|(q, m)| !q.is_empty() || key <= *m);
             if !safe {
                 break;
             }
