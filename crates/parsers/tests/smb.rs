@@ -1046,7 +1046,7 @@ fn random_and_mutated_input_never_panics() {
                 let (a, b) = (rng.range(0, 3000), rng.range(0, 3000));
                 let mut v = [rng.bytes(a), rng.bytes(b)];
                 for s in v.iter_mut() {
-                    if s.len() > 8 && rng.next() % 2 == 0 {
+                    if s.len() > 8 && rng.next().is_multiple_of(2) {
                         let magic = [0xfe, 0xfd, 0xff, 0xfc][rng.range(0, 3)];
                         s[..8].copy_from_slice(&[
                             0,
@@ -1082,11 +1082,11 @@ fn random_and_mutated_input_never_panics() {
                     let keep = rng.range(0, s.len());
                     s.truncate(keep);
                     let mut p = 0usize;
-                    while p + 8 < s.len() && rng.next() % 4 != 0 {
+                    while p + 8 < s.len() && !rng.next().is_multiple_of(4) {
                         let len = ((s[p + 1] as usize) << 16)
                             | ((s[p + 2] as usize) << 8)
                             | s[p + 3] as usize;
-                        if rng.next() % 3 == 0 {
+                        if rng.next().is_multiple_of(3) {
                             s[p + 1] = 0xff;
                         }
                         p += 4 + len;
@@ -1097,7 +1097,7 @@ fn random_and_mutated_input_never_panics() {
         };
         let mut pos = [0usize; 2];
         while pos[0] < input[0].len() || pos[1] < input[1].len() {
-            let to_server = rng.next() % 2 == 0;
+            let to_server = rng.next().is_multiple_of(2);
             let d = if to_server { 0 } else { 1 };
             if pos[d] >= input[d].len() {
                 continue;
