@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod expect;
+mod index;
 mod reassembly;
 mod seq;
 mod table;

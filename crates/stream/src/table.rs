@@ -4,7 +4,6 @@
 //! heads. No allocation per packet once the slab has grown to its working size.
 
 use crate::seq::SeqTracker;
-use rustc_hash::FxHashMap;
 use xferwatch_wire::{Endpoint, FlowKey, L4Packet, Side, Transport};
 
 /// Direction of a packet relative to the flow's client.
@@ -139,6 +138,15 @@ enum Class {
 const CLASSES: usize = 5;
 const NIL: u32 = u32::MAX;
 
+/// The flow index's 32-bit hash of a key (FxHash, folded).
+fn key_hash(key: &FlowKey) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    let x = h.finish().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 32) as u32
+}
+
 #[derive(Debug)]
 pub struct Flow<A> {
     pub key: FlowKey,
@@ -217,7 +225,7 @@ struct Slot<A> {
 
 pub struct FlowTable<A> {
     cfg: FlowTableConfig,
-    map: FxHashMap<FlowKey, u32>,
+    map: crate::index::FlowIndex,
     slots: Vec<Slot<A>>,
     links: Vec<Link>,
     free: Vec<u32>,
@@ -238,7 +246,7 @@ impl<A: Default> FlowTable<A> {
     pub fn new(cfg: FlowTableConfig) -> Self {
         FlowTable {
             cfg,
-            map: FxHashMap::default(),
+            map: crate::index::FlowIndex::default(),
             slots: Vec::new(),
             links: Vec::new(),
             free: Vec::new(),
@@ -318,7 +326,7 @@ impl<A: Default> FlowTable<A> {
     fn remove(&mut self, h: u32, reason: EndReason) -> Flow<A> {
         self.unlink(h);
         let mut f = self.slots[h as usize].flow.take().expect("occupied slot");
-        self.map.remove(&f.key);
+        self.map.remove(key_hash(&f.key), h);
         self.free.push(h);
         let reason = if f.state == FlowState::Closed
             && matches!(reason, EndReason::Timeout | EndReason::Shutdown)
@@ -348,7 +356,14 @@ impl<A: Default> FlowTable<A> {
         ended: &mut Vec<Flow<A>>,
     ) -> (u32, Dir) {
         let (key, side) = FlowKey::new(pkt.transport, pkt.src, pkt.dst, pkt.vlan);
-        let mut handle = self.map.get(&key).copied();
+        let kh = key_hash(&key);
+        let slots = &self.slots;
+        let mut handle = self.map.get(kh, |h| {
+            slots[h as usize]
+                .flow
+                .as_ref()
+                .is_some_and(|f| f.key == key)
+        });
         if let (Some(h), Some(tcp)) = (handle, pkt.tcp) {
             // A fresh SYN on a closed flow is a new connection reusing the 4-tuple.
             let f = self.flow(h);
@@ -360,7 +375,7 @@ impl<A: Default> FlowTable<A> {
         }
         let h = match handle {
             Some(h) => h,
-            None => self.create(key, side, pkt, ts_us, idx, ended),
+            None => self.create(key, kh, side, pkt, ts_us, idx, ended),
         };
         let timeouts_class;
         let dir;
@@ -430,9 +445,11 @@ impl<A: Default> FlowTable<A> {
         (h, dir)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         key: FlowKey,
+        kh: u32,
         side: Side,
         pkt: &L4Packet<'_>,
         ts_us: i64,
@@ -486,7 +503,7 @@ impl<A: Default> FlowTable<A> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.map.insert(key, h);
+        self.map.insert(kh, h);
         let class = if key.transport == Transport::Tcp {
             Class::TcpNew
         } else {
@@ -553,8 +570,8 @@ impl<A: Default> FlowTable<A> {
     pub fn drain_order(&mut self) -> Vec<(u64, u32)> {
         let mut order: Vec<(u64, u32)> = self
             .map
-            .values()
-            .map(|&h| {
+            .handles()
+            .map(|h| {
                 (
                     self.slots[h as usize]
                         .flow
