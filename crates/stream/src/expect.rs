@@ -76,8 +76,23 @@ pub enum ListenerIs {
     Client,
 }
 
+/// A standing expectation: any flow between two hosts whose listening side uses a port above 1023
+/// (an FTP channel gone TLS: its announcements are unreadable, its data connections are not).
+/// It stays until its owner removes it.
+struct Wildcard<T> {
+    transport: Transport,
+    listener: Addr,
+    peer: Addr,
+    owner: u64,
+    data: T,
+}
+
+/// Standing expectations kept at most.
+const MAX_WILDCARDS: usize = 1024;
+
 pub struct Expectations<T> {
     limits: ExpectLimits,
+    wild: Vec<Wildcard<T>>,
     /// Keyed by (transport, listener port).
     by_port: HashMap<(u8, u16), Vec<Entry<T>>>,
     /// (expiry, key, serial) in insertion order: the TTL is fixed, so this is also expiry order.
@@ -92,6 +107,7 @@ impl<T> Expectations<T> {
     pub fn new(limits: ExpectLimits) -> Self {
         Expectations {
             limits,
+            wild: Vec::new(),
             by_port: HashMap::default(),
             order: VecDeque::new(),
             per_pair: HashMap::default(),
@@ -106,7 +122,43 @@ impl<T> Expectations<T> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 && self.wild.is_empty()
+    }
+
+    /// Registers a standing expectation for `owner`; false (counted as refused) when full.
+    pub fn insert_wildcard(
+        &mut self,
+        transport: Transport,
+        listener: Addr,
+        peer: Addr,
+        owner: u64,
+        data: T,
+    ) -> bool {
+        if self.wild.len() >= MAX_WILDCARDS {
+            self.stats.refused += 1;
+            return false;
+        }
+        self.stats.created += 1;
+        self.wild.push(Wildcard {
+            transport,
+            listener,
+            peer,
+            owner,
+            data,
+        });
+        true
+    }
+
+    /// Removes `owner`'s standing expectations; their payloads go to `out`.
+    pub fn remove_wildcards(&mut self, owner: u64, out: &mut Vec<T>) {
+        let mut i = 0;
+        while i < self.wild.len() {
+            if self.wild[i].owner == owner {
+                out.push(self.wild.swap_remove(i).data);
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Registers an expectation. An entry for the same listener and peer is replaced (a repeated
@@ -192,6 +244,49 @@ impl<T> Expectations<T> {
                 self.per_pair.remove(&pair);
             }
         }
+    }
+
+    /// Like [`Expectations::take`], then standing expectations: a flow whose server (port above 1023)
+    /// and client match one gets a copy of its payload, and the expectation stays.
+    pub fn take_any(
+        &mut self,
+        transport: Transport,
+        client: Endpoint,
+        server: Endpoint,
+    ) -> Option<(Expect<T>, ListenerIs)>
+    where
+        T: Clone,
+    {
+        if let Some(hit) = self.take(transport, client, server) {
+            return Some(hit);
+        }
+        // The listening side of a standing expectation is the flow's server (the side that was
+        // connected to), never the side that opened the connection.
+        {
+            let (l, peer, which) = (server, client, ListenerIs::Server);
+            if l.port < 1024 {
+                return None;
+            }
+            if let Some(w) = self
+                .wild
+                .iter()
+                .find(|w| w.transport == transport && w.listener == l.addr && w.peer == peer.addr)
+            {
+                self.stats.matched += 1;
+                return Some((
+                    Expect {
+                        transport,
+                        listener: l,
+                        listener_alt: None,
+                        peer: peer.addr,
+                        peer_port: None,
+                        data: w.data.clone(),
+                    },
+                    which,
+                ));
+            }
+        }
+        None
     }
 
     /// Drops entries whose time is up; their payloads go to `expired` (to release what they hold).
@@ -321,6 +416,42 @@ mod tests {
         t.expire(150, &mut gone);
         assert!(t.is_empty());
         assert_eq!(t.stats.expired, 10);
+    }
+
+    #[test]
+    fn wildcards_match_high_ports_and_stay() {
+        let mut t = Expectations::new(ExpectLimits::default());
+        let srv = Addr::v4([198, 51, 100, 10]);
+        let cli = Addr::v4([10, 0, 0, 2]);
+        assert!(t.insert_wildcard(Transport::Tcp, srv, cli, 99, 5));
+        let c = Endpoint {
+            addr: cli,
+            port: 50000,
+        };
+        assert!(t
+            .take_any(Transport::Tcp, c, ep([198, 51, 100, 10], 443))
+            .is_none());
+        assert!(t
+            .take_any(Transport::Tcp, c, ep([198, 51, 100, 11], 40000))
+            .is_none());
+        for port in [40000, 40001] {
+            let (x, side) = t
+                .take_any(Transport::Tcp, c, ep([198, 51, 100, 10], port))
+                .unwrap();
+            assert_eq!((x.data, side), (5, ListenerIs::Server));
+        }
+        // The listener opening a connection to the peer is not a match.
+        assert!(t
+            .take_any(
+                Transport::Tcp,
+                ep([198, 51, 100, 10], 40002),
+                ep([10, 0, 0, 2], 50000)
+            )
+            .is_none());
+        let mut gone = Vec::new();
+        t.remove_wildcards(99, &mut gone);
+        assert_eq!(gone, vec![5]);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct DataInfo {
     pub upload: Option<bool>,
     /// The control channel's client address: which way "upload" goes on this flow.
     pub control_client: Option<Addr>,
+    /// Linked by the AUTH TLS heuristic, not by a readable announcement.
+    pub heuristic: bool,
 }
 
 #[derive(Debug)]

@@ -270,6 +270,9 @@ pub fn transfer_event(f: &Flow<App>, _shared: &Shared) -> Option<String> {
                         if let Some(u) = info.upload {
                             x.str("direction", if u { "upload" } else { "download" });
                         }
+                        if info.heuristic {
+                            x.bool("linked_by_heuristic", true);
+                        }
                     });
                 },
             );

@@ -78,6 +78,8 @@ pub struct Pending {
 pub enum PendingKind {
     FtpData {
         control_client: Addr,
+        /// A standing expectation of an FTP channel gone TLS (no readable announcement).
+        heuristic: bool,
     },
     Tftp {
         request: Box<Request>,

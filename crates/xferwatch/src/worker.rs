@@ -330,7 +330,7 @@ impl Worker {
             && !self.expects.is_empty()
             && app::linkable(flow)
         {
-            if let Some((x, which)) = self.expects.take(
+            if let Some((x, which)) = self.expects.take_any(
                 flow.transport(),
                 flow.client_endpoint(),
                 flow.server_endpoint(),
@@ -388,7 +388,32 @@ impl Worker {
                             deferred.push(Deferred::DataCommand(w, cmd));
                         }
                     }
-                    AppEv::Ftp(FtpEvent::TlsStarted) => {}
+                    AppEv::Ftp(FtpEvent::TlsStarted) => {
+                        // Announcements are encrypted from here on: any connection between the
+                        // two hosts on ports above 1023, either way, is taken as a data channel
+                        // of this session while the control channel lives (documented heuristic).
+                        let (client, server) =
+                            (flow.client_endpoint().addr, flow.server_endpoint().addr);
+                        for (listener, peer) in [(server, client), (client, server)] {
+                            let x = Pending {
+                                session: flow.app.session,
+                                parent: flow.flow_id,
+                                kind: PendingKind::FtpData {
+                                    control_client: client,
+                                    heuristic: true,
+                                },
+                            };
+                            if self.expects.insert_wildcard(
+                                xferwatch_wire::Transport::Tcp,
+                                listener,
+                                peer,
+                                flow.flow_id,
+                                x,
+                            ) {
+                                self.sessions.hold(flow.app.session);
+                            }
+                        }
+                    }
                     AppEv::Smb(tx) => {
                         let line = render::smb(flow, &tx, ts_us, shared);
                         *self.totals.events_by_type.entry("smb").or_default() += 1;
@@ -516,7 +541,7 @@ impl Worker {
             if app::linkable(&f) && !self.expects.is_empty() {
                 if let Some((x, which)) =
                     self.expects
-                        .take(f.transport(), f.client_endpoint(), f.server_endpoint())
+                        .take_any(f.transport(), f.client_endpoint(), f.server_endpoint())
                 {
                     let mut deferred = Vec::new();
                     link(
@@ -581,6 +606,10 @@ impl Worker {
                 };
                 *self.totals.events_by_type.entry(kind).or_default() += 1;
                 self.events.push((key, line));
+            }
+            if f.app.tls_upgraded {
+                self.expects.remove_wildcards(f.flow_id, &mut self.expired);
+                self.release_expired();
             }
             if f.app.session != 0 && self.sessions.flow_ended(f.app.session) {
                 self.rollup(&f, key, ts);
@@ -814,9 +843,17 @@ fn link(
     flow.app.session_tried = true;
     flow.app.parent = Some(x.parent);
     match x.kind {
-        PendingKind::FtpData { control_client } => {
+        PendingKind::FtpData {
+            control_client,
+            heuristic,
+        } => {
+            if heuristic {
+                // A standing expectation keeps its own hold on the session: the flow takes another.
+                sessions.hold(x.session);
+            }
             let mut info = DataInfo {
                 control_client: Some(control_client),
+                heuristic,
                 ..Default::default()
             };
             if let Some((c, f, up)) = sessions.ftp_data_opened(x.session, (h, flow.flow_id)) {
@@ -947,6 +984,7 @@ fn announce_data(
             parent: flow.flow_id,
             kind: PendingKind::FtpData {
                 control_client: client,
+                heuristic: false,
             },
         },
     };
