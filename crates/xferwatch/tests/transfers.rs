@@ -295,3 +295,102 @@ fn ftp_transactions() {
     assert_eq!(epsv["ftp"]["completion_code"][0], "229");
     assert_eq!(epsv["ftp"]["mode"], "passive");
 }
+
+/// One Ethernet/IPv4/TCP frame (checksums left zero: the sensor does not verify them).
+#[allow(clippy::too_many_arguments)]
+fn tcp_frame(
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 20 + payload.len()) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&ack.to_be_bytes());
+    f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// FTPS: after AUTH TLS the announcements are unreadable; a later connection between the two hosts
+/// to a high port is linked to the session as ftp-data by the heuristic, a connection to a low port
+/// is not. Built on the public AUTH TLS capture (skipped when ../shared is absent) with two
+/// connections appended.
+#[test]
+fn ftps_data_channels_are_linked_by_heuristic() {
+    let src = root().join("../shared/corpus/public/pcaps/ndpi__ftp-start-tls.pcap");
+    let Ok(mut pcap) = std::fs::read(&src) else {
+        eprintln!("skipped: the public corpus is not beside the repository");
+        return;
+    };
+    assert_eq!(
+        &pcap[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian classic pcap"
+    );
+    let (client, server) = ([10, 238, 26, 36], [10, 220, 50, 76]);
+    let t0: u32 = 1_383_123_630; // just after the capture's last packet
+    let data = vec![0x17u8; 1000]; // TLS application data
+    let mut frames = Vec::new();
+    for (sport, dport) in [(50001u16, 40000u16), (50002, 443)] {
+        frames.push(tcp_frame(client, sport, server, dport, 100, 0, 0x02, &[]));
+        frames.push(tcp_frame(server, dport, client, sport, 500, 101, 0x12, &[]));
+        frames.push(tcp_frame(client, sport, server, dport, 101, 501, 0x10, &[]));
+        frames.push(tcp_frame(
+            client, sport, server, dport, 101, 501, 0x18, &data,
+        ));
+    }
+    for (i, f) in frames.iter().enumerate() {
+        pcap.extend_from_slice(&t0.to_le_bytes());
+        pcap.extend_from_slice(&(i as u32 * 1000).to_le_bytes());
+        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(f);
+    }
+    let dir = root().join("target/test-transfers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("ftps-{}.pcap", std::process::id()));
+    std::fs::write(&file, &pcap).unwrap();
+    let ev = replay(&file, &[]);
+    let control = of_type(&ev, "flow")
+        .into_iter()
+        .find(|f| f["dest_port"] == 21)
+        .expect("control flow");
+    assert_eq!(control["xfer"]["tls_upgraded"], true);
+    let session = control["xfer"]["session_id"].as_u64().expect("session");
+    let high = of_type(&ev, "flow")
+        .into_iter()
+        .find(|f| f["dest_port"] == 40000)
+        .expect("high-port flow");
+    assert_eq!(high["app_proto"], "ftp-data");
+    assert_eq!(high["xfer"]["session_id"], session);
+    assert_eq!(high["xfer"]["parent_flow_id"], control["flow_id"]);
+    assert_eq!(high["xfer"]["payload_bytes_toserver"], 1000);
+    let data_ev = of_type(&ev, "ftp_data")
+        .into_iter()
+        .find(|e| e["dest_port"] == 40000)
+        .expect("ftp_data event");
+    assert_eq!(data_ev["xfer"]["linked_by_heuristic"], true);
+    let low = of_type(&ev, "flow")
+        .into_iter()
+        .find(|f| f["dest_port"] == 443)
+        .expect("port 443 flow");
+    assert_ne!(
+        low["app_proto"], "ftp-data",
+        "a low port is not a data channel"
+    );
+    assert!(low["xfer"]["parent_flow_id"].is_null());
+}
