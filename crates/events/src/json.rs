@@ -91,6 +91,12 @@ impl<'a> JsonObject<'a> {
 
 pub fn escape_into(out: &mut String, s: &str) {
     out.push('"');
+    // Most strings (addresses, protocol names, timestamps) need no escaping: copy them whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
