@@ -32,6 +32,17 @@ pub struct DefragStats {
     pub malformed: u64,
 }
 
+impl DefragStats {
+    pub fn merge(&mut self, o: &DefragStats) {
+        self.fragments += o.fragments;
+        self.reassembled += o.reassembled;
+        self.timeouts += o.timeouts;
+        self.overlaps += o.overlaps;
+        self.dropped_limit += o.dropped_limit;
+        self.malformed += o.malformed;
+    }
+}
+
 #[derive(Hash, PartialEq, Eq, Clone, Copy)]
 struct Key {
     src: Addr,

@@ -5,6 +5,7 @@ mod app;
 mod baseline_state;
 mod metrics;
 mod notify;
+mod pipeline;
 mod render;
 mod replay;
 mod run;

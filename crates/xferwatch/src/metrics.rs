@@ -101,24 +101,7 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport]) {
     let mut t = WorkerTotals::default();
     for (i, w) in workers.iter().enumerate() {
         gauge!("xferwatch_worker_queue_depth", "worker" => i.to_string()).set(w.queue_depth as f64);
-        t.table.merge(&w.table);
-        t.app.merge(&w.app);
-        t.expect.merge(&w.expect);
-        t.sessions.merge(&w.sessions);
-        t.detect.merge(&w.detect);
-        t.reassembly_memory += w.reassembly_memory;
-        for (k, v) in &w.flows_by_app_proto {
-            *t.flows_by_app_proto.entry(k).or_default() += v;
-        }
-        for (k, v) in &w.outbound_by_app_proto {
-            *t.outbound_by_app_proto.entry(k).or_default() += v;
-        }
-        for (k, v) in &w.mismatch_by_app_proto {
-            *t.mismatch_by_app_proto.entry(k).or_default() += v;
-        }
-        for (k, v) in &w.events_by_type {
-            *t.events_by_type.entry(k).or_default() += v;
-        }
+        t.merge(w);
     }
     gauge!("xferwatch_flows_active").set(t.table.active as f64);
     counter!("xferwatch_flows_evicted_total").absolute(t.table.ended_evicted);

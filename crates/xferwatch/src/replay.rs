@@ -1,26 +1,17 @@
 //! `xferwatch replay`: a reader thread decodes and shards packets into bounded queues (backpressure,
 //! nothing dropped), N workers keep the flow tables, one writer merges their events in a fixed order.
 
-use crate::app::AppConfig;
-use crate::app::AppCounters;
+use crate::pipeline::{self, worker_count, BaselineFile};
 use crate::settings::Settings;
-use crate::worker::{Shared, Worker, WorkerTotals};
+use crate::worker::WorkerTotals;
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
-use xferwatch_capture::{
-    read_files, shard_hash, DefragLimits, Dispatcher, Ingest, IngestStats, Mode, ShardFn,
-};
+use xferwatch_capture::{read_files, Dispatcher, Ingest, IngestStats, Mode};
 use xferwatch_events::{write_stats, StatsRecord};
-use xferwatch_parsers::ftp::FtpLimits;
-use xferwatch_parsers::smb::SmbLimits;
-use xferwatch_policy::Networks;
-use xferwatch_stream::TableStats;
-use xferwatch_stream::{ExpectLimits, ExpectStats};
 use xferwatch_wire::DecodeError;
 
 pub fn run(
@@ -31,12 +22,7 @@ pub fn run(
     pcaps: &[PathBuf],
 ) -> Result<u8> {
     let started = Instant::now();
-    let n = match workers.unwrap_or(s.engine.workers) {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        n => n.min(256),
-    };
+    let n = worker_count(workers.unwrap_or(s.engine.workers));
     let mut out: Box<dyn Write + Send> = if eve == "-" {
         Box::new(std::io::BufWriter::with_capacity(
             1 << 16,
@@ -47,65 +33,11 @@ pub fn run(
             .with_context(|| format!("{eve}: cannot create the EVE file"))?;
         Box::new(std::io::BufWriter::with_capacity(1 << 16, f))
     };
-    let shard = shard_fn(Networks::new(s.network.internal.clone()));
-    let shared = Arc::new(Shared {
-        networks: Networks::new(s.network.internal.clone()),
-        ports: s.port_table(),
-        table: {
-            let mut t = s.flow_table_config();
-            // The flow limit is for the whole sensor: each worker holds its share.
-            t.max_flows = t.max_flows.div_ceil(n).max(1);
-            t
-        },
-        app: AppConfig {
-            depth: s.limits.reassembly_flow_depth.0.min(1 << 20) as usize,
-            memcap: (s.limits.reassembly_memcap.0 as usize / n).max(1 << 16),
-            mismatch_min_payload: s.detect.mismatch.min_payload_bytes.0,
-            ftp: FtpLimits {
-                log_credentials: s.output.log_credentials,
-                ..FtpLimits::default()
-            },
-            smb: SmbLimits::default(),
-        },
-        expect: ExpectLimits {
-            max_total: (s.limits.max_expectations / n).max(64),
-            ..ExpectLimits::default()
-        },
-        shard: shard.clone(),
-        log_credentials: s.output.log_credentials,
-        detect: s.detect_config(n),
-        live: None,
-    });
-
+    let shared = Arc::new(pipeline::shared(s, n, None));
     // Baselines learnt before: each worker takes the hosts of its shard.
-    let state_file = (s.detect.baseline.enabled && !s.detect.baseline.state_file.is_empty())
-        .then(|| PathBuf::from(&s.detect.baseline.state_file));
-    let window_secs = s.detect.baseline.window.0;
-    let saved = state_file
-        .as_deref()
-        .map(|p| crate::baseline_state::load(p, window_secs))
-        .unwrap_or_default();
+    let baselines = BaselineFile::load(s);
     let (out_tx, out_rx) = crossbeam_channel::bounded(n * 64);
-    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(n * (s.engine.queue_batches + 4));
-    let mut senders = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    for id in 0..n {
-        let (tx, rx) = crossbeam_channel::bounded(s.engine.queue_batches);
-        senders.push(tx);
-        let mut w = Worker::new(id, shared.clone());
-        if !saved.is_empty() {
-            w.restore(&saved, |k| {
-                (shard_hash(&[k.0], k.1) % n as u64) as usize == id
-            });
-        }
-        let (recycle, out) = (recycle_tx.clone(), out_tx.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("xw-worker-{id}"))
-                .spawn(move || w.run(rx, recycle, out))
-                .context("cannot start a worker thread")?,
-        );
-    }
+    let workers = pipeline::spawn_workers(s, &shared, n, &baselines.saved, &out_tx)?;
     drop(out_tx);
     let writer = std::thread::Builder::new()
         .name("xw-writer".into())
@@ -115,19 +47,19 @@ pub fn run(
         })
         .context("cannot start the writer thread")?;
 
-    let dispatcher = Dispatcher::new(Mode::Replay, shard, senders, recycle_rx);
-    let limits = DefragLimits {
-        max_datagrams: s.limits.defrag_max_datagrams,
-        max_total_bytes: s.limits.defrag_memcap.0 as usize,
-        timeout_us: s.timeouts.defrag.0 as i64 * 1_000_000,
-    };
-    let mut ingest = Ingest::new(dispatcher, limits);
+    let dispatcher = Dispatcher::new(
+        Mode::Replay,
+        shared.shard.clone(),
+        workers.senders,
+        workers.recycle,
+    );
+    let mut ingest = Ingest::new(dispatcher, pipeline::defrag_limits(s));
     // SIGINT/SIGTERM stop reading; every flow read so far still gets its record.
     static STOP: AtomicBool = AtomicBool::new(false);
     let _ = ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::Relaxed));
     let outcome = read_files(pcaps, &mut ingest, &STOP, |p| tracing::warn!("{p}"));
     ingest.finish();
-    for h in handles {
+    for h in workers.handles {
         let _ = h.join();
     }
     let (merged, mut out) = writer
@@ -135,16 +67,7 @@ pub fn run(
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
     let mut merged = merged.context("cannot write the EVE output")?;
 
-    if let Some(p) = &state_file {
-        let all: crate::baseline_state::Saved = merged
-            .totals
-            .iter_mut()
-            .flat_map(|t| std::mem::take(&mut t.baselines))
-            .collect();
-        if let Err(e) = crate::baseline_state::save(p, window_secs, all) {
-            tracing::warn!("{e:#}");
-        }
-    }
+    baselines.save(&mut merged.totals);
     let stats = stats_record(
         &ingest.stats,
         &ingest.defrag.stats,
@@ -181,25 +104,11 @@ pub fn stats_record(
     ts_us: i64,
     uptime_secs: i64,
 ) -> StatsRecord {
-    let mut by_proto: BTreeMap<&str, i64> = BTreeMap::new();
-    let (mut tcp, mut udp) = (0, 0);
-    let mut table = TableStats::default();
-    let mut app = AppCounters::default();
-    let mut x = ExpectStats::default();
-    let mut det = xferwatch_policy::detect::DetectStats::default();
-    let mut sessions = crate::session::SessionStats::default();
-    for t in totals {
-        x.merge(&t.expect);
-        det.merge(&t.detect);
-        sessions.merge(&t.sessions);
-        for (k, v) in &t.flows_by_app_proto {
-            *by_proto.entry(k).or_default() += *v as i64;
-        }
-        tcp += t.flows_tcp;
-        udp += t.flows_udp;
-        table.merge(&t.table);
-        app.merge(&t.app);
+    let mut t = WorkerTotals::default();
+    for w in totals {
+        t.merge(w);
     }
+    let (table, app, x, det, sessions) = (t.table, &t.app, t.expect, t.detect, t.sessions);
     StatsRecord {
         ts_us,
         uptime_secs,
@@ -215,12 +124,13 @@ pub fn stats_record(
         reassembled: d.reassembled,
         flows_active: table.active,
         flows_total: table.created,
-        flows_tcp: tcp,
-        flows_udp: udp,
-        flows_by_app_proto: by_proto
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| (k.to_string(), n as u64))
+        flows_tcp: t.flows_tcp,
+        flows_udp: t.flows_udp,
+        flows_by_app_proto: t
+            .flows_by_app_proto
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (k.to_string(), *n))
             .collect(),
         decode_errors: DecodeError::ALL
             .iter()
@@ -359,19 +269,6 @@ fn summary(
             stats.fragments, stats.reassembled
         );
     }
-}
-
-/// The worker that owns a packet. Everything about one internal host lives on one worker: the flows
-/// of its transfers (FTP control and data, TFTP request and transfer), its per-peer roll-ups and its
-/// baseline. Traffic that does not cross the boundary is sharded by host pair.
-pub fn shard_fn(networks: Networks) -> ShardFn {
-    Arc::new(
-        move |a, b, vlan| match (networks.is_internal(a), networks.is_internal(b)) {
-            (true, false) => shard_hash(&[a], vlan),
-            (false, true) => shard_hash(&[b], vlan),
-            _ => shard_hash(&[a, b], vlan),
-        },
-    )
 }
 
 /// "name count, name count", or None for an empty list.

@@ -5,9 +5,10 @@
 //! signals (SIGTERM/SIGINT: stop, drain, every flow written, exit 0; SIGHUP: reopen the EVE file,
 //! reload the allowlist and thresholds), metrics, periodic `stats` events and the systemd watchdog.
 
-use crate::replay::{shard_fn, stats_record};
+use crate::pipeline::{self, worker_count, BaselineFile};
+use crate::replay::stats_record;
 use crate::settings::Settings;
-use crate::worker::{LiveShared, Out, Shared, Worker, WorkerTotals};
+use crate::worker::{LiveShared, Out, Shared, WorkerTotals};
 use crate::writer::EveSink;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -15,12 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use xferwatch_capture::live::{self, CaptureReport, LiveConfig};
-use xferwatch_capture::{DefragLimits, DefragStats, Dispatcher, Ingest, IngestStats, Mode};
+use xferwatch_capture::{DefragStats, Dispatcher, Ingest, IngestStats, Mode};
 use xferwatch_events::write_stats;
-use xferwatch_parsers::ftp::FtpLimits;
-use xferwatch_parsers::smb::SmbLimits;
-use xferwatch_policy::Networks;
-use xferwatch_stream::ExpectLimits;
 
 pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     let started = Instant::now();
@@ -61,24 +58,12 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
             eve_path.display()
         )
     })?;
-    let state_file = (s.detect.baseline.enabled && !s.detect.baseline.state_file.is_empty())
-        .then(|| PathBuf::from(&s.detect.baseline.state_file));
-    let mut window_secs = s.detect.baseline.window.0;
-    let saved = state_file
-        .as_deref()
-        .map(|p| crate::baseline_state::load(p, window_secs))
-        .unwrap_or_default();
+    let mut baselines = BaselineFile::load(s);
     if let Some(user) = s.service.user.as_deref().filter(|u| !u.is_empty()) {
         drop_privileges(user).map_err(anyhow::Error::msg)?;
     }
 
-    let n = match s.engine.workers {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        n => n.min(256),
-    };
-    let shard = shard_fn(Networks::new(s.network.internal.clone()));
+    let n = worker_count(s.engine.workers);
     let live_shared = LiveShared {
         slots: (0..n)
             .map(|_| Mutex::new(WorkerTotals::default()))
@@ -87,54 +72,10 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         detect_gen: AtomicU64::new(0),
         save_gen: AtomicU64::new(0),
     };
-    let shared = Arc::new(Shared {
-        networks: Networks::new(s.network.internal.clone()),
-        ports: s.port_table(),
-        table: {
-            let mut t = s.flow_table_config();
-            t.max_flows = t.max_flows.div_ceil(n).max(1);
-            t
-        },
-        app: crate::app::AppConfig {
-            depth: s.limits.reassembly_flow_depth.0.min(1 << 20) as usize,
-            memcap: (s.limits.reassembly_memcap.0 as usize / n).max(1 << 16),
-            mismatch_min_payload: s.detect.mismatch.min_payload_bytes.0,
-            ftp: FtpLimits {
-                log_credentials: s.output.log_credentials,
-                ..FtpLimits::default()
-            },
-            smb: SmbLimits::default(),
-        },
-        expect: ExpectLimits {
-            max_total: (s.limits.max_expectations / n).max(64),
-            ..ExpectLimits::default()
-        },
-        shard: shard.clone(),
-        log_credentials: s.output.log_credentials,
-        detect: s.detect_config(n),
-        live: Some(live_shared),
-    });
-
+    let shared = Arc::new(pipeline::shared(s, n, Some(live_shared)));
     let (out_tx, out_rx) = crossbeam_channel::bounded::<Out>(n * 64);
-    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(n * (s.engine.queue_batches + 4));
-    let mut senders = Vec::with_capacity(n);
-    let mut workers = Vec::with_capacity(n);
-    for id in 0..n {
-        let (tx, rx) = crossbeam_channel::bounded(s.engine.queue_batches);
-        senders.push(tx);
-        let mut w = Worker::new(id, shared.clone());
-        if !saved.is_empty() {
-            w.restore(&saved, |k| {
-                (xferwatch_capture::shard_hash(&[k.0], k.1) % n as u64) as usize == id
-            });
-        }
-        let (recycle, out) = (recycle_tx.clone(), out_tx.clone());
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("xw-worker-{id}"))
-                .spawn(move || w.run(rx, recycle, out))?,
-        );
-    }
+    let workers = pipeline::spawn_workers(s, &shared, n, &baselines.saved, &out_tx)?;
+    baselines.saved = Vec::new();
     let reopen = sink.reopen.clone();
     let writer = std::thread::Builder::new()
         .name("xw-writer".into())
@@ -155,18 +96,14 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
             })
             .collect(),
     );
-    let limits = DefragLimits {
-        max_datagrams: s.limits.defrag_max_datagrams,
-        max_total_bytes: s.limits.defrag_memcap.0 as usize,
-        timeout_us: s.timeouts.defrag.0 as i64 * 1_000_000,
-    };
+    let limits = pipeline::defrag_limits(s);
     let mut capture_threads = Vec::new();
     for (i, h) in handles.into_iter().enumerate() {
         let dispatcher = Dispatcher::new(
             Mode::Live,
-            shard.clone(),
-            senders.clone(),
-            recycle_rx.clone(),
+            shared.shard.clone(),
+            workers.senders.clone(),
+            workers.recycle.clone(),
         );
         let (stop, reports) = (stop.clone(), reports.clone());
         capture_threads.push(
@@ -183,7 +120,8 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
                 })?,
         );
     }
-    drop(senders);
+    let worker_threads = workers.handles;
+    drop(workers.senders);
 
     // Signals: the handlers only set flags; this thread acts on them.
     let term = Arc::new(AtomicBool::new(false));
@@ -224,7 +162,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
                         new.allow.len(),
                         config_path.display()
                     );
-                    window_secs = new.detect.baseline.window.0;
+                    baselines.window_secs = new.detect.baseline.window.0;
                     settings = new;
                 }
                 Err(e) => tracing::warn!(
@@ -255,9 +193,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
                 watermark: (0, 0, 0),
                 done: None,
             });
-            if let Some(p) = &state_file {
-                save_baselines(&shared, p, window_secs);
-            }
+            save_baselines(&shared, &baselines);
         }
     }
 
@@ -275,7 +211,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     if let Some(first) = ingests.first_mut() {
         first.finish();
     }
-    for w in workers {
+    for w in worker_threads {
         let _ = w.join();
     }
     drop(out_tx);
@@ -287,16 +223,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         .iter()
         .filter_map(|r| r.lock().ok().map(|r| r.clone()))
         .collect();
-    if let Some(p) = &state_file {
-        let all = merged
-            .totals
-            .iter_mut()
-            .flat_map(|t| std::mem::take(&mut t.baselines))
-            .collect();
-        if let Err(e) = crate::baseline_state::save(p, window_secs, all) {
-            tracing::warn!("{e:#}");
-        }
-    }
+    baselines.save(&mut merged.totals);
     let line = stats_line(&merged.totals, &captures, started);
     sink.write_line(&line)?;
     sink.flush()?;
@@ -339,12 +266,7 @@ fn stats_line(workers: &[WorkerTotals], captures: &[CaptureReport], started: Ins
     let mut d = DefragStats::default();
     for c in captures {
         st.merge(&c.ingest);
-        d.fragments += c.defrag.fragments;
-        d.reassembled += c.defrag.reassembled;
-        d.timeouts += c.defrag.timeouts;
-        d.overlaps += c.defrag.overlaps;
-        d.dropped_limit += c.defrag.dropped_limit;
-        d.malformed += c.defrag.malformed;
+        d.merge(&c.defrag);
     }
     let mut rec = stats_record(
         &st,
@@ -369,10 +291,13 @@ fn stats_line(workers: &[WorkerTotals], captures: &[CaptureReport], started: Ins
 }
 
 /// Asks the workers for their baselines and saves what they handed over last time.
-fn save_baselines(shared: &Shared, path: &Path, window_secs: u64) {
+fn save_baselines(shared: &Shared, file: &BaselineFile) {
     let Some(live) = shared.live.as_ref() else {
         return;
     };
+    if file.path.is_none() {
+        return;
+    }
     let mut all = Vec::new();
     for slot in &live.slots {
         if let Ok(mut s) = slot.lock() {
@@ -380,9 +305,7 @@ fn save_baselines(shared: &Shared, path: &Path, window_secs: u64) {
         }
     }
     if !all.is_empty() {
-        if let Err(e) = crate::baseline_state::save(path, window_secs, all) {
-            tracing::warn!("{e:#}");
-        }
+        file.save_all(all);
     }
     live.save_gen.fetch_add(1, Ordering::AcqRel);
 }

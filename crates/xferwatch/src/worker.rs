@@ -67,6 +67,33 @@ pub struct WorkerTotals {
     pub notable: Vec<(u64, String)>,
 }
 
+impl WorkerTotals {
+    /// Adds another worker's counters (not its summary lines or baselines).
+    pub fn merge(&mut self, o: &WorkerTotals) {
+        fn add(
+            a: &mut std::collections::BTreeMap<&'static str, u64>,
+            b: &std::collections::BTreeMap<&'static str, u64>,
+        ) {
+            for (k, v) in b {
+                *a.entry(k).or_default() += v;
+            }
+        }
+        self.table.merge(&o.table);
+        self.app.merge(&o.app);
+        self.expect.merge(&o.expect);
+        self.sessions.merge(&o.sessions);
+        self.detect.merge(&o.detect);
+        self.flows_tcp += o.flows_tcp;
+        self.flows_udp += o.flows_udp;
+        add(&mut self.flows_by_app_proto, &o.flows_by_app_proto);
+        add(&mut self.events_by_type, &o.events_by_type);
+        add(&mut self.outbound_by_app_proto, &o.outbound_by_app_proto);
+        add(&mut self.mismatch_by_app_proto, &o.mismatch_by_app_proto);
+        self.reassembly_memory += o.reassembly_memory;
+        self.queue_depth += o.queue_depth;
+    }
+}
+
 /// Notable flows kept per worker for the summary.
 pub const MAX_NOTABLE: usize = 200;
 
