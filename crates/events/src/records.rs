@@ -5,16 +5,9 @@ use crate::json::JsonObject;
 /// Everything a `flow` event says. Built by the engine from a finished flow.
 #[derive(Clone, Debug, Default)]
 pub struct FlowRecord<'a> {
-    pub flow_id: u64,
-    pub start_us: i64,
+    /// The common fields; its time is the flow's start.
+    pub header: EventHeader<'a>,
     pub end_us: i64,
-    pub src_ip: &'a str,
-    pub src_port: u16,
-    pub dest_ip: &'a str,
-    pub dest_port: u16,
-    pub proto: &'a str,
-    pub vlan: u16,
-    pub app_proto: Option<&'a str>,
     pub app_proto_ts: Option<&'a str>,
     pub app_proto_tc: Option<&'a str>,
     pub pkts_toserver: u64,
@@ -48,19 +41,10 @@ pub struct FlowRecord<'a> {
 }
 
 pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
-    let mut o = JsonObject::begin(out);
-    o.ts("timestamp", r.start_us);
-    o.u64("flow_id", r.flow_id).str("event_type", "flow");
-    o.str("src_ip", r.src_ip).u64("src_port", r.src_port as u64);
-    o.str("dest_ip", r.dest_ip)
-        .u64("dest_port", r.dest_port as u64);
-    o.str("proto", r.proto);
-    if r.vlan != 0 {
-        o.u64_array("vlan", &[r.vlan as u64]);
-    }
-    if let Some(p) = r.app_proto {
-        o.str("app_proto", p);
-    }
+    write_event(out, &r.header, "flow", |o| write_flow_body(o, r));
+}
+
+fn write_flow_body(o: &mut JsonObject<'_>, r: &FlowRecord<'_>) {
     if let Some(p) = r.app_proto_ts {
         o.str("app_proto_ts", p);
     }
@@ -72,7 +56,7 @@ pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
             .u64("pkts_toclient", r.pkts_toclient);
         f.u64("bytes_toserver", r.bytes_toserver)
             .u64("bytes_toclient", r.bytes_toclient);
-        f.ts("start", r.start_us).ts("end", r.end_us);
+        f.ts("start", r.header.ts_us).ts("end", r.end_us);
         f.i64("age", r.age)
             .str("state", r.state)
             .str("reason", r.reason)
@@ -111,11 +95,10 @@ pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
             x.str_array("anomalies", r.anomalies);
         }
     });
-    o.end();
 }
 
 /// The fields every transaction or alert event starts with, as Suricata writes them.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct EventHeader<'a> {
     pub ts_us: i64,
     pub flow_id: u64,

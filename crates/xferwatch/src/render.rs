@@ -363,16 +363,8 @@ pub fn flow(
         *totals.mismatch_by_app_proto.entry(label).or_default() += 1;
     }
     let rec = FlowRecord {
-        flow_id: f.flow_id,
-        start_us: f.start_us,
+        header: header(f, &t, f.start_us, facts.app_proto),
         end_us: f.last_us,
-        src_ip: &t.src,
-        src_port: client.port,
-        dest_ip: &t.dst,
-        dest_port: server.port,
-        proto: f.transport().as_str(),
-        vlan: f.key.vlan,
-        app_proto: facts.app_proto,
         app_proto_ts: facts.app_proto_ts,
         app_proto_tc: facts.app_proto_tc,
         pkts_toserver: f.pkts[0],
@@ -407,9 +399,9 @@ pub fn flow(
             f.first_idx,
             format!(
                 "{:<3} {:>21} -> {:<21} {:<8} {:<8} out {:>10} B{}",
-                rec.proto,
-                format!("{}:{}", rec.src_ip, rec.src_port),
-                format!("{}:{}", rec.dest_ip, rec.dest_port),
+                rec.header.proto,
+                format!("{}:{}", t.src, client.port),
+                format!("{}:{}", t.dst, server.port),
                 facts.app_proto.unwrap_or("-"),
                 rec.direction,
                 rec.outbound_payload_bytes,
