@@ -11,12 +11,6 @@ use xferwatch_wire::{Addr, L4Packet};
 /// assignment is the same for every run.
 pub type ShardFn = Arc<dyn Fn(Addr, Addr, u16) -> u64 + Send + Sync>;
 
-/// Shards by host pair (addresses and VLAN, not ports): every flow between two hosts — an FTP
-/// control channel and its data channels, a TFTP request and its transfer — meets on one worker.
-pub fn host_pair_shard() -> ShardFn {
-    Arc::new(|a, b, vlan| shard_hash(&[a, b], vlan))
-}
-
 /// A symmetric hash of a set of addresses (order does not matter) and a VLAN id.
 pub fn shard_hash(addrs: &[Addr], vlan: u16) -> u64 {
     let mut acc: u64 = 0;

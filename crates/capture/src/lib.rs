@@ -19,7 +19,7 @@ mod offline;
 
 pub use batch::{Batch, Item, PacketRec};
 pub use defrag::{Defrag, DefragLimits, DefragStats};
-pub use dispatch::{host_pair_shard, shard_hash, Dispatcher, Mode, ShardFn};
+pub use dispatch::{shard_hash, Dispatcher, Mode, ShardFn};
 pub use ingest::{Ingest, IngestStats};
 pub mod live;
 pub use offline::{read_files, FileProblem, ReadOutcome};

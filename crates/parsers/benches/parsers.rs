@@ -69,7 +69,7 @@ fn smb2_write_stream_1448_byte_segments(b: Bencher, write_len: u32) {
 
 #[divan::bench]
 fn tftp_data_block(b: Bencher) {
-    let mut t = Transfer::new(true, &[]);
+    let mut t = Transfer::new(true);
     let mut d = vec![0u8, 3, 0, 0];
     d.extend(std::iter::repeat_n(0x42u8, 512));
     let mut block: u16 = 0;

@@ -103,8 +103,8 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    pub fn new(write: bool, requested: &[(String, String)]) -> Self {
-        let _ = requested;
+    /// A transfer a request asked for: the options count once the server's OACK accepts them.
+    pub fn new(write: bool) -> Self {
         Transfer {
             write,
             write_known: true,
@@ -127,7 +127,7 @@ impl Transfer {
     /// A transfer whose request was not seen (the capture started later, or the request went
     /// elsewhere): the requester is the side that did not send first.
     pub fn without_request() -> Self {
-        let mut t = Transfer::new(false, &[]);
+        let mut t = Transfer::new(false);
         t.write_known = false;
         t
     }
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn counts_blocks_once_and_completes() {
-        let mut t = Transfer::new(true, &[]);
+        let mut t = Transfer::new(true);
         t.datagram(false, b"\x00\x06blksize\x001024\x00windowsize\x004\x00");
         assert_eq!((t.blksize, t.windowsize), (1024, 4));
         for b in 1..=3 {
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn block_numbers_wrap() {
-        let mut t = Transfer::new(false, &[]);
+        let mut t = Transfer::new(false);
         for i in 1..=70_000u64 {
             t.datagram(false, &data((i % 65536) as u16, 512));
         }
@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn error_and_junk() {
-        let mut t = Transfer::new(false, &[]);
+        let mut t = Transfer::new(false);
         t.datagram(false, b"\x00\x05\x00\x01File not found\x00");
         assert_eq!(t.error.as_ref().unwrap().code, 1);
         for junk in [

@@ -332,26 +332,6 @@ impl<T> Expectations<T> {
         self.per_pair.clear();
         self.len = 0;
     }
-
-    /// Removes every entry whose payload matches (its announcer went away).
-    pub fn remove_where(&mut self, mut f: impl FnMut(&T) -> bool, out: &mut Vec<T>) {
-        let mut gone = Vec::new();
-        for v in self.by_port.values_mut() {
-            let mut i = 0;
-            while i < v.len() {
-                if f(&v[i].x.data) {
-                    gone.push(v.swap_remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        self.by_port.retain(|_, v| !v.is_empty());
-        for e in gone {
-            self.forget_pair(&e.x);
-            out.push(e.x.data);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -225,8 +225,7 @@ pub fn on_packet(
         }
         Ident::Found(_) | Ident::Unknown => {
             match &mut flow.app.proto {
-                Proto::Ftp(_) => follow_ftp(flow, dir, p, st, evs),
-                Proto::Smb(_) => follow_smb(flow, dir, p, st, evs),
+                Proto::Ftp(_) | Proto::Smb(_) => follow_stream(flow, dir, p, st, evs),
                 Proto::Tftp(t) => t.transfer.datagram(dir == Dir::ToServer, p.payload),
                 Proto::FtpData(_) => {}
                 Proto::None => {
@@ -269,11 +268,7 @@ pub fn on_packet(
         };
         decide(flow, final_, cfg, st, None);
         // The bytes that decided may already hold commands or messages.
-        match flow.app.proto {
-            Proto::Ftp(_) => ftp_lines(flow, st, evs),
-            Proto::Smb(_) => smb_drain(flow, st, evs),
-            _ => {}
-        }
+        read_buffered(flow, st, evs);
     }
 }
 
@@ -387,7 +382,7 @@ fn decide(
                 let from_requester = d.to_server == client_flag;
                 if request.is_none() && transfer.is_none() && from_requester && tftp_request {
                     if let Some(r) = parse_request(d.data) {
-                        transfer = Some(Transfer::new(r.write, &r.options));
+                        transfer = Some(Transfer::new(r.write));
                         request = Some(r);
                         continue;
                     }
@@ -635,8 +630,9 @@ const FTP_LINE_MAX: usize = 4096;
 /// Bytes of an SMB stream buffered while a message header is incomplete.
 const SMB_DEPTH: usize = 96 * 1024;
 
-/// Follows an identified FTP control channel line by line, in both directions.
-fn follow_ftp(
+/// Follows a stream a parser reads to its end: an FTP control channel line by line (until AUTH
+/// TLS), an SMB connection message by message (WRITE/READ data skipped by length).
+fn follow_stream(
     flow: &mut Flow<App>,
     dir: Dir,
     p: &L4Packet<'_>,
@@ -644,19 +640,30 @@ fn follow_ftp(
     evs: &mut Vec<AppEv>,
 ) {
     let Some(tcp) = p.tcp else { return };
-    if flow.app.tls_upgraded {
+    let depth = match flow.app.proto {
         // Encrypted from here on: nothing to read, nothing kept.
-        return;
-    }
+        Proto::Ftp(_) if flow.app.tls_upgraded => return,
+        Proto::Ftp(_) => FTP_LINE_MAX,
+        _ => SMB_DEPTH,
+    };
     feed_tcp(
         &mut flow.app.tcp,
         dir,
         tcp,
         p.payload,
-        FTP_LINE_MAX,
+        depth,
         &mut st.budget,
     );
-    ftp_lines(flow, st, evs);
+    read_buffered(flow, st, evs);
+}
+
+/// Hands the stream parser what is buffered in order.
+fn read_buffered(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
+    match flow.app.proto {
+        Proto::Ftp(_) => ftp_lines(flow, st, evs),
+        Proto::Smb(_) => smb_drain(flow, st, evs),
+        _ => {}
+    }
 }
 
 fn ftp_lines(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
@@ -715,26 +722,6 @@ fn next_line(
     conn.line(from_client, &buf[..nl], out);
     r.consume(nl + 1, FTP_LINE_MAX, &mut st.budget);
     true
-}
-
-/// Follows an SMB connection: every message header is parsed, WRITE/READ data is skipped by length.
-fn follow_smb(
-    flow: &mut Flow<App>,
-    dir: Dir,
-    p: &L4Packet<'_>,
-    st: &mut AppState,
-    evs: &mut Vec<AppEv>,
-) {
-    let Some(tcp) = p.tcp else { return };
-    feed_tcp(
-        &mut flow.app.tcp,
-        dir,
-        tcp,
-        p.payload,
-        SMB_DEPTH,
-        &mut st.budget,
-    );
-    smb_drain(flow, st, evs);
 }
 
 fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {

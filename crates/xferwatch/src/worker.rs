@@ -15,7 +15,7 @@ use xferwatch_capture::{Batch, Item, ShardFn};
 use xferwatch_parsers::ftp::FtpEvent;
 use xferwatch_parsers::tftp::Transfer;
 use xferwatch_policy::detect::{
-    DetectConfig, DetectStats, Detector, Raised, OFF_PORT, PORT_OTHER_PROTO,
+    DetectConfig, DetectStats, Detector, Raised, LARGE_OUTBOUND, OFF_PORT, PORT_OTHER_PROTO,
 };
 use xferwatch_policy::{Networks, PortTable};
 use xferwatch_stream::{
@@ -385,7 +385,7 @@ impl Worker {
                 &mut self.expects,
             );
         }
-        let (first_idx, flow_id) = (flow.first_idx, flow.flow_id);
+        let first_idx = flow.first_idx;
         if !self.evs.is_empty() {
             let mut evs = std::mem::take(&mut self.evs);
             for ev in evs.drain(..) {
@@ -450,35 +450,11 @@ impl Worker {
             }
             self.evs = evs;
         }
-        account_outbound(
-            flow,
-            ts_us,
-            (idx, 2, first_idx),
-            shared,
-            &mut self.sessions,
-            &mut self.detector,
-            &mut self.raised,
-            &mut self.totals,
-            &mut self.events,
-        );
+        let key = (idx, 2, first_idx);
+        let mut alerts = alerts!(self, shared);
+        alerts.outbound(flow, ts_us, key);
         // A protocol on the wrong port: decided once the flow's protocol is.
-        if !flow.app.mismatch_done {
-            if let Some(m) = app::mismatch(flow, shared, false) {
-                flow.app.mismatch_done = true;
-                if m.port_mismatch == Some(true) {
-                    let mut ctx = AlertCtx {
-                        detector: &mut self.detector,
-                        sessions: &self.sessions,
-                        totals: &mut self.totals,
-                        shared,
-                    };
-                    if let Some(line) = ctx.mismatch_alert(flow, &m, ts_us, idx) {
-                        self.events.push(((idx, 2, first_idx), line));
-                    }
-                }
-            }
-        }
-        let _ = flow_id;
+        alerts.mismatch(flow, false, ts_us, key);
         self.apply_deferred(deferred);
     }
 
@@ -503,56 +479,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// The last flow of a session ended: its volume joins the host pair's roll-up (1173005).
-    fn rollup(&mut self, f: &Flow<App>, key: OrderKey, ts: i64) {
-        let Some(s) = self.sessions.get(f.app.session) else {
-            return;
-        };
-        let (Some(int), Some(ext)) = (s.internal, s.external) else {
-            return;
-        };
-        let (vlan, proto, total) = (s.vlan, s.proto, s.outbound);
-        let large = s
-            .alerted
-            .contains(&xferwatch_policy::detect::LARGE_OUTBOUND);
-        self.detector
-            .session_end(ts, int, ext, vlan, proto, total, large, &mut self.raised);
-        let raised = std::mem::take(&mut self.raised);
-        for r in &raised {
-            if self
-                .detector
-                .suppressed(r.sid, Some(int), Some(ext), proto)
-                .is_some()
-            {
-                continue;
-            }
-            self.detector.count(r.sid);
-            if let Some(s) = self.sessions.get_mut(f.app.session) {
-                s.alerted.push(r.sid);
-            }
-            let a = render::AlertFacts {
-                sid: r.sid,
-                internal: Some(int),
-                external: Some(ext),
-                session_total: total,
-                raised: Some(*r),
-                app_proto_expected: None,
-                port_mismatch: None,
-            };
-            let line = render::alert(f, &a, ts, &self.shared);
-            let mut ctx = AlertCtx {
-                detector: &mut self.detector,
-                sessions: &self.sessions,
-                totals: &mut self.totals,
-                shared: &self.shared,
-            };
-            ctx.note_alert(key.0, f, &a, &line);
-            self.events.push((key, line));
-        }
-        self.raised = raised;
-        self.raised.clear();
     }
 
     fn flush_ended(&mut self, idx: u64, phase: u8) {
@@ -582,17 +508,7 @@ impl Worker {
                         &mut deferred,
                     );
                     self.apply_deferred(deferred);
-                    account_outbound(
-                        &mut f,
-                        ts,
-                        key,
-                        &self.shared,
-                        &mut self.sessions,
-                        &mut self.detector,
-                        &mut self.raised,
-                        &mut self.totals,
-                        &mut self.events,
-                    );
+                    alerts!(self, &self.shared).outbound(&mut f, ts, key);
                 }
             }
             let shared = &*self.shared;
@@ -608,22 +524,7 @@ impl Worker {
                 self.events.push((key, line));
             }
             self.evs = evs;
-            if !f.app.mismatch_done {
-                f.app.mismatch_done = true;
-                if let Some(m) = app::mismatch(&f, shared, true) {
-                    if m.port_mismatch == Some(true) {
-                        let mut ctx = AlertCtx {
-                            detector: &mut self.detector,
-                            sessions: &self.sessions,
-                            totals: &mut self.totals,
-                            shared: &self.shared,
-                        };
-                        if let Some(line) = ctx.mismatch_alert(&mut f, &m, ts, idx) {
-                            self.events.push((key, line));
-                        }
-                    }
-                }
-            }
+            alerts!(self, &self.shared).mismatch(&mut f, true, ts, key);
             let shared = &*self.shared;
             if let Some(line) = render::transfer_event(&f, shared) {
                 let kind = if matches!(f.app.proto, Proto::Tftp(_)) {
@@ -639,7 +540,7 @@ impl Worker {
                 self.release_expired();
             }
             if f.app.session != 0 && self.sessions.flow_ended(f.app.session) {
-                self.rollup(&f, key, ts);
+                alerts!(self, &self.shared).session_end(&f, ts, key);
             }
             let shared = &*self.shared;
             let session = self.sessions.get(f.app.session);
@@ -654,22 +555,137 @@ impl Worker {
 }
 
 /// The parts of a worker an alert touches, borrowed apart from its flow table.
-struct AlertCtx<'a> {
+struct Alerts<'a> {
     detector: &'a mut Detector,
-    sessions: &'a Sessions,
+    sessions: &'a mut Sessions,
+    raised: &'a mut Vec<Raised>,
     totals: &'a mut WorkerTotals,
+    events: &'a mut Vec<(OrderKey, Ev)>,
     shared: &'a Shared,
 }
 
-impl AlertCtx<'_> {
-    /// 1173002/1173003 for a flow, unless an approved path covers it.
-    fn mismatch_alert(
-        &mut self,
-        flow: &mut Flow<App>,
-        m: &app::Facts,
-        ts_us: i64,
-        idx: u64,
-    ) -> Option<String> {
+/// [`Alerts`] from a worker's fields (a macro, so the flow table stays borrowable).
+macro_rules! alerts {
+    ($w:expr, $shared:expr) => {
+        Alerts {
+            detector: &mut $w.detector,
+            sessions: &mut $w.sessions,
+            raised: &mut $w.raised,
+            totals: &mut $w.totals,
+            events: &mut $w.events,
+            shared: $shared,
+        }
+    };
+}
+use alerts;
+
+impl Alerts<'_> {
+    /// Adds what the flow sent outbound since last time to its session, and raises what that
+    /// crosses (1173001, 1173004) at this packet.
+    fn outbound(&mut self, flow: &mut Flow<App>, ts_us: i64, key: OrderKey) {
+        if flow.app.session == 0 {
+            return;
+        }
+        let out = match flow.app.out_cache {
+            Some((side, d)) if side == flow.client => d,
+            _ => {
+                let d = outbound_dir(flow, &self.shared.networks);
+                flow.app.out_cache = Some((flow.client, d));
+                d
+            }
+        };
+        let Some(d) = out else { return };
+        let now = flow.payload[d.idx()];
+        let delta = now.saturating_sub(flow.app.out_counted);
+        if delta == 0 {
+            return;
+        }
+        flow.app.out_counted = now;
+        let Some(s) = self.sessions.get_mut(flow.app.session) else {
+            return;
+        };
+        s.outbound += delta;
+        if let (Some(int), Some(_)) = (s.internal, s.external) {
+            let large = s.alerted.contains(&LARGE_OUTBOUND);
+            self.detector.outbound(
+                ts_us,
+                int,
+                s.vlan,
+                s.proto,
+                s.outbound,
+                delta,
+                large,
+                self.raised,
+            );
+        }
+        self.session_alerts(flow, ts_us, key);
+    }
+
+    /// The last flow of a session ended: its volume joins the host pair's roll-up (1173005).
+    fn session_end(&mut self, flow: &Flow<App>, ts_us: i64, key: OrderKey) {
+        let Some(s) = self.sessions.get(flow.app.session) else {
+            return;
+        };
+        let (Some(int), Some(ext)) = (s.internal, s.external) else {
+            return;
+        };
+        let large = s.alerted.contains(&LARGE_OUTBOUND);
+        self.detector.session_end(
+            ts_us,
+            int,
+            ext,
+            s.vlan,
+            s.proto,
+            s.outbound,
+            large,
+            self.raised,
+        );
+        self.session_alerts(flow, ts_us, key);
+    }
+
+    /// Writes the volume signatures the detector raised for the flow's session, unless an approved
+    /// path covers them.
+    fn session_alerts(&mut self, flow: &Flow<App>, ts_us: i64, key: OrderKey) {
+        let mut raised = std::mem::take(self.raised);
+        for r in raised.drain(..) {
+            let Some(s) = self.sessions.get_mut(flow.app.session) else {
+                break;
+            };
+            let (int, ext, proto, total) = (s.internal, s.external, s.proto, s.outbound);
+            if self.detector.suppressed(r.sid, int, ext, proto).is_some() {
+                continue;
+            }
+            if !s.alerted.contains(&r.sid) {
+                s.alerted.push(r.sid);
+            }
+            let a = render::AlertFacts {
+                sid: r.sid,
+                internal: int,
+                external: ext,
+                session_total: total,
+                raised: Some(r),
+                app_proto_expected: None,
+                port_mismatch: None,
+            };
+            self.emit(flow, &a, ts_us, key);
+        }
+        raised.clear();
+        *self.raised = raised;
+    }
+
+    /// 1173002/1173003 once the flow's protocol is settled (`final_`: the flow ended), unless an
+    /// approved path covers it. Checked once per flow.
+    fn mismatch(&mut self, flow: &mut Flow<App>, final_: bool, ts_us: i64, key: OrderKey) {
+        if flow.app.mismatch_done {
+            return;
+        }
+        let Some(m) = app::mismatch(flow, self.shared, final_) else {
+            return;
+        };
+        flow.app.mismatch_done = true;
+        if m.port_mismatch != Some(true) {
+            return;
+        }
         let proto = m.app_proto.unwrap_or("failed");
         let sid = if xferwatch_policy::is_file_transfer(proto) {
             OFF_PORT
@@ -678,9 +694,8 @@ impl AlertCtx<'_> {
         };
         let (int, ext) = ends_any(flow, &self.shared.networks);
         if self.detector.suppressed(sid, int, ext, proto).is_some() {
-            return None;
+            return;
         }
-        self.detector.count(sid);
         flow.app.alerted = true;
         let session_total = self
             .sessions
@@ -696,12 +711,14 @@ impl AlertCtx<'_> {
             app_proto_expected: m.app_proto_expected,
             port_mismatch: m.port_mismatch,
         };
-        let line = render::alert(flow, &a, ts_us, self.shared);
-        self.note_alert(idx, flow, &a, &line);
-        Some(line)
+        self.emit(flow, &a, ts_us, key);
     }
 
-    fn note_alert(&mut self, idx: u64, flow: &Flow<App>, a: &render::AlertFacts, _line: &str) {
+    /// Counts and writes one alert, and keeps a line for the summary.
+    fn emit(&mut self, flow: &Flow<App>, a: &render::AlertFacts, ts_us: i64, key: OrderKey) {
+        self.detector.count(a.sid);
+        let line = render::alert(flow, a, ts_us, self.shared);
+        self.events.push((key, line));
         if self.totals.alerts.len() >= MAX_NOTABLE {
             return;
         }
@@ -712,7 +729,7 @@ impl AlertCtx<'_> {
         let proto = app::facts(flow, self.shared).app_proto.unwrap_or("-");
         let bytes = a.raised.map(|r| r.total).unwrap_or(a.session_total);
         self.totals.alerts.push((
-            idx,
+            key.0,
             format!(
                 "{} {:<60} {:>15} -> {:<15} {:<8} {:>10} B  port {}",
                 a.sid,
@@ -739,87 +756,6 @@ fn ends_any(
             Some(flow.client_endpoint().addr),
             Some(flow.server_endpoint().addr),
         ),
-    }
-}
-
-/// Adds what the flow sent outbound since last time to its session, and raises what that crosses
-/// (1173001, 1173004) at this packet.
-#[allow(clippy::too_many_arguments)]
-fn account_outbound(
-    flow: &mut Flow<App>,
-    ts_us: i64,
-    key: OrderKey,
-    shared: &Shared,
-    sessions: &mut Sessions,
-    detector: &mut Detector,
-    raised: &mut Vec<Raised>,
-    totals: &mut WorkerTotals,
-    events: &mut Vec<(OrderKey, Ev)>,
-) {
-    if flow.app.session == 0 {
-        return;
-    }
-    let out = match flow.app.out_cache {
-        Some((side, d)) if side == flow.client => d,
-        _ => {
-            let d = outbound_dir(flow, &shared.networks);
-            flow.app.out_cache = Some((flow.client, d));
-            d
-        }
-    };
-    if let Some(d) = out {
-        let now = flow.payload[d.idx()];
-        let delta = now.saturating_sub(flow.app.out_counted);
-        if delta > 0 {
-            flow.app.out_counted = now;
-            if let Some(s) = sessions.get_mut(flow.app.session) {
-                s.outbound += delta;
-                if let (Some(int), Some(_)) = (s.internal, s.external) {
-                    detector.outbound(
-                        ts_us,
-                        int,
-                        s.vlan,
-                        s.proto,
-                        s.outbound,
-                        delta,
-                        s.alerted
-                            .contains(&xferwatch_policy::detect::LARGE_OUTBOUND),
-                        raised,
-                    );
-                }
-            }
-        }
-    }
-    for r in raised.drain(..) {
-        let Some(s) = sessions.get_mut(flow.app.session) else {
-            break;
-        };
-        let (int, ext, proto, total) = (s.internal, s.external, s.proto, s.outbound);
-        if detector.suppressed(r.sid, int, ext, proto).is_some() {
-            continue;
-        }
-        if !s.alerted.contains(&r.sid) {
-            s.alerted.push(r.sid);
-        }
-        detector.count(r.sid);
-        let a = render::AlertFacts {
-            sid: r.sid,
-            internal: int,
-            external: ext,
-            session_total: total,
-            raised: Some(r),
-            app_proto_expected: None,
-            port_mismatch: None,
-        };
-        let line = render::alert(flow, &a, ts_us, shared);
-        let mut ctx = AlertCtx {
-            detector,
-            sessions,
-            totals,
-            shared,
-        };
-        ctx.note_alert(key.0, flow, &a, &line);
-        events.push((key, line));
     }
 }
 
@@ -899,7 +835,7 @@ fn link(
                 flow.reverse();
                 dir = dir.other();
             }
-            let transfer = Transfer::new(request.write, &request.options);
+            let transfer = Transfer::new(request.write);
             app::link(
                 flow,
                 "tftp",
