@@ -63,101 +63,103 @@ pub fn read_files(
         let path = path.as_ref();
         // Classic pcap files are read in place (memory-mapped): no copy through read(2), the
         // largest cost of a read loop. pcapng, and anything else, goes through libpcap.
-        match read_classic_mapped(path, ingest, stop) {
-            Mapped::Done => {
-                out.files_read += 1;
-                continue;
-            }
-            Mapped::Stopped => {
-                out.files_read += 1;
-                return out;
-            }
-            Mapped::Damaged { packets, message } => {
-                out.files_read += 1;
-                let p = FileProblem::Damaged {
-                    path: path.to_path_buf(),
-                    packet: packets,
-                    message,
-                };
-                on_problem(&p);
-                out.problems.push(p);
-                continue;
-            }
-            Mapped::LinkType(dlt) => {
-                let p = FileProblem::LinkType {
-                    path: path.to_path_buf(),
-                    dlt,
-                };
-                on_problem(&p);
-                out.problems.push(p);
-                continue;
-            }
-            Mapped::NotClassic => {}
-        }
-        let mut cap = match pcap::Capture::from_file(path) {
-            Ok(c) => c,
-            Err(e) => {
-                let p = FileProblem::Open {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                };
-                on_problem(&p);
-                out.problems.push(p);
-                continue;
-            }
-        };
-        let dlt = cap.get_datalink().0;
-        let link = LinkType::from_dlt(dlt);
-        if let LinkType::Unsupported(_) = link {
-            let p = FileProblem::LinkType {
-                path: path.to_path_buf(),
-                dlt,
-            };
+        let r = read_classic_mapped(path, ingest, stop)
+            .unwrap_or_else(|| read_with_libpcap(path, ingest, stop));
+        out.files_read += r.read as usize;
+        if let Some(p) = r.problem {
             on_problem(&p);
             out.problems.push(p);
-            continue;
         }
-        out.files_read += 1;
-        let mut n: u64 = 0;
-        loop {
-            if n.is_multiple_of(4096) && stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return out;
-            }
-            match cap.next_packet() {
-                Ok(pkt) => {
-                    n += 1;
-                    // timeval fields are 32-bit on some platforms.
-                    #[allow(clippy::unnecessary_cast)]
-                    let ts = pkt.header.ts.tv_sec as i64 * 1_000_000 + pkt.header.ts.tv_usec as i64;
-                    ingest.frame(link, ts, pkt.data, pkt.header.len);
-                }
-                Err(pcap::Error::NoMorePackets) => break,
-                Err(e) => {
-                    let p = FileProblem::Damaged {
-                        path: path.to_path_buf(),
-                        packet: n,
-                        message: e.to_string(),
-                    };
-                    on_problem(&p);
-                    out.problems.push(p);
-                    break;
-                }
-            }
+        if r.stopped {
+            break;
         }
     }
     out
 }
 
-enum Mapped {
-    /// Not a classic pcap file (pcapng, or not a capture): read it through libpcap.
-    NotClassic,
-    Done,
-    Stopped,
-    Damaged {
-        packets: u64,
-        message: String,
-    },
-    LinkType(i32),
+/// How reading one file ended.
+#[derive(Default)]
+struct FileRead {
+    /// Packets were read from it (it counts in `files_read`).
+    read: bool,
+    /// A stop was requested: no further file is read.
+    stopped: bool,
+    problem: Option<FileProblem>,
+}
+
+impl FileRead {
+    fn problem(read: bool, p: FileProblem) -> FileRead {
+        FileRead {
+            read,
+            stopped: false,
+            problem: Some(p),
+        }
+    }
+}
+
+fn read_with_libpcap(
+    path: &Path,
+    ingest: &mut Ingest,
+    stop: &std::sync::atomic::AtomicBool,
+) -> FileRead {
+    let mut cap = match pcap::Capture::from_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            return FileRead::problem(
+                false,
+                FileProblem::Open {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                },
+            )
+        }
+    };
+    let dlt = cap.get_datalink().0;
+    let link = LinkType::from_dlt(dlt);
+    if let LinkType::Unsupported(_) = link {
+        return FileRead::problem(
+            false,
+            FileProblem::LinkType {
+                path: path.to_path_buf(),
+                dlt,
+            },
+        );
+    }
+    let mut n: u64 = 0;
+    loop {
+        if n.is_multiple_of(4096) && stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return FileRead {
+                read: true,
+                stopped: true,
+                problem: None,
+            };
+        }
+        match cap.next_packet() {
+            Ok(pkt) => {
+                n += 1;
+                // timeval fields are 32-bit on some platforms.
+                #[allow(clippy::unnecessary_cast)]
+                let ts = pkt.header.ts.tv_sec as i64 * 1_000_000 + pkt.header.ts.tv_usec as i64;
+                ingest.frame(link, ts, pkt.data, pkt.header.len);
+            }
+            Err(pcap::Error::NoMorePackets) => {
+                return FileRead {
+                    read: true,
+                    ..FileRead::default()
+                }
+            }
+            Err(e) => {
+                return FileRead::problem(
+                    true,
+                    FileProblem::Damaged {
+                        path: path.to_path_buf(),
+                        packet: n,
+                        message: e.to_string(),
+                    },
+                )
+            }
+        }
+    }
 }
 
 /// Read pages are released in steps of this many bytes (a multiple of the page size).
@@ -177,27 +179,28 @@ fn release_pages(_map: &memmap2::Mmap, _offset: usize, _len: usize) {}
 /// Largest record length believed (libpcap's own limit for a bogus length is of this order).
 const MAX_RECORD: usize = 256 * 1024 * 4;
 
-/// Reads a classic pcap file (either byte order, micro- or nanosecond timestamps) from a memory map.
+/// Reads a classic pcap file (either byte order, micro- or nanosecond timestamps) from a memory map;
+/// None when the file is not one (pcapng, not a capture): libpcap reads it then.
 fn read_classic_mapped(
     path: &Path,
     ingest: &mut Ingest,
     stop: &std::sync::atomic::AtomicBool,
-) -> Mapped {
+) -> Option<FileRead> {
     let Ok(file) = std::fs::File::open(path) else {
-        return Mapped::NotClassic;
+        return None;
     };
     let Ok(meta) = file.metadata() else {
-        return Mapped::NotClassic;
+        return None;
     };
     if !meta.is_file() || meta.len() < 24 {
-        return Mapped::NotClassic;
+        return None;
     }
     // SAFETY: the map is read-only and private; a capture file changed while it is read could give
     // odd bytes, which every length check below (and the decoder) treats as untrusted anyway.
     #[allow(unsafe_code)]
     let map = match unsafe { memmap2::Mmap::map(&file) } {
         Ok(m) => m,
-        Err(_) => return Mapped::NotClassic,
+        Err(_) => return None,
     };
     let b: &[u8] = &map;
     let magic = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -206,7 +209,7 @@ fn read_classic_mapped(
         0xd4c3_b2a1 => (true, false),
         0xa1b2_3c4d => (false, true),
         0x4d3c_b2a1 => (true, true),
-        _ => return Mapped::NotClassic,
+        _ => return None,
     };
     let rd = |at: usize| -> u32 {
         let w = [b[at], b[at + 1], b[at + 2], b[at + 3]];
@@ -221,8 +224,24 @@ fn read_classic_mapped(
     let dlt = (rd(20) & 0xffff) as i32;
     let link = LinkType::from_dlt(dlt);
     if let LinkType::Unsupported(_) = link {
-        return Mapped::LinkType(dlt);
+        return Some(FileRead::problem(
+            false,
+            FileProblem::LinkType {
+                path: path.to_path_buf(),
+                dlt,
+            },
+        ));
     }
+    let damaged = |packet: u64, message: String| {
+        Some(FileRead::problem(
+            true,
+            FileProblem::Damaged {
+                path: path.to_path_buf(),
+                packet,
+                message,
+            },
+        ))
+    };
     let mut at = 24usize;
     let mut n: u64 = 0;
     // Pages already read are let go every 4 MiB, so a large file never sits in this process's
@@ -231,7 +250,11 @@ fn read_classic_mapped(
     while at < b.len() {
         if n.is_multiple_of(4096) {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Mapped::Stopped;
+                return Some(FileRead {
+                    read: true,
+                    stopped: true,
+                    problem: None,
+                });
             }
             let upto = at & !(RELEASE_STEP - 1);
             if upto > released {
@@ -240,13 +263,13 @@ fn read_classic_mapped(
             }
         }
         if b.len() - at < 16 {
-            return Mapped::Damaged {
-                packets: n,
-                message: format!(
+            return damaged(
+                n,
+                format!(
                     "truncated dump file; tried to read 16 header bytes, only got {}",
                     b.len() - at
                 ),
-            };
+            );
         }
         let sec = rd(at) as i64;
         let frac = rd(at + 4) as i64;
@@ -254,24 +277,24 @@ fn read_classic_mapped(
         let orig = rd(at + 12);
         at += 16;
         if incl > MAX_RECORD {
-            return Mapped::Damaged {
-                packets: n,
-                message: format!("bogus savefile header: record of {incl} bytes"),
-            };
+            return damaged(n, format!("bogus savefile header: record of {incl} bytes"));
         }
         if b.len() - at < incl {
-            return Mapped::Damaged {
-                packets: n,
-                message: format!(
+            return damaged(
+                n,
+                format!(
                     "truncated dump file; tried to read {incl} captured bytes, only got {}",
                     b.len() - at
                 ),
-            };
+            );
         }
         let ts = sec * 1_000_000 + if nanos { frac / 1000 } else { frac };
         ingest.frame(link, ts, &b[at..at + incl], orig);
         at += incl;
         n += 1;
     }
-    Mapped::Done
+    Some(FileRead {
+        read: true,
+        ..FileRead::default()
+    })
 }
