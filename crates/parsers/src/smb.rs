@@ -1079,6 +1079,108 @@ impl SmbConn {
         tx
     }
 
+    /// A SESSION_SETUP response: a transaction once the exchange is over, with the NTLMSSP names of
+    /// the request (not on STATUS_MORE_PROCESSING_REQUIRED).
+    fn session_setup_tx(
+        &self,
+        command: &'static str,
+        status: u32,
+        session_id: u64,
+        tree_id: u32,
+        req: Option<Req>,
+    ) -> Option<SmbTx> {
+        if status == STATUS_MORE_PROCESSING_REQUIRED {
+            return None;
+        }
+        let mut tx = self.tx(command, Some(status), session_id, tree_id);
+        if let Some(Req::SessionSetup(ntlm)) = req {
+            tx.ntlmssp = ntlm;
+        }
+        Some(tx)
+    }
+
+    /// A TREE_CONNECT response: the share of the request, remembered for the tree when it succeeded.
+    fn tree_connect_tx(
+        &mut self,
+        command: &'static str,
+        status: u32,
+        session_id: u64,
+        tree_id: u32,
+        req: Option<Req>,
+    ) -> SmbTx {
+        let share = match req {
+            Some(Req::TreeConnect(s)) => s,
+            _ => None,
+        };
+        if status == STATUS_SUCCESS {
+            if let Some(s) = &share {
+                self.add_tree(Tree {
+                    session_id,
+                    tree_id,
+                    share: s.clone(),
+                });
+            }
+        }
+        let mut tx = self.tx(command, Some(status), session_id, tree_id);
+        tx.share = share;
+        tx
+    }
+
+    /// A CREATE response: the name and disposition of the request, the tree's share. The caller
+    /// adds the file id (`file_opened`).
+    fn create_tx(
+        &self,
+        command: &'static str,
+        status: u32,
+        session_id: u64,
+        tree_id: u32,
+        req: Option<Req>,
+    ) -> SmbTx {
+        let mut tx = self.tx(command, Some(status), session_id, tree_id);
+        if let Some(Req::Create { name, disposition }) = req {
+            tx.filename = name;
+            tx.disposition = disposition;
+        }
+        tx.share = self.share_of(session_id, tree_id);
+        tx
+    }
+
+    /// A CLOSE response: the file's transaction with its totals, and the file forgotten; a file
+    /// never seen opened gets a bare transaction.
+    fn close_response_tx(
+        &mut self,
+        command: &'static str,
+        status: u32,
+        session_id: u64,
+        tree_id: u32,
+        key: Option<FileKey>,
+    ) -> SmbTx {
+        let entry = key.and_then(|k| {
+            let i = self.files.iter().position(|f| f.key == k)?;
+            Some(self.files.remove(i))
+        });
+        match entry {
+            Some(f) => self.close_tx(f, Some(status)),
+            None => {
+                let mut tx = self.tx(command, Some(status), session_id, tree_id);
+                tx.fuid = key.as_ref().map(fuid_string);
+                tx.share = self.share_of(session_id, tree_id);
+                tx
+            }
+        }
+    }
+
+    /// The file an SMB2 request named: a compound's "previous file" is the file the chain opened.
+    fn smb2_file(&self, req: Option<Req>) -> Option<FileKey> {
+        match req {
+            Some(Req::File(FileKey::V2(fid))) if fid == CHAIN_FID => {
+                self.chain_fid.map(FileKey::V2)
+            }
+            Some(Req::File(k)) => Some(k),
+            _ => None,
+        }
+    }
+
     fn encrypted_tx(&self, e: &EncSession) -> SmbTx {
         let mut tx = self.tx(cmd::SMB3_ENCRYPTED, None, e.session_id, 0);
         tx.encrypted_bytes = e.bytes;
@@ -1281,53 +1383,26 @@ impl SmbConn {
                 out.push(self.tx(cmd::SMB2_NEGOTIATE, Some(h.status), h.session_id, tree_id));
             }
             SMB2_SESSION_SETUP => {
-                if h.status == STATUS_MORE_PROCESSING_REQUIRED {
-                    return;
-                }
-                let mut tx = self.tx(
+                out.extend(self.session_setup_tx(
                     cmd::SMB2_SESSION_SETUP,
-                    Some(h.status),
+                    h.status,
                     h.session_id,
                     tree_id,
-                );
-                if let Some(Req::SessionSetup(ntlm)) = req {
-                    tx.ntlmssp = ntlm;
-                }
-                out.push(tx);
+                    req,
+                ));
             }
             SMB2_TREE_CONNECT => {
-                let share = match req {
-                    Some(Req::TreeConnect(s)) => s,
-                    _ => None,
-                };
-                if ok {
-                    if let Some(s) = &share {
-                        self.add_tree(Tree {
-                            session_id: h.session_id,
-                            tree_id,
-                            share: s.clone(),
-                        });
-                    }
-                }
-                let mut tx = self.tx(
+                let tx = self.tree_connect_tx(
                     cmd::SMB2_TREE_CONNECT,
-                    Some(h.status),
+                    h.status,
                     h.session_id,
                     tree_id,
+                    req,
                 );
-                tx.share = share;
                 out.push(tx);
             }
             SMB2_CREATE => {
-                let (name, disposition) = match req {
-                    Some(Req::Create { name, disposition }) => (name, disposition),
-                    _ => (None, None),
-                };
-                let share = self.share_of(p_session, p_tree);
-                let mut tx = self.tx(cmd::SMB2_CREATE, Some(h.status), p_session, p_tree);
-                tx.filename = name.clone();
-                tx.share = share.clone();
-                tx.disposition = disposition;
+                let mut tx = self.create_tx(cmd::SMB2_CREATE, h.status, p_session, p_tree, req);
                 if ok {
                     let fid = rd_16(c, SMB2_HDR + 64);
                     let size = rd_u64(c, SMB2_HDR + 48);
@@ -1342,34 +1417,15 @@ impl SmbConn {
                 out.push(tx);
             }
             SMB2_CLOSE => {
-                let key = match req {
-                    Some(Req::File(FileKey::V2(fid))) if fid == CHAIN_FID => {
-                        self.chain_fid.map(FileKey::V2)
-                    }
-                    Some(Req::File(k)) => Some(k),
-                    _ => None,
-                };
+                let key = self.smb2_file(req);
                 let post_query = ok && rd_u16(c, SMB2_HDR + 2).unwrap_or(0) & 1 != 0;
                 let close_size = if post_query {
                     rd_u64(c, SMB2_HDR + 48)
                 } else {
                     None
                 };
-                let entry = key.and_then(|k| {
-                    let i = self.files.iter().position(|f| f.key == k)?;
-                    Some(self.files.remove(i))
-                });
-                let mut tx = match entry {
-                    Some(f) => self.close_tx(f, Some(h.status)),
-                    None => {
-                        let mut tx = self.tx(cmd::SMB2_CLOSE, Some(h.status), p_session, p_tree);
-                        tx.fuid = key.as_ref().map(fuid_string);
-                        tx.share = self.share_of(p_session, p_tree);
-                        tx
-                    }
-                };
-                tx.status = Some(nt_status_name(h.status));
-                tx.status_code = Some(h.status);
+                let mut tx =
+                    self.close_response_tx(cmd::SMB2_CLOSE, h.status, p_session, p_tree, key);
                 if close_size.is_some() {
                     tx.size = close_size;
                 }
@@ -1387,14 +1443,7 @@ impl SmbConn {
                 let room = wire_len.saturating_sub(*data_off as usize) as u64;
                 let n = (length as u64).min(room);
                 self.stats.bytes_read += n;
-                let key = match req {
-                    Some(Req::File(FileKey::V2(fid))) if fid == CHAIN_FID => {
-                        self.chain_fid.map(FileKey::V2)
-                    }
-                    Some(Req::File(k)) => Some(k),
-                    _ => None,
-                };
-                if let Some(k) = key {
+                if let Some(k) = self.smb2_file(req) {
                     self.add_read(k, p_session, p_tree, n, out);
                 }
             }
@@ -1656,43 +1705,26 @@ impl SmbConn {
                 out.push(self.tx(cmd::SMB1_NEGOTIATE, Some(h.status), session_id, tree_id));
             }
             SMB1_SESSION_SETUP_ANDX => {
-                if h.status == STATUS_MORE_PROCESSING_REQUIRED {
-                    return;
-                }
-                let mut tx = self.tx(cmd::SMB1_SESSION_SETUP, Some(h.status), session_id, tree_id);
-                if let Some(Req::SessionSetup(ntlm)) = req {
-                    tx.ntlmssp = ntlm;
-                }
-                out.push(tx);
+                out.extend(self.session_setup_tx(
+                    cmd::SMB1_SESSION_SETUP,
+                    h.status,
+                    session_id,
+                    tree_id,
+                    req,
+                ));
             }
             SMB1_TREE_CONNECT_ANDX => {
-                let share = match req {
-                    Some(Req::TreeConnect(s)) => s,
-                    _ => None,
-                };
-                if ok {
-                    if let Some(s) = &share {
-                        self.add_tree(Tree {
-                            session_id,
-                            tree_id,
-                            share: s.clone(),
-                        });
-                    }
-                }
-                let mut tx = self.tx(cmd::SMB1_TREE_CONNECT, Some(h.status), session_id, tree_id);
-                tx.share = share;
+                let tx = self.tree_connect_tx(
+                    cmd::SMB1_TREE_CONNECT,
+                    h.status,
+                    session_id,
+                    tree_id,
+                    req,
+                );
                 out.push(tx);
             }
             SMB1_NT_CREATE_ANDX => {
-                let (name, disposition) = match req {
-                    Some(Req::Create { name, disposition }) => (name, disposition),
-                    _ => (None, None),
-                };
-                let share = self.share_of(p_session, p_tree);
-                let mut tx = self.tx(cmd::SMB1_NT_CREATE, Some(h.status), p_session, p_tree);
-                tx.filename = name.clone();
-                tx.share = share.clone();
-                tx.disposition = disposition;
+                let mut tx = self.create_tx(cmd::SMB1_NT_CREATE, h.status, p_session, p_tree, req);
                 if ok {
                     match rd_u16(words, 5) {
                         Some(fid) => {
@@ -1727,19 +1759,7 @@ impl SmbConn {
                     Some(Req::File(k)) => Some(k),
                     _ => None,
                 };
-                let entry = key.and_then(|k| {
-                    let i = self.files.iter().position(|f| f.key == k)?;
-                    Some(self.files.remove(i))
-                });
-                let tx = match entry {
-                    Some(f) => self.close_tx(f, Some(h.status)),
-                    None => {
-                        let mut tx = self.tx(cmd::SMB1_CLOSE, Some(h.status), p_session, p_tree);
-                        tx.fuid = key.as_ref().map(fuid_string);
-                        tx.share = self.share_of(p_session, p_tree);
-                        tx
-                    }
-                };
+                let tx = self.close_response_tx(cmd::SMB1_CLOSE, h.status, p_session, p_tree, key);
                 out.push(tx);
             }
             _ => {}
