@@ -1111,18 +1111,27 @@ fn check_live_against_replay(rig: &Rig, test: &str, run: &str, name: &str, threa
     );
 }
 
+/// The test's turn (live tests run one at a time) and its rig, or None after saying why the test is
+/// skipped (not root, a tool missing, no network namespaces here).
+fn rig_for(test: &str, needs: &[&'static str]) -> Option<(MutexGuard<'static, ()>, Rig)> {
+    let guard = serial();
+    let tools = preflight(test, needs)?;
+    match Rig::new(test, tools) {
+        Ok(r) => Some((guard, r)),
+        Err(why) => {
+            skip(test, &why);
+            None
+        }
+    }
+}
+
 /// (a) What the daemon reports live equals what replay reports for the same capture, and the
 /// metrics add up to the EVE records.
 #[test]
 fn live_matches_replay() {
     const T: &str = "live_matches_replay";
-    let _g = serial();
-    let Some(tools) = preflight(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill"]) else {
         return;
-    };
-    let rig = match Rig::new(T, tools) {
-        Ok(r) => r,
-        Err(why) => return skip(T, &why),
     };
     for (i, name) in [
         "ftp-passive-upload.pcap",
@@ -1144,13 +1153,8 @@ fn live_matches_replay() {
 #[test]
 fn live_matches_replay_with_fanout() {
     const T: &str = "live_matches_replay_with_fanout";
-    let _g = serial();
-    let Some(tools) = preflight(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill"]) else {
         return;
-    };
-    let rig = match Rig::new(T, tools) {
-        Ok(r) => r,
-        Err(why) => return skip(T, &why),
     };
     for (i, name) in ["ftp-passive-upload.pcap", "tftp-rrq-wrq.pcap"]
         .iter()
@@ -1166,16 +1170,11 @@ fn live_matches_replay_with_fanout() {
 #[test]
 fn prometheus_scrapes_the_daemon() {
     const T: &str = "prometheus_scrapes_the_daemon";
-    let _g = serial();
-    let Some(tools) = preflight(
+    let Some((_g, rig)) = rig_for(
         T,
         &["ip", "tcpreplay", "curl", "kill", "prometheus", "promtool"],
     ) else {
         return;
-    };
-    let rig = match Rig::new(T, tools) {
-        Ok(r) => r,
-        Err(why) => return skip(T, &why),
     };
     let t0 = Instant::now();
     let file = pcap("ftp-passive-upload.pcap");
@@ -1323,13 +1322,8 @@ fn prometheus_scrapes_the_daemon() {
 #[test]
 fn sigterm_mid_traffic_loses_nothing() {
     const T: &str = "sigterm_mid_traffic_loses_nothing";
-    let _g = serial();
-    let Some(tools) = preflight(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill"]) else {
         return;
-    };
-    let rig = match Rig::new(T, tools) {
-        Ok(r) => r,
-        Err(why) => return skip(T, &why),
     };
     let t0 = Instant::now();
     let file = pcap("ftp-passive-upload.pcap"); // 727 packets: ~3.6 s at 200 packets/s
@@ -1395,13 +1389,8 @@ fn sigterm_mid_traffic_loses_nothing() {
 #[test]
 fn sighup_reopens_the_eve_file() {
     const T: &str = "sighup_reopens_the_eve_file";
-    let _g = serial();
-    let Some(tools) = preflight(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill"]) else {
         return;
-    };
-    let rig = match Rig::new(T, tools) {
-        Ok(r) => r,
-        Err(why) => return skip(T, &why),
     };
     let t0 = Instant::now();
     let file = pcap("ftp-passive-upload.pcap"); // 727 packets: ~7.3 s at 100 packets/s
@@ -1631,13 +1620,8 @@ fn systemd_unit_is_hardened() {
 #[test]
 fn notify_ready_watchdog_stopping() {
     const T: &str = "notify_ready_watchdog_stopping";
-    let _g = serial();
-    let Some(tools) = preflight(T, &["ip", "curl", "kill"]) else {
+    let Some((_g, rig)) = rig_for(T, &["ip", "curl", "kill"]) else {
         return;
-    };
-    let rig = match Rig::new(T, tools) {
-        Ok(r) => r,
-        Err(why) => return skip(T, &why),
     };
     let (cfg, _eve) = rig.config("daemon", 1, "");
     // 1 s watchdog: pings are due every 0.5 s.
@@ -1682,13 +1666,8 @@ fn notify_ready_watchdog_stopping() {
 #[test]
 fn drops_privileges_and_reloads_the_allowlist_on_hup() {
     const T: &str = "drops_privileges_and_reloads_the_allowlist_on_hup";
-    let _g = serial();
-    let Some(tools) = preflight(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill"]) else {
         return;
-    };
-    let rig = match Rig::new(T, tools) {
-        Ok(r) => r,
-        Err(why) => return skip(T, &why),
     };
     let file = pcap("ftp-passive-upload.pcap");
     let npkts = pcap_packets(&file) as f64;
@@ -1771,13 +1750,8 @@ fn drops_privileges_and_reloads_the_allowlist_on_hup() {
 #[test]
 fn burst_keeps_running_and_counts_drops() {
     const T: &str = "burst_keeps_running_and_counts_drops";
-    let _g = serial();
-    let Some(tools) = preflight(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill"]) else {
         return;
-    };
-    let rig = match Rig::new(T, tools) {
-        Ok(r) => r,
-        Err(why) => return skip(T, &why),
     };
     let file = pcap("smb-upload.pcap");
     let loops = 100u64;
