@@ -109,7 +109,7 @@ impl AllowEntry {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct BaselineConfig {
     pub enabled: bool,
     pub window_us: i64,
@@ -237,9 +237,9 @@ pub type HostKey = (Addr, u16, u8);
 pub struct Detector {
     pub cfg: DetectConfig,
     rollups: HashMap<PairKey, Rollup>,
-    rollup_lru: VecDeque<(PairKey, i64)>,
+    rollup_lru: Lru<PairKey>,
     baselines: HashMap<HostKey, HostBaseline>,
-    baseline_lru: VecDeque<(HostKey, i64)>,
+    baseline_lru: Lru<HostKey>,
     pub stats: DetectStats,
 }
 
@@ -248,9 +248,9 @@ impl Detector {
         Detector {
             cfg,
             rollups: HashMap::default(),
-            rollup_lru: VecDeque::new(),
+            rollup_lru: Lru::default(),
             baselines: HashMap::default(),
-            baseline_lru: VecDeque::new(),
+            baseline_lru: Lru::default(),
             stats: DetectStats::default(),
         }
     }
@@ -348,9 +348,10 @@ impl Detector {
     ) {
         let window = self.cfg.rollup_window_us.max(1);
         let bucket_len = (window / ROLLUP_BUCKETS as i64).max(1);
+        self.rollup_lru.sweep(&self.rollups, |r| r.touched_us);
         if !self.rollups.contains_key(&key) {
             if self.rollups.len() >= self.cfg.rollup_max_pairs.max(1) {
-                evict_lru(&mut self.rollups, &mut self.rollup_lru, |r| r.touched_us);
+                self.rollup_lru.evict(&mut self.rollups, |r| r.touched_us);
                 self.stats.rollup_evictions += 1;
             }
             self.rollups.insert(
@@ -366,10 +367,7 @@ impl Detector {
         let Some(r) = self.rollups.get_mut(&key) else {
             return;
         };
-        if r.touched_us != now_us || self.rollup_lru.is_empty() {
-            self.rollup_lru.push_back((key, now_us));
-        }
-        r.touched_us = now_us;
+        self.rollup_lru.touch(key, &mut r.touched_us, now_us);
         // Slide: buckets older than the window go.
         while let Some(&(start, bytes)) = r.buckets.front() {
             if start + bucket_len <= now_us - window {
@@ -410,13 +408,13 @@ impl Detector {
     }
 
     fn baseline(&mut self, now_us: i64, key: HostKey, delta: u64, out: &mut Vec<Raised>) {
-        let cfg = self.cfg.baseline.clone();
+        let cfg = self.cfg.baseline;
         let w = cfg.window_us.max(1);
+        self.baseline_lru.sweep(&self.baselines, |b| b.touched_us);
         if !self.baselines.contains_key(&key) {
             if self.baselines.len() >= cfg.max_hosts.max(1) {
-                evict_lru(&mut self.baselines, &mut self.baseline_lru, |b| {
-                    b.touched_us
-                });
+                self.baseline_lru
+                    .evict(&mut self.baselines, |b| b.touched_us);
                 self.stats.baseline_evictions += 1;
             }
             let start = now_us - now_us.rem_euclid(w);
@@ -426,10 +424,7 @@ impl Detector {
         let Some(b) = self.baselines.get_mut(&key) else {
             return;
         };
-        if b.touched_us != now_us || self.baseline_lru.is_empty() {
-            self.baseline_lru.push_back((key, now_us));
-        }
-        b.touched_us = now_us;
+        self.baseline_lru.touch(key, &mut b.touched_us, now_us);
         roll_windows(b, now_us, w);
         b.current += delta;
         if b.alerted || b.windows < cfg.learning_windows {
@@ -455,7 +450,7 @@ impl Detector {
     /// Loads a saved baseline (at start).
     pub fn restore_baseline(&mut self, key: HostKey, b: HostBaseline) {
         if self.baselines.len() < self.cfg.baseline.max_hosts.max(1) {
-            self.baseline_lru.push_back((key, b.touched_us));
+            self.baseline_lru.q.push_back((key, b.touched_us));
             self.baselines.insert(key, b);
         }
     }
@@ -495,21 +490,48 @@ fn roll_windows(b: &mut HostBaseline, now_us: i64, w: i64) {
     }
 }
 
-/// Drops the least recently touched entry (entries in `lru` whose time is stale are skipped).
-fn evict_lru<K: std::hash::Hash + Eq + Copy, V>(
-    map: &mut HashMap<K, V>,
-    lru: &mut VecDeque<(K, i64)>,
-    touched: impl Fn(&V) -> i64,
-) {
-    while let Some((k, t)) = lru.pop_front() {
-        if map.get(&k).is_some_and(|v| touched(v) == t) {
+/// Least-recently-used order over a capped map: (key, touch time) in touch order. An entry whose
+/// time is no longer its key's touch time is stale and skipped; stale entries are swept out when
+/// they outnumber the live ones several times, so the queue stays within a few times the map.
+struct Lru<K> {
+    q: VecDeque<(K, i64)>,
+}
+
+impl<K> Default for Lru<K> {
+    fn default() -> Self {
+        Lru { q: VecDeque::new() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Lru<K> {
+    /// `key` was used at `now`; `touched` is its entry's touch time.
+    fn touch(&mut self, key: K, touched: &mut i64, now: i64) {
+        if *touched != now || self.q.is_empty() {
+            self.q.push_back((key, now));
+        }
+        *touched = now;
+    }
+
+    /// Drops the least recently touched entry of `map`.
+    fn evict<V>(&mut self, map: &mut HashMap<K, V>, touched: impl Fn(&V) -> i64) {
+        while let Some((k, t)) = self.q.pop_front() {
+            if map.get(&k).is_some_and(|v| touched(v) == t) {
+                map.remove(&k);
+                return;
+            }
+        }
+        // The queue lost track (should not happen): drop any entry to stay bounded.
+        if let Some(k) = map.keys().next().copied() {
             map.remove(&k);
-            return;
         }
     }
-    // The queue lost track (should not happen): drop any entry to stay bounded.
-    if let Some(k) = map.keys().next().copied() {
-        map.remove(&k);
+
+    /// Removes the stale entries once there are many.
+    fn sweep<V>(&mut self, map: &HashMap<K, V>, touched: impl Fn(&V) -> i64) {
+        if self.q.len() > 4 * map.len() + 1024 {
+            self.q
+                .retain(|(k, t)| map.get(k).is_some_and(|v| touched(v) == *t));
+        }
     }
 }
 
@@ -625,6 +647,16 @@ mod tests {
         // Once per window.
         d.outbound(5 * H + 30, a(7), 0, "smb", 300, 300, true, &mut out);
         assert_eq!(out.iter().filter(|r| r.sid == OVER_BASELINE).count(), 1);
+    }
+
+    #[test]
+    fn lru_queue_stays_bounded_on_a_long_transfer() {
+        let mut d = Detector::new(cfg());
+        let mut out = Vec::new();
+        for i in 0..100_000i64 {
+            d.outbound(i, a(1), 0, "ftp", 1, 1, true, &mut out);
+        }
+        assert!(d.baseline_lru.q.len() <= 4 * d.baselines.len() + 1025);
     }
 
     #[test]
