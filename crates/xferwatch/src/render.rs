@@ -124,7 +124,7 @@ pub fn alert(f: &Flow<App>, a: &AlertFacts, ts_us: i64, shared: &Shared) -> Stri
 }
 
 /// One FTP command and its reply.
-pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64, _shared: &Shared) -> String {
+pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64) -> String {
     let t = tuple(f);
     let proto = f.app.label.unwrap_or("ftp");
     let mut out = String::with_capacity(512);
@@ -227,8 +227,9 @@ pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
     out
 }
 
-/// At the end of an FTP data channel (`ftp_data`) or a TFTP transfer (`tftp`): what moved.
-pub fn transfer_event(f: &Flow<App>, _shared: &Shared) -> Option<String> {
+/// At the end of an FTP data channel (`ftp_data`) or a TFTP transfer (`tftp`): what moved, and the
+/// event type written.
+pub fn transfer_event(f: &Flow<App>) -> Option<(&'static str, String)> {
     let t = tuple(f);
     let mut out = String::with_capacity(512);
     match &f.app.proto {
@@ -276,7 +277,7 @@ pub fn transfer_event(f: &Flow<App>, _shared: &Shared) -> Option<String> {
                     });
                 },
             );
-            Some(out)
+            Some(("ftp_data", out))
         }
         Proto::Tftp(st) if !st.handed_over => {
             let tr = &st.transfer;
@@ -329,7 +330,7 @@ pub fn transfer_event(f: &Flow<App>, _shared: &Shared) -> Option<String> {
                     });
                 },
             );
-            Some(out)
+            Some(("tftp", out))
         }
         _ => None,
     }

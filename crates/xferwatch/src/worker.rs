@@ -391,9 +391,14 @@ impl Worker {
             for ev in evs.drain(..) {
                 match ev {
                     AppEv::Ftp(FtpEvent::Tx(tx)) => {
-                        let line = render::ftp(flow, &tx, ts_us, shared);
-                        *self.totals.events_by_type.entry("ftp").or_default() += 1;
-                        self.events.push(((idx, 2, first_idx), line));
+                        let line = render::ftp(flow, &tx, ts_us);
+                        queue(
+                            &mut self.totals,
+                            &mut self.events,
+                            "ftp",
+                            (idx, 2, first_idx),
+                            line,
+                        );
                     }
                     AppEv::Ftp(FtpEvent::Announce(a)) => announce_data(
                         flow,
@@ -443,8 +448,13 @@ impl Worker {
                     }
                     AppEv::Smb(tx) => {
                         let line = render::smb(flow, &tx, ts_us, shared);
-                        *self.totals.events_by_type.entry("smb").or_default() += 1;
-                        self.events.push(((idx, 2, first_idx), line));
+                        queue(
+                            &mut self.totals,
+                            &mut self.events,
+                            "smb",
+                            (idx, 2, first_idx),
+                            line,
+                        );
                     }
                 }
             }
@@ -481,10 +491,15 @@ impl Worker {
         }
     }
 
+    fn write(&mut self, kind: &'static str, key: OrderKey, line: String) {
+        queue(&mut self.totals, &mut self.events, kind, key, line);
+    }
+
     fn flush_ended(&mut self, idx: u64, phase: u8) {
         if self.ended.is_empty() {
             return;
         }
+        let shared = self.shared.clone();
         let mut ended = std::mem::take(&mut self.ended);
         for mut f in ended.drain(..) {
             let key = (idx, phase, f.first_idx);
@@ -508,43 +523,34 @@ impl Worker {
                         &mut deferred,
                     );
                     self.apply_deferred(deferred);
-                    alerts!(self, &self.shared).outbound(&mut f, ts, key);
+                    alerts!(self, &shared).outbound(&mut f, ts, key);
                 }
             }
-            let shared = &*self.shared;
             app::on_end(&mut f, &shared.app, &mut self.app, &mut self.evs);
             let mut evs = std::mem::take(&mut self.evs);
             for ev in evs.drain(..) {
-                let (kind, line) = match ev {
-                    AppEv::Ftp(FtpEvent::Tx(tx)) => ("ftp", render::ftp(&f, &tx, ts, shared)),
-                    AppEv::Smb(tx) => ("smb", render::smb(&f, &tx, ts, shared)),
-                    AppEv::Ftp(_) => continue,
-                };
-                *self.totals.events_by_type.entry(kind).or_default() += 1;
-                self.events.push((key, line));
+                match ev {
+                    AppEv::Ftp(FtpEvent::Tx(tx)) => {
+                        self.write("ftp", key, render::ftp(&f, &tx, ts))
+                    }
+                    AppEv::Smb(tx) => self.write("smb", key, render::smb(&f, &tx, ts, &shared)),
+                    AppEv::Ftp(_) => {}
+                }
             }
             self.evs = evs;
-            alerts!(self, &self.shared).mismatch(&mut f, true, ts, key);
-            let shared = &*self.shared;
-            if let Some(line) = render::transfer_event(&f, shared) {
-                let kind = if matches!(f.app.proto, Proto::Tftp(_)) {
-                    "tftp"
-                } else {
-                    "ftp_data"
-                };
-                *self.totals.events_by_type.entry(kind).or_default() += 1;
-                self.events.push((key, line));
+            alerts!(self, &shared).mismatch(&mut f, true, ts, key);
+            if let Some((kind, line)) = render::transfer_event(&f) {
+                self.write(kind, key, line);
             }
             if f.app.tls_upgraded {
                 self.expects.remove_wildcards(f.flow_id, &mut self.expired);
                 self.release_expired();
             }
             if f.app.session != 0 && self.sessions.flow_ended(f.app.session) {
-                alerts!(self, &self.shared).session_end(&f, ts, key);
+                alerts!(self, &shared).session_end(&f, ts, key);
             }
-            let shared = &*self.shared;
             let session = self.sessions.get(f.app.session);
-            let line = render::flow(&f, session, shared, &mut self.totals);
+            let line = render::flow(&f, session, &shared, &mut self.totals);
             self.events.push((key, line));
             if f.app.session != 0 {
                 self.sessions.drop_ref(f.app.session);
@@ -757,6 +763,18 @@ fn ends_any(
             Some(flow.server_endpoint().addr),
         ),
     }
+}
+
+/// Queues one transaction event for the writer, counted by type.
+fn queue(
+    totals: &mut WorkerTotals,
+    events: &mut Vec<(OrderKey, Ev)>,
+    kind: &'static str,
+    key: OrderKey,
+    line: String,
+) {
+    *totals.events_by_type.entry(kind).or_default() += 1;
+    events.push((key, line));
 }
 
 /// Which direction of the flow carries internal → external bytes.
