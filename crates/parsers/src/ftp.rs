@@ -368,14 +368,15 @@ fn clean<'a>(raw: &[u8], buf: &'a mut [u8; 512]) -> &'a str {
     }
 }
 
+/// The text of a reply line after its code and separator. Only the three code bytes are known to
+/// be ASCII: whatever follows them (a space, a dash, or a multi-byte character straight after the
+/// code, as in `331少`) is cut on a character boundary, never at a fixed byte offset.
 fn reply_text(text: &str, coded: bool) -> &str {
-    if coded && text.len() > 4 {
-        &text[4..]
-    } else if coded {
-        ""
-    } else {
-        text
+    if !coded {
+        return text;
     }
+    let rest = text.get(3..).unwrap_or("");
+    rest.strip_prefix([' ', '-']).unwrap_or(rest)
 }
 
 fn keep(s: &str, max: usize) -> String {

@@ -156,3 +156,26 @@ fn auth_tls_stops_parsing_and_pipelining_is_capped() {
     c.line(false, b"12", &mut out);
     c.line(false, b"229 Extended (|||99999|)", &mut out);
 }
+
+/// Regression (issue 12): a reply code followed directly by a multi-byte character (`331少`, a CJK
+/// banner continuation) panicked the parser by slicing at byte 4, killing the worker thread.
+#[test]
+fn reply_code_followed_by_multibyte_character_does_not_panic() {
+    let ev = run(
+        FtpLimits::default(),
+        &[
+            (false, "220-欢迎\r".as_bytes()),
+            (false, "220少".as_bytes()),
+            (true, b"USER bob\r"),
+            (false, "331少".as_bytes()),
+            (true, b"PASS x\r"),
+            (false, "230少少\r".as_bytes()),
+        ],
+    );
+    let t = txs(&ev);
+    assert_eq!(t[0].completion_code, vec!["220"]);
+    assert_eq!(t[1].command, "USER");
+    assert_eq!(t[1].completion_code, vec!["331"]);
+    assert_eq!(t[1].reply, vec!["少"]);
+    assert_eq!(t[2].completion_code, vec!["230"]);
+}
