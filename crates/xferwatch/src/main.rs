@@ -1,18 +1,7 @@
-//! The `xferwatch` binary: command line, configuration, threads. Glue only — decoding, flows,
-//! identification, policy and output live in the workspace's library crates.
+//! The `xferwatch` binary: the command line. Glue only — the pipeline is the `xferwatch` library
+//! (src/lib.rs), decoding, flows, identification, policy and output live in the workspace's crates.
 
-mod app;
-mod baseline_state;
-mod metrics;
-mod notify;
-mod pipeline;
-mod render;
-mod replay;
-mod run;
-mod session;
-mod settings;
-mod worker;
-mod writer;
+use xferwatch::{replay, run, settings};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
