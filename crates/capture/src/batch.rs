@@ -41,6 +41,14 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Packets in the batch (ticks are not packets).
+    pub fn packets(&self) -> u64 {
+        self.items
+            .iter()
+            .filter(|i| matches!(i, Item::Packet(_)))
+            .count() as u64
+    }
+
     pub fn clear(&mut self) {
         self.items.clear();
         self.data.clear();

@@ -59,6 +59,8 @@ pub struct Dispatcher {
     /// Batches dropped because a worker's queue was full (live mode), and the packets in them.
     pub dropped_batches: u64,
     pub dropped_packets: u64,
+    /// Packets for a worker that is gone (its thread ended): lost, counted, never silently.
+    pub dead_worker_packets: u64,
 }
 
 impl Dispatcher {
@@ -79,6 +81,7 @@ impl Dispatcher {
             last_idx: 0,
             dropped_batches: 0,
             dropped_packets: 0,
+            dead_worker_packets: 0,
         }
     }
 
@@ -105,20 +108,20 @@ impl Dispatcher {
         let mut b = std::mem::replace(&mut self.pending[w], replacement);
         b.through = self.last_idx;
         b.end = end;
-        match self.mode {
-            Mode::Replay => {
-                let _ = self.senders[w].send(b);
-            }
-            Mode::Live => {
-                if let Err(TrySendError::Full(b)) = self.senders[w].try_send(b) {
+        let dead = match self.mode {
+            Mode::Replay => self.senders[w].send(b).err().map(|e| e.0),
+            Mode::Live => match self.senders[w].try_send(b) {
+                Ok(()) => None,
+                Err(TrySendError::Full(b)) => {
                     self.dropped_batches += 1;
-                    self.dropped_packets += b
-                        .items
-                        .iter()
-                        .filter(|i| matches!(i, Item::Packet(_)))
-                        .count() as u64;
+                    self.dropped_packets += b.packets();
+                    None
                 }
-            }
+                Err(TrySendError::Disconnected(b)) => Some(b),
+            },
+        };
+        if let Some(b) = dead {
+            self.dead_worker_packets += b.packets();
         }
     }
 
@@ -180,7 +183,9 @@ impl Dispatcher {
             let mut b = std::mem::replace(&mut self.pending[w], replacement);
             b.through = u64::MAX;
             b.end = true;
-            let _ = self.senders[w].send(b);
+            if let Err(e) = self.senders[w].send(b) {
+                self.dead_worker_packets += e.0.packets();
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod baseline_state;
+pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
@@ -14,3 +15,6 @@ pub mod session;
 pub mod settings;
 pub mod worker;
 pub mod writer;
+
+#[cfg(test)]
+mod contain_tests;

@@ -56,6 +56,8 @@ pub struct WorkerTotals {
     /// Reassembly memory in use, and batches waiting in the worker's queue (live snapshots).
     pub reassembly_memory: u64,
     pub queue_depth: u64,
+    /// Contained panics and work lost to them.
+    pub health: crate::health::WorkerHealth,
     /// Alerts for the human summary, (packet, line), bounded.
     pub alerts: Vec<(u64, String)>,
     /// Baselines at the end, for the state file.
@@ -91,6 +93,7 @@ impl WorkerTotals {
         add(&mut self.mismatch_by_app_proto, &o.mismatch_by_app_proto);
         self.reassembly_memory += o.reassembly_memory;
         self.queue_depth += o.queue_depth;
+        self.health.merge(&o.health);
     }
 }
 
@@ -119,6 +122,8 @@ pub struct LiveShared {
     pub detect_gen: std::sync::atomic::AtomicU64,
     /// Baselines are handed over (for the state file) when this generation moves.
     pub save_gen: std::sync::atomic::AtomicU64,
+    /// Each worker's heartbeat, stamped per batch.
+    pub beats: Vec<crate::health::Beat>,
 }
 
 /// How often a live worker publishes its counters.
@@ -142,6 +147,11 @@ pub struct Worker {
     detect_gen: u64,
     save_gen: u64,
     published: Option<std::time::Instant>,
+    /// The flow of the packet being handled, dropped if handling it panics.
+    in_flight: Option<u32>,
+    /// Tests only: panic on the packet with this number, as a bug on unforeseen bytes would.
+    #[cfg(test)]
+    pub(crate) panic_at_packet: Option<u64>,
 }
 
 /// Flows ended per chunk when the input ends.
@@ -171,6 +181,9 @@ impl Worker {
             detect_gen: 0,
             save_gen: 0,
             published: None,
+            in_flight: None,
+            #[cfg(test)]
+            panic_at_packet: None,
             id,
             shared,
             table,
@@ -203,20 +216,8 @@ impl Worker {
 
     pub fn run(mut self, rx: Receiver<Batch>, recycle: Sender<Batch>, out: Sender<Out>) {
         while let Ok(batch) = rx.recv() {
-            for item in &batch.items {
-                match *item {
-                    Item::Tick { ts_us, idx } => {
-                        self.table.expire(ts_us, &mut self.ended);
-                        self.flush_ended(idx, 0);
-                        self.expects.expire(ts_us, &mut self.expired);
-                        self.release_expired();
-                    }
-                    Item::Packet(ref rec) => {
-                        let p = batch.l4(rec);
-                        self.packet(&p, rec.frame_len, rec.ts_us, rec.idx);
-                    }
-                }
-            }
+            self.beat();
+            self.items_guarded(&batch);
             let end = batch.end;
             if self.shared.live.is_some() {
                 self.live_housekeeping(rx.len(), end);
@@ -227,23 +228,30 @@ impl Worker {
                 // flat however many flows were open.
                 let order = self.table.drain_order();
                 for chunk in order.chunks(DRAIN_CHUNK) {
-                    for &(_, h) in chunk {
-                        if let Some(f) = self.table.end_one(h) {
-                            self.ended.push(f);
+                    self.guarded(|w| {
+                        for &(_, h) in chunk {
+                            if let Some(f) = w.table.end_one(h) {
+                                w.ended.push(f);
+                            }
                         }
-                    }
-                    self.flush_ended(u64::MAX, 0);
+                        w.flush_ended(u64::MAX, 0);
+                    });
                     let last = chunk.last().map_or(0, |c| c.0);
                     let events = std::mem::take(&mut self.events);
-                    let _ = out.send(Out {
-                        worker: self.id,
-                        events,
-                        watermark: (u64::MAX, 0, last),
-                        done: None,
-                    });
+                    self.send(
+                        &out,
+                        Out {
+                            worker: self.id,
+                            events,
+                            watermark: (u64::MAX, 0, last),
+                            done: None,
+                        },
+                    );
                 }
-                self.expects.drain(&mut self.expired);
-                self.release_expired();
+                self.guarded(|w| {
+                    w.expects.drain(&mut w.expired);
+                    w.release_expired();
+                });
             }
             // Everything up to the batch's last packet has been sent.
             let batch_through = batch.through;
@@ -267,17 +275,104 @@ impl Worker {
             };
             if !self.events.is_empty() || done.is_some() || batch_through != 0 {
                 let events = std::mem::take(&mut self.events);
-                let _ = out.send(Out {
-                    worker: self.id,
-                    events,
-                    watermark,
-                    done,
-                });
+                self.send(
+                    &out,
+                    Out {
+                        worker: self.id,
+                        events,
+                        watermark,
+                        done,
+                    },
+                );
             }
             if end {
                 break;
             }
         }
+    }
+
+    /// Sends to the writer; a writer that is gone is counted (its events are lost), never ignored.
+    fn send(&mut self, out: &Sender<Out>, msg: Out) {
+        let n = msg.events.len() as u64;
+        if out.send(msg).is_err() {
+            self.totals.health.writer_gone_events += n;
+        }
+    }
+
+    /// Tells the daemon this worker is alive and making progress (a relaxed store per batch).
+    fn beat(&self) {
+        if let Some(live) = self.shared.live.as_ref() {
+            if let Some(b) = live.beats.get(self.id) {
+                b.stamp();
+            }
+        }
+    }
+
+    /// The items of one batch. A panic while handling one (a bug, on bytes nobody foresaw) costs
+    /// that packet's flow and whatever was half-made at the time, counted; the worker goes on with
+    /// the next item instead of dying with every flow of its shard.
+    fn items_guarded(&mut self, batch: &Batch) {
+        let mut next = 0usize;
+        while next < batch.items.len() {
+            let from = next;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for (i, item) in batch.items.iter().enumerate().skip(from) {
+                    next = i;
+                    self.in_flight = None;
+                    self.item(batch, item);
+                }
+                next = batch.items.len();
+            }));
+            if r.is_err() {
+                self.after_panic();
+                next += 1;
+            }
+        }
+        self.in_flight = None;
+    }
+
+    fn item(&mut self, batch: &Batch, item: &Item) {
+        match *item {
+            Item::Tick { ts_us, idx } => {
+                self.table.expire(ts_us, &mut self.ended);
+                self.flush_ended(idx, 0);
+                self.expects.expire(ts_us, &mut self.expired);
+                self.release_expired();
+            }
+            Item::Packet(ref rec) => {
+                let p = batch.l4(rec);
+                self.packet(&p, rec.frame_len, rec.ts_us, rec.idx);
+            }
+        }
+    }
+
+    /// Runs `f`; a panic in it is contained like one in [`Worker::items_guarded`].
+    fn guarded(&mut self, f: impl FnOnce(&mut Worker)) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))).is_err() {
+            self.after_panic();
+        }
+    }
+
+    /// After a contained panic: the flow being handled is dropped (its state may be half-updated),
+    /// and so is the work in progress that may hold half-made state; everything is counted.
+    fn after_panic(&mut self) {
+        let h = &mut self.totals.health;
+        h.panics += 1;
+        h.panic_lost_flows += self.ended.len() as u64;
+        self.ended.clear();
+        self.evs.clear();
+        self.raised.clear();
+        self.expired.clear();
+        if let Some(handle) = self.in_flight.take() {
+            if self.table.end_one(handle).is_some() {
+                self.totals.health.panic_lost_flows += 1;
+            }
+        }
+        tracing::error!(
+            "worker {}: a panic was contained ({} so far); the flow being handled was dropped",
+            self.id,
+            self.totals.health.panics
+        );
     }
 
     /// Live daemon, once per batch: pick up a reloaded detection configuration, publish counters.
@@ -314,6 +409,7 @@ impl Worker {
             mismatch_by_app_proto: self.totals.mismatch_by_app_proto.clone(),
             reassembly_memory: self.app.budget.used as u64,
             queue_depth: queue_depth as u64,
+            health: self.totals.health,
             ..Default::default()
         };
         if save != self.save_gen {
@@ -345,6 +441,12 @@ impl Worker {
     fn packet(&mut self, p: &L4Packet<'_>, frame_len: u32, ts_us: i64, idx: u64) {
         self.last_ts_us = self.last_ts_us.max(ts_us);
         let (h, mut dir) = self.table.packet(p, frame_len, ts_us, idx, &mut self.ended);
+        self.in_flight = Some(h);
+        #[cfg(test)]
+        assert!(
+            self.panic_at_packet != Some(idx),
+            "injected panic at packet {idx}"
+        );
         self.flush_ended(idx, 1);
         let shared = &*self.shared;
         let Some(flow) = self.table.get_mut(h) else {
