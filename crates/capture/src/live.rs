@@ -145,64 +145,150 @@ pub struct PcapCounters {
 pub struct CaptureReport {
     pub interface: String,
     pub bytes: u64,
+    /// libpcap's counters, summed over every handle this thread has had (reopening starts a
+    /// handle's counters from zero).
     pub pcap: PcapCounters,
     pub ingest: crate::IngestStats,
     pub defrag: crate::DefragStats,
     pub queue_drops_batches: u64,
     pub queue_drops_packets: u64,
+    /// Packets for a worker whose thread is gone.
+    pub dead_worker_packets: u64,
+    /// Whether a handle is open and reading now.
+    pub up: bool,
+    /// Times the handle was lost and opened again.
+    pub reopens: u64,
+    /// Capture time of the last packet, microseconds since the epoch (0: none yet).
+    pub last_packet_us: i64,
 }
 
 /// How often a capture thread sends pending batches and reports, at the latest.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
+/// Waits between attempts to reopen a lost interface: doubling from the first to the last.
+const REOPEN_FIRST: Duration = Duration::from_millis(250);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
+
+/// A lost handle: the next reopen attempt, the wait after it, and since when it is lost.
+struct Lost {
+    next_try: Instant,
+    backoff: Duration,
+    since: Instant,
+    attempts: u64,
+    last_error: String,
+}
+
 /// Captures until `stop`, feeding `ingest`; `report` is called about every 100 ms and at the end.
 /// Time moves on with the wall clock when no packet comes, so idle flows still time out.
+///
+/// A read error means the handle is lost (the interface was deleted, reset or moved): it is
+/// closed and `reopen` is tried with a doubling back-off (0.25 s to 5 s) until it works or `stop`;
+/// the report says `up = false` meanwhile, and each reopening is counted and logged.
 pub fn capture_loop(
-    mut h: LiveHandle,
+    h: LiveHandle,
     ingest: &mut Ingest,
     stop: &AtomicBool,
+    mut reopen: impl FnMut() -> Result<LiveHandle, String>,
     mut report: impl FnMut(&CaptureReport),
 ) {
     let mut last = Instant::now();
     let mut n: u64 = 0;
     let mut rep = CaptureReport {
         interface: h.interface.clone(),
+        up: true,
         ..Default::default()
     };
-    let mut errors = 0u64;
+    let link = h.link;
+    let mut handle = Some(h);
+    let mut lost: Option<Lost> = None;
+    // Counters of the handles closed so far.
+    let mut base = PcapCounters::default();
     loop {
         let mut due = false;
-        match h.cap.next_packet() {
-            Ok(p) => {
-                n += 1;
-                #[allow(clippy::unnecessary_cast)]
-                let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
-                rep.bytes += p.data.len() as u64;
-                ingest.frame(h.link, ts, p.data, p.header.len);
-                if n.is_multiple_of(256) {
+        if let Some(h) = handle.as_mut() {
+            match h.cap.next_packet() {
+                Ok(p) => {
+                    n += 1;
+                    #[allow(clippy::unnecessary_cast)]
+                    let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
+                    rep.bytes += p.data.len() as u64;
+                    ingest.frame(link, ts, p.data, p.header.len);
+                    rep.last_packet_us = ts;
+                    if n.is_multiple_of(256) {
+                        due = last.elapsed() >= FLUSH_EVERY;
+                    }
+                }
+                Err(pcap::Error::TimeoutExpired) => {
+                    wait_readable(&h.cap, FLUSH_EVERY);
                     due = last.elapsed() >= FLUSH_EVERY;
                 }
-            }
-            Err(pcap::Error::TimeoutExpired) => {
-                wait_readable(&h.cap, FLUSH_EVERY);
-                due = last.elapsed() >= FLUSH_EVERY;
-            }
-            Err(e) => {
-                // An interface that went away or a read error: say so (rate-limited), keep trying.
-                errors += 1;
-                if errors.is_power_of_two() {
-                    tracing::warn!("capture on {}: {e} ({errors} errors so far)", h.interface);
+                Err(e) => {
+                    // The handle is lost: keep its counters, close it, reopen with back-off.
+                    fill_pcap(h, base, &mut rep);
+                    base = rep.pcap;
+                    tracing::warn!(
+                        "capture on {}: lost ({e}); reopening with back-off",
+                        rep.interface
+                    );
+                    handle = None;
+                    rep.up = false;
+                    let now = Instant::now();
+                    lost = Some(Lost {
+                        next_try: now + REOPEN_FIRST,
+                        backoff: REOPEN_FIRST,
+                        since: now,
+                        attempts: 0,
+                        last_error: e.to_string(),
+                    });
+                    due = true;
                 }
-                std::thread::sleep(Duration::from_millis(50));
-                due = last.elapsed() >= FLUSH_EVERY;
             }
+        } else if let Some(l) = lost.as_mut() {
+            let now = Instant::now();
+            if now >= l.next_try {
+                l.attempts += 1;
+                match reopen() {
+                    Ok(h) => {
+                        tracing::info!(
+                            "capture on {}: reopened after {} attempt(s), {:.1} s without capture",
+                            rep.interface,
+                            l.attempts,
+                            l.since.elapsed().as_secs_f64()
+                        );
+                        handle = Some(h);
+                        lost = None;
+                        rep.up = true;
+                        rep.reopens += 1;
+                    }
+                    Err(e) => {
+                        // Logged when the reason changes and at each back-off ceiling, not per try.
+                        if e != l.last_error || l.backoff == REOPEN_MAX {
+                            tracing::warn!(
+                                "capture on {}: cannot reopen yet ({e}); {} attempt(s) so far",
+                                rep.interface,
+                                l.attempts
+                            );
+                        }
+                        l.last_error = e;
+                        l.backoff = (l.backoff * 2).min(REOPEN_MAX);
+                        l.next_try = now + l.backoff;
+                    }
+                }
+            }
+            if handle.is_none() {
+                std::thread::sleep(FLUSH_EVERY.min(until_next_try(&lost)));
+            }
+            due = last.elapsed() >= FLUSH_EVERY;
         }
         let stopping = stop.load(Ordering::Relaxed);
         if due || stopping {
             last = Instant::now();
             ingest.advance(wall_us());
             ingest.dispatcher.flush();
-            fill_report(&mut h, ingest, &mut rep);
+            if let Some(h) = handle.as_mut() {
+                fill_pcap(h, base, &mut rep);
+            }
+            fill_report(ingest, &mut rep);
             report(&rep);
         }
         if stopping {
@@ -211,18 +297,29 @@ pub fn capture_loop(
     }
 }
 
-fn fill_report(h: &mut LiveHandle, ingest: &Ingest, rep: &mut CaptureReport) {
+/// How long until the next reopen attempt.
+fn until_next_try(lost: &Option<Lost>) -> Duration {
+    lost.as_ref().map_or(FLUSH_EVERY, |l| {
+        l.next_try.saturating_duration_since(Instant::now())
+    })
+}
+
+fn fill_pcap(h: &mut LiveHandle, base: PcapCounters, rep: &mut CaptureReport) {
     if let Ok(s) = h.cap.stats() {
         rep.pcap = PcapCounters {
-            received: s.received as u64,
-            kernel_drops: s.dropped as u64,
-            interface_drops: s.if_dropped as u64,
+            received: base.received + s.received as u64,
+            kernel_drops: base.kernel_drops + s.dropped as u64,
+            interface_drops: base.interface_drops + s.if_dropped as u64,
         };
     }
+}
+
+fn fill_report(ingest: &Ingest, rep: &mut CaptureReport) {
     rep.ingest = ingest.stats.clone();
     rep.defrag = ingest.defrag.stats;
     rep.queue_drops_batches = ingest.dispatcher.dropped_batches;
     rep.queue_drops_packets = ingest.dispatcher.dropped_packets;
+    rep.dead_worker_packets = ingest.dispatcher.dead_worker_packets;
 }
 
 /// Microseconds since the epoch, wall clock.

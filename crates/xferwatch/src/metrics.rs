@@ -16,7 +16,7 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_build_info", false, Unit::Count, "Always 1; the version label says which build runs."),
     ("xferwatch_capture_packets_total", true, Unit::Count, "Packets handed to the sensor by an interface (drops are counted apart)."),
     ("xferwatch_capture_bytes_total", true, Unit::Bytes, "Captured bytes handed to the sensor, per interface."),
-    ("xferwatch_capture_drops_total", true, Unit::Count, "Packets lost, by where: kernel (socket buffer full), interface (driver), queue (a worker's queue was full)."),
+    ("xferwatch_capture_drops_total", true, Unit::Count, "Packets lost, by where: kernel (socket buffer full), interface (driver), queue (a worker's queue was full), dead_worker (the worker's thread had ended)."),
     ("xferwatch_decode_errors_total", true, Unit::Count, "Frames that produced no flow packet, by reason (layer.kind)."),
     ("xferwatch_flows_active", false, Unit::Count, "Flows in the flow tables now."),
     ("xferwatch_flows_ended_total", true, Unit::Count, "Flows ended and written, by app_proto (none: no payload)."),
@@ -32,7 +32,24 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_sessions_total", true, Unit::Count, "Transfer sessions started."),
     ("xferwatch_worker_queue_depth", false, Unit::Count, "Batches waiting in a worker's queue."),
     ("xferwatch_events_total", true, Unit::Count, "EVE events written by the workers, by event_type."),
+    ("xferwatch_events_dropped_total", true, Unit::Count, "EVE events lost, by reason: buffer_full (the output failed and [output] buffer_max was reached), shutdown (still held when the daemon stopped), writer_gone (the writer thread had ended)."),
+    ("xferwatch_output_up", false, Unit::Count, "1 while the EVE file is being written, 0 while writing fails (events are then held, up to [output] buffer_max)."),
+    ("xferwatch_output_buffer_bytes", false, Unit::Bytes, "EVE bytes held in memory, not yet written."),
+    ("xferwatch_output_write_errors_total", true, Unit::Count, "Failed attempts to write the EVE file."),
+    ("xferwatch_output_reopens_total", true, Unit::Count, "Times the EVE file was reopened (SIGHUP, or its path was removed or replaced)."),
+    ("xferwatch_worker_panics_total", true, Unit::Count, "Panics caught in a worker; the flow being handled is dropped and the worker goes on."),
+    ("xferwatch_worker_panic_lost_flows_total", true, Unit::Count, "Flows dropped unwritten because of a contained panic."),
+    ("xferwatch_threads_stalled", false, Unit::Count, "Capture, worker and writer threads that exited or made no progress for 10 s; above 0 the systemd watchdog is not fed."),
+    ("xferwatch_capture_up", false, Unit::Count, "1 while the interface's capture handles are open and reading, 0 while it is lost and being reopened."),
+    ("xferwatch_capture_reopens_total", true, Unit::Count, "Times a lost capture handle was opened again, per interface."),
+    ("xferwatch_capture_last_packet_age_seconds", false, Unit::Seconds, "Seconds since the interface delivered its last packet (since start if none yet)."),
 ];
+
+/// What the daemon itself knows, beside the threads' counters.
+pub struct Daemon<'a> {
+    pub output: &'a crate::writer::OutputStatus,
+    pub stalled_threads: usize,
+}
 
 /// Starts the HTTP exporter on `listen`, reachable from `allow` only. Checks the port first so that
 /// "address in use" is a clear startup error.
@@ -64,14 +81,24 @@ pub fn install(listen: SocketAddr, allow: &[ipnet::IpNet]) -> Result<(), String>
     for event in ["created", "matched", "expired", "refused"] {
         counter!("xferwatch_expectations_total", "event" => event).absolute(0);
     }
+    for reason in ["buffer_full", "shutdown", "writer_gone"] {
+        counter!("xferwatch_events_dropped_total", "reason" => reason).absolute(0);
+    }
+    std::sync::LazyLock::force(&STARTED_US);
     Ok(())
 }
 
+/// When the process started (wall clock), for the age of an interface that never saw a packet.
+static STARTED_US: std::sync::LazyLock<i64> =
+    std::sync::LazyLock::new(xferwatch_capture::live::wall_us);
+
 /// Sets every metric from the latest counters.
-pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport]) {
+pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Daemon) {
     // Capture side, per interface (several threads may share one).
     let mut by_iface: std::collections::BTreeMap<&str, (u64, u64, u64, u64, u64)> =
         Default::default();
+    // Per interface: all its handles up, reopens, newest packet time.
+    let mut liveness: std::collections::BTreeMap<&str, (bool, u64, i64, u64)> = Default::default();
     let mut decode = [0u64; DecodeError::ALL.len()];
     for c in captures {
         let e = by_iface.entry(c.interface.as_str()).or_default();
@@ -80,6 +107,13 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport]) {
         e.2 += c.pcap.kernel_drops;
         e.3 += c.pcap.interface_drops;
         e.4 += c.queue_drops_packets;
+        let l = liveness
+            .entry(c.interface.as_str())
+            .or_insert((true, 0, 0, 0));
+        l.0 &= c.up;
+        l.1 += c.reopens;
+        l.2 = l.2.max(c.last_packet_us);
+        l.3 += c.dead_worker_packets;
         for (i, v) in c.ingest.decode.iter().enumerate() {
             decode[i] += v;
         }
@@ -92,6 +126,21 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport]) {
             counter!("xferwatch_capture_drops_total", "interface" => iface.clone(), "where" => place)
                 .absolute(v);
         }
+    }
+    let now_us = xferwatch_capture::live::wall_us();
+    for (iface, (up, reopens, last_us, dead_worker)) in liveness {
+        let iface = iface.to_string();
+        counter!("xferwatch_capture_drops_total", "interface" => iface.clone(), "where" => "dead_worker")
+            .absolute(dead_worker);
+        gauge!("xferwatch_capture_up", "interface" => iface.clone()).set(if up {
+            1.0
+        } else {
+            0.0
+        });
+        counter!("xferwatch_capture_reopens_total", "interface" => iface.clone()).absolute(reopens);
+        let since = if last_us > 0 { last_us } else { *STARTED_US };
+        gauge!("xferwatch_capture_last_packet_age_seconds", "interface" => iface)
+            .set((now_us - since).max(0) as f64 / 1e6);
     }
     for e in DecodeError::ALL {
         counter!("xferwatch_decode_errors_total", "reason" => e.reason())
@@ -139,4 +188,21 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport]) {
     }
     let alerts: u64 = t.detect.alerts.iter().sum();
     counter!("xferwatch_events_total", "event_type" => "alert").absolute(alerts);
+    // Health: the output, contained panics, threads.
+    use std::sync::atomic::Ordering::Relaxed;
+    let o = daemon.output;
+    for (reason, v) in [
+        ("buffer_full", o.dropped_buffer_full.load(Relaxed)),
+        ("shutdown", o.dropped_shutdown.load(Relaxed)),
+        ("writer_gone", t.health.writer_gone_events),
+    ] {
+        counter!("xferwatch_events_dropped_total", "reason" => reason).absolute(v);
+    }
+    gauge!("xferwatch_output_up").set(if o.up.load(Relaxed) { 1.0 } else { 0.0 });
+    gauge!("xferwatch_output_buffer_bytes").set(o.buffered.load(Relaxed) as f64);
+    counter!("xferwatch_output_write_errors_total").absolute(o.write_errors.load(Relaxed));
+    counter!("xferwatch_output_reopens_total").absolute(o.reopens.load(Relaxed));
+    counter!("xferwatch_worker_panics_total").absolute(t.health.panics);
+    counter!("xferwatch_worker_panic_lost_flows_total").absolute(t.health.panic_lost_flows);
+    gauge!("xferwatch_threads_stalled").set(daemon.stalled_threads as f64);
 }

@@ -7,7 +7,7 @@ use crate::worker::WorkerTotals;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use xferwatch_capture::{read_files, Dispatcher, Ingest, IngestStats, Mode};
@@ -54,18 +54,34 @@ pub fn run(
         workers.recycle,
     );
     let mut ingest = Ingest::new(dispatcher, pipeline::defrag_limits(s));
-    // SIGINT/SIGTERM stop reading; every flow read so far still gets its record.
-    static STOP: AtomicBool = AtomicBool::new(false);
-    let _ = ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::Relaxed));
-    let outcome = read_files(pcaps, &mut ingest, &STOP, |p| tracing::warn!("{p}"));
+    // SIGINT/SIGTERM stop reading; every flow read so far still gets its record, and the exit
+    // status (130/143) tells a script the run was cut short.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sigint, sigterm) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &sigint),
+        (signal_hook::consts::SIGTERM, &sigterm),
+    ] {
+        signal_hook::flag::register(sig, stop.clone())
+            .and_then(|_| signal_hook::flag::register(sig, flag.clone()))
+            .context("cannot install the signal handlers")?;
+    }
+    let outcome = read_files(pcaps, &mut ingest, &stop, |p| tracing::warn!("{p}"));
     ingest.finish();
+    let mut dead_workers = 0usize;
     for h in workers.handles {
-        let _ = h.join();
+        if h.join().is_err() {
+            dead_workers += 1;
+        }
     }
     let (merged, mut out) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
     let mut merged = merged.context("cannot write the EVE output")?;
+    dead_workers = dead_workers.max(n.saturating_sub(merged.finished));
 
     baselines.save(&mut merged.totals);
     let stats = stats_record(
@@ -92,8 +108,47 @@ pub fn run(
             &outcome,
         );
     }
-    let code = if outcome.any_unreadable() { 2 } else { 0 };
-    Ok(code)
+    let mut health = crate::health::WorkerHealth::default();
+    for t in &merged.totals {
+        health.merge(&t.health);
+    }
+    let interrupted = if sigterm.load(Ordering::Relaxed) {
+        Some(("SIGTERM", 143))
+    } else if sigint.load(Ordering::Relaxed) {
+        Some(("SIGINT", 130))
+    } else {
+        None
+    };
+    if let Some((sig, _)) = interrupted {
+        eprintln!(
+            "xferwatch replay: interrupted by {sig} after {} packets ({} bytes) of {} file(s); \
+             the flows read so far were written",
+            ingest.stats.frames, ingest.stats.bytes, outcome.files_read
+        );
+    }
+    if health.panics > 0 || dead_workers > 0 {
+        eprintln!(
+            "xferwatch replay: internal error: {} panic(s) contained, {} flow(s) lost with them, \
+             {dead_workers} worker(s) died; the output is incomplete (exit status 3)",
+            health.panics, health.panic_lost_flows
+        );
+    }
+    Ok(exit_code(
+        interrupted.map(|i| i.1),
+        health.panics > 0 || dead_workers > 0,
+        outcome.any_unreadable(),
+    ))
+}
+
+/// The exit status of a replay, most serious first: interrupted by a signal (128 + its number),
+/// an internal error contained or a worker lost (3), a capture file that could not be read (2).
+pub fn exit_code(signal: Option<u8>, internal_error: bool, unreadable: bool) -> u8 {
+    match (signal, internal_error, unreadable) {
+        (Some(code), _, _) => code,
+        (None, true, _) => 3,
+        (None, false, true) => 2,
+        _ => 0,
+    }
 }
 
 /// The `stats` event from the counters of the capture side and of every worker.
@@ -178,6 +233,8 @@ pub fn stats_record(
             ("sessions_created", sessions.created),
             ("sessions_refused", sessions.refused),
             ("session_queue_limit_hits", sessions.queue_limit_hits),
+            ("worker_panics", t.health.panics),
+            ("worker_panic_lost_flows", t.health.panic_lost_flows),
         ],
     }
 }

@@ -5,15 +5,17 @@
 //! signals (SIGTERM/SIGINT: stop, drain, every flow written, exit 0; SIGHUP: reopen the EVE file,
 //! reload the allowlist and thresholds), metrics, periodic `stats` events and the systemd watchdog.
 
+use crate::health::{Beat, Verdict, STALL_AFTER};
 use crate::pipeline::{self, worker_count, BaselineFile};
 use crate::replay::stats_record;
 use crate::settings::Settings;
 use crate::worker::{LiveShared, Out, Shared, WorkerTotals};
-use crate::writer::EveSink;
+use crate::writer::{EveSink, Merged, OutputStatus};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use xferwatch_capture::live::{self, CaptureReport, LiveConfig};
 use xferwatch_capture::{DefragStats, Dispatcher, Ingest, IngestStats, Mode};
@@ -39,7 +41,10 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         let group =
             (threads > 1).then(|| (std::process::id() as u16) ^ (i as u16).wrapping_mul(0x9e37));
         for _ in 0..threads {
-            handles.push(live::open(iface, &lc, group).map_err(anyhow::Error::msg)?);
+            handles.push((
+                live::open(iface, &lc, group).map_err(anyhow::Error::msg)?,
+                group,
+            ));
         }
     }
     if s.metrics.enabled {
@@ -52,7 +57,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         crate::metrics::install(addr, &s.metrics.allow).map_err(anyhow::Error::msg)?;
     }
     let eve_path = PathBuf::from(&s.output.eve_path);
-    let mut sink = EveSink::open(&eve_path).map_err(|e| {
+    let mut sink = EveSink::open(&eve_path, s.output.buffer_max.0 as usize).map_err(|e| {
         anyhow::anyhow!(
             "output.eve_path: cannot open {} for appending ({e}); create the directory or choose another path",
             eve_path.display()
@@ -71,47 +76,58 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         detect: RwLock::new((0, s.detect_config(n))),
         detect_gen: AtomicU64::new(0),
         save_gen: AtomicU64::new(0),
+        beats: (0..n).map(|_| Beat::now()).collect(),
     };
     let shared = Arc::new(pipeline::shared(s, n, Some(live_shared)));
     let (out_tx, out_rx) = crossbeam_channel::bounded::<Out>(n * 64);
     let workers = pipeline::spawn_workers(s, &shared, n, &baselines.saved, &out_tx)?;
     baselines.saved = Vec::new();
     let reopen = sink.reopen.clone();
-    let writer = std::thread::Builder::new()
-        .name("xw-writer".into())
-        .spawn(move || {
-            let r = crate::writer::run_live(out_rx, n, &mut sink);
-            (r, sink)
-        })?;
+    let output = sink.status.clone();
+    let writer_beat = Arc::new(Beat::now());
+    let writer = {
+        let beat = writer_beat.clone();
+        std::thread::Builder::new()
+            .name("xw-writer".into())
+            .spawn(move || {
+                let r = crate::writer::run_live(out_rx, n, &mut sink, &beat);
+                (r, sink)
+            })?
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let reports: Arc<Vec<Mutex<CaptureReport>>> = Arc::new(
         handles
             .iter()
-            .map(|h| {
+            .map(|(h, _)| {
                 Mutex::new(CaptureReport {
                     interface: h.interface.clone(),
+                    up: true,
                     ..Default::default()
                 })
             })
             .collect(),
     );
+    let capture_beats: Arc<Vec<Beat>> = Arc::new(handles.iter().map(|_| Beat::now()).collect());
     let limits = pipeline::defrag_limits(s);
     let mut capture_threads = Vec::new();
-    for (i, h) in handles.into_iter().enumerate() {
+    for (i, (h, group)) in handles.into_iter().enumerate() {
         let dispatcher = Dispatcher::new(
             Mode::Live,
             shared.shard.clone(),
             workers.senders.clone(),
             workers.recycle.clone(),
         );
-        let (stop, reports) = (stop.clone(), reports.clone());
+        let (stop, reports, beats) = (stop.clone(), reports.clone(), capture_beats.clone());
+        let (iface, lc) = (h.interface.clone(), lc.clone());
         capture_threads.push(
             std::thread::Builder::new()
                 .name(format!("xw-capture-{i}"))
                 .spawn(move || {
                     let mut ingest = Ingest::new(dispatcher, limits);
-                    live::capture_loop(h, &mut ingest, &stop, |r| {
+                    let reopen = || live::open(&iface, &lc, group);
+                    live::capture_loop(h, &mut ingest, &stop, reopen, |r| {
+                        beats[i].stamp();
                         if let Ok(mut slot) = reports[i].lock() {
                             *slot = r.clone();
                         }
@@ -138,6 +154,20 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     );
     crate::notify::notify("READY=1");
     let watchdog = crate::notify::watchdog_interval();
+    let threads = Threads {
+        workers: &worker_threads,
+        worker_beats: shared.live.as_ref().map_or(&[][..], |l| &l.beats[..]),
+        writer: &writer,
+        writer_beat: &writer_beat,
+        captures: &capture_threads,
+        capture_beats: &capture_beats,
+        reports: &reports,
+    };
+    let mut last_verdict = Verdict {
+        stalled: Vec::new(),
+        any_capture_up: true,
+    };
+    let mut last_status = String::new();
 
     let stats_every = Duration::from_secs(s.output.stats_interval.0.max(1));
     let (mut last_metrics, mut last_stats, mut last_dog) =
@@ -170,23 +200,49 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
                 ),
             }
         }
+        let verdict = threads.verdict();
+        if verdict != last_verdict {
+            if verdict.healthy() {
+                tracing::warn!(
+                    "every thread is making progress and capture is up again; the watchdog is fed"
+                );
+            } else {
+                tracing::error!(
+                    "{}; the systemd watchdog is no longer fed (the service will be restarted if it has WatchdogSec)",
+                    verdict.describe()
+                );
+            }
+            last_verdict = verdict.clone();
+        }
         if let Some(d) = watchdog {
-            if last_dog.elapsed() >= d {
+            if verdict.healthy() && last_dog.elapsed() >= d {
                 crate::notify::notify("WATCHDOG=1");
                 last_dog = Instant::now();
             }
         }
         if last_metrics.elapsed() >= Duration::from_secs(1) {
             last_metrics = Instant::now();
+            let status = status_line(&settings, &verdict, &output);
+            if status != last_status {
+                crate::notify::notify(&format!("STATUS={status}"));
+                last_status = status;
+            }
             if settings.metrics.enabled {
                 let (w, c) = snapshot(&shared, &reports);
-                crate::metrics::publish(&w, &c);
+                crate::metrics::publish(
+                    &w,
+                    &c,
+                    &crate::metrics::Daemon {
+                        output: &output,
+                        stalled_threads: verdict.stalled.len(),
+                    },
+                );
             }
         }
         if last_stats.elapsed() >= stats_every {
             last_stats = Instant::now();
             let (w, c) = snapshot(&shared, &reports);
-            let line = stats_line(&w, &c, started);
+            let line = stats_line(&w, &c, &output, started);
             let _ = out_tx.send(Out {
                 worker: n,
                 events: vec![((0, 0, 0), line)],
@@ -211,24 +267,32 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     if let Some(first) = ingests.first_mut() {
         first.finish();
     }
-    for w in worker_threads {
-        let _ = w.join();
+    for (i, w) in worker_threads.into_iter().enumerate() {
+        if w.join().is_err() {
+            tracing::error!("worker {i} had died; the flows of its shard were lost");
+        }
     }
     drop(out_tx);
-    let (merged, mut sink) = writer
+    let (mut merged, mut sink) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-    let mut merged = merged?;
     let captures: Vec<CaptureReport> = reports
         .iter()
         .filter_map(|r| r.lock().ok().map(|r| r.clone()))
         .collect();
     baselines.save(&mut merged.totals);
-    let line = stats_line(&merged.totals, &captures, started);
-    sink.write_line(&line)?;
-    sink.flush()?;
+    let line = stats_line(&merged.totals, &captures, &output, started);
+    sink.write_line(&line);
+    sink.finish(Duration::from_secs(10));
     if settings.metrics.enabled {
-        crate::metrics::publish(&merged.totals, &captures);
+        crate::metrics::publish(
+            &merged.totals,
+            &captures,
+            &crate::metrics::Daemon {
+                output: &output,
+                stalled_threads: 0,
+            },
+        );
     }
     tracing::info!("stopped; {} events written", merged.events + 1);
     Ok(0)
@@ -261,7 +325,12 @@ fn snapshot(
     (workers, captures)
 }
 
-fn stats_line(workers: &[WorkerTotals], captures: &[CaptureReport], started: Instant) -> String {
+fn stats_line(
+    workers: &[WorkerTotals],
+    captures: &[CaptureReport],
+    output: &OutputStatus,
+    started: Instant,
+) -> String {
     let mut st = IngestStats::default();
     let mut d = DefragStats::default();
     for c in captures {
@@ -285,9 +354,98 @@ fn stats_line(workers: &[WorkerTotals], captures: &[CaptureReport], started: Ins
     rec.extra.push(("capture_kernel_drops", kd));
     rec.extra.push(("capture_interface_drops", idrop));
     rec.extra.push(("capture_queue_drops", qd));
+    rec.extra.push((
+        "capture_dead_worker_drops",
+        captures.iter().map(|c| c.dead_worker_packets).sum(),
+    ));
+    rec.extra
+        .push(("capture_reopens", captures.iter().map(|c| c.reopens).sum()));
+    let writer_gone: u64 = workers.iter().map(|w| w.health.writer_gone_events).sum();
+    rec.extra
+        .push(("events_dropped", output.dropped() + writer_gone));
+    rec.extra.push((
+        "output_write_errors",
+        output.write_errors.load(Ordering::Relaxed),
+    ));
     let mut line = String::new();
     write_stats(&mut line, &rec);
     line
+}
+
+/// The daemon's long-lived threads and their heartbeats, looked at once a second.
+struct Threads<'a> {
+    workers: &'a [JoinHandle<()>],
+    worker_beats: &'a [Beat],
+    writer: &'a JoinHandle<(Merged, EveSink)>,
+    writer_beat: &'a Beat,
+    captures: &'a [JoinHandle<Ingest>],
+    capture_beats: &'a [Beat],
+    reports: &'a [Mutex<CaptureReport>],
+}
+
+impl Threads<'_> {
+    fn verdict(&self) -> Verdict {
+        let mut stalled = Vec::new();
+        let mut look = |name: String, finished: bool, beat: Option<&Beat>| {
+            if finished {
+                stalled.push(format!("{name} (exited)"));
+            } else if let Some(age) = beat.map(Beat::age).filter(|a| *a > STALL_AFTER) {
+                stalled.push(format!("{name} (no progress for {} s)", age.as_secs()));
+            }
+        };
+        for (i, w) in self.workers.iter().enumerate() {
+            look(
+                format!("xw-worker-{i}"),
+                w.is_finished(),
+                self.worker_beats.get(i),
+            );
+        }
+        look(
+            "xw-writer".into(),
+            self.writer.is_finished(),
+            Some(self.writer_beat),
+        );
+        for (i, c) in self.captures.iter().enumerate() {
+            look(
+                format!("xw-capture-{i}"),
+                c.is_finished(),
+                self.capture_beats.get(i),
+            );
+        }
+        let any_capture_up = self
+            .reports
+            .iter()
+            .any(|r| r.lock().map(|r| r.up).unwrap_or(false));
+        Verdict {
+            stalled,
+            any_capture_up,
+        }
+    }
+}
+
+/// The one-line service status (`systemctl status`): healthy, or what is wrong.
+fn status_line(s: &Settings, v: &Verdict, output: &OutputStatus) -> String {
+    let mut problems = Vec::new();
+    if !v.healthy() {
+        problems.push(v.describe());
+    }
+    if !output.up.load(Ordering::Relaxed) {
+        let err = output
+            .last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        problems.push(format!(
+            "EVE output failing ({err}): {} bytes held, {} events dropped",
+            output.buffered.load(Ordering::Relaxed),
+            output.dropped()
+        ));
+    }
+    if problems.is_empty() {
+        format!("capturing on {}", s.capture.interfaces.join(", "))
+    } else {
+        format!("DEGRADED: {}", problems.join("; "))
+    }
 }
 
 /// Asks the workers for their baselines and saves what they handed over last time.

@@ -210,6 +210,8 @@ pub struct Output {
     pub eve_path: String,
     pub stats_interval: Seconds,
     pub log_credentials: bool,
+    /// Events held in memory while the EVE file cannot be written (disk full, file gone).
+    pub buffer_max: Bytes,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -351,6 +353,7 @@ impl Default for Output {
             eve_path: "eve.json".into(),
             stats_interval: Seconds(60),
             log_credentials: false,
+            buffer_max: Bytes(64 << 20),
         }
     }
 }
