@@ -32,6 +32,8 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_sessions_total", true, Unit::Count, "Transfer sessions started."),
     ("xferwatch_worker_queue_depth", false, Unit::Count, "Batches waiting in a worker's queue."),
     ("xferwatch_events_total", true, Unit::Count, "EVE events written by the workers, by event_type."),
+    ("xferwatch_log_messages_suppressed_total", true, Unit::Count, "Log messages held back by the rate limit (a few per minute per place in the code), by level."),
+    ("xferwatch_metrics_listener_errors_total", true, Unit::Count, "Connections to this metrics listener that failed (malformed HTTP, peer gone, accept errors)."),
 ];
 
 /// Starts the HTTP exporter on `listen`, reachable from `allow` only. Checks the port first so that
@@ -64,6 +66,10 @@ pub fn install(listen: SocketAddr, allow: &[ipnet::IpNet]) -> Result<(), String>
     for event in ["created", "matched", "expired", "refused"] {
         counter!("xferwatch_expectations_total", "event" => event).absolute(0);
     }
+    for level in ["error", "warn", "info"] {
+        counter!("xferwatch_log_messages_suppressed_total", "level" => level).increment(0);
+    }
+    counter!("xferwatch_metrics_listener_errors_total").increment(0);
     Ok(())
 }
 

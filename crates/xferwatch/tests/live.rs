@@ -1809,3 +1809,74 @@ fn burst_keeps_running_and_counts_drops() {
         hwm_kib / 1024
     );
 }
+
+/// (i) A burst of malformed connections to the metrics listener (one warning each from the
+/// exporter): the log stays a few lines (rate-limited per call site), every failure is counted,
+/// the endpoint keeps answering, and no colour codes reach a log that is not a terminal.
+#[test]
+fn malformed_metrics_connections_are_rate_limited_and_counted() {
+    const T: &str = "malformed_metrics_connections_are_rate_limited_and_counted";
+    let Some((_g, rig)) = rig_for(T, &["ip", "curl", "kill", "bash"]) else {
+        return;
+    };
+    const CONNECTIONS: u32 = 300;
+    let (cfg, _eve) = rig.config("malformed", 1, "");
+    let mut d = rig.start_daemon("daemon-malformed", &cfg, &[]);
+    let (host, port) = METRICS.split_once(':').expect("host:port");
+    let script = format!(
+        "for i in $(seq {CONNECTIONS}); do \
+           exec 3<>/dev/tcp/{host}/{port} || exit 1; \
+           printf 'NOT HTTP AT ALL \\001\\002\\r\\n\\r\\n' >&3; cat <&3 >/dev/null; exec 3<&-; \
+         done"
+    );
+    let bash = rig.tools.get("bash").to_string_lossy().into_owned();
+    let t0 = Instant::now();
+    let out = rig
+        .exec(&[&bash, "-c", &script], Duration::from_secs(60))
+        .expect("malformed connections");
+    assert!(out.status.success(), "bash: {}", text(&out.stderr));
+    let m = rig.wait_metrics(
+        &mut d,
+        "every malformed connection counted",
+        Duration::from_secs(20),
+        |m| m.sum("xferwatch_metrics_listener_errors_total", &[]) >= f64::from(CONNECTIONS),
+    );
+    let suppressed = m.sum(
+        "xferwatch_log_messages_suppressed_total",
+        &[("level", "warn")],
+    );
+    let log = d.proc.stderr_text();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("Error serving connection"))
+        .count();
+    assert!(
+        (1..=5).contains(&warnings),
+        "{warnings} warning lines for {CONNECTIONS} malformed connections{}",
+        d.proc.diag()
+    );
+    assert!(
+        suppressed >= f64::from(CONNECTIONS) - 5.0,
+        "suppressed {suppressed}"
+    );
+    assert!(
+        log.lines().count() < 30,
+        "the log stays short{}",
+        d.proc.diag()
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "no ANSI escape in a log file{}",
+        d.proc.diag()
+    );
+    assert!(d.proc.running(), "the daemon survived");
+    let st = rig.stop_daemon(&mut d);
+    assert!(st.success(), "exit status {st}{}", d.proc.diag());
+    println!(
+        "{T}: {CONNECTIONS} malformed connections in {:.1} s: {} counted, {warnings} warning lines, \
+         {suppressed} suppressed, {} log lines in all",
+        t0.elapsed().as_secs_f64(),
+        m.sum("xferwatch_metrics_listener_errors_total", &[]),
+        d.proc.stderr_text().lines().count()
+    );
+}
