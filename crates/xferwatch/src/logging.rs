@@ -149,25 +149,34 @@ impl<L> RateLimitLayer<L> {
         }
     }
 
-    /// Whether `meta`'s event passes now, and the summaries (call site, count) due now.
+    /// Whether `meta`'s event passes now, and the summaries (call site, count) due now. The lock is
+    /// released before anything else is called (a metric, the formatter), so nothing they might log
+    /// can come back into it.
     fn decide(&self, meta: &'static Metadata<'static>, now: Instant) -> (bool, Vec<Summary>) {
         let mut due = Vec::new();
-        // A poisoned lock only means a panic elsewhere while holding it; the map is still sound.
-        let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
-        for site in sites.values_mut() {
-            if let Some(n) = site.limit.take_pending(now) {
-                due.push(Summary { meta: site.meta, n });
+        let verdict = {
+            // A poisoned lock only means a panic elsewhere while holding it; the map is still sound.
+            let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
+            for site in sites.values_mut() {
+                if let Some(n) = site.limit.take_pending(now) {
+                    due.push(Summary { meta: site.meta, n });
+                }
             }
-        }
-        let id = meta.callsite();
-        if !sites.contains_key(&id) && sites.len() >= MAX_LIMITED_CALLSITES {
-            return (true, due);
-        }
-        let site = sites.entry(id).or_insert_with(|| Site {
-            meta,
-            limit: RateLimited::new(self.burst, self.interval),
-        });
-        match site.limit.should_log(now) {
+            let id = meta.callsite();
+            if !sites.contains_key(&id) && sites.len() >= MAX_LIMITED_CALLSITES {
+                Some(0)
+            } else {
+                sites
+                    .entry(id)
+                    .or_insert_with(|| Site {
+                        meta,
+                        limit: RateLimited::new(self.burst, self.interval),
+                    })
+                    .limit
+                    .should_log(now)
+            }
+        };
+        match verdict {
             Some(0) => (true, due),
             Some(n) => {
                 due.push(Summary { meta, n });
