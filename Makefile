@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build demo test test-rust test-eve test-live bench score lint fmt clean install
+.PHONY: all deps build demo test test-rust test-eve test-live soak bench score lint fmt clean install
 
 all: build
 
@@ -84,6 +84,14 @@ test-eve: build
 # throw-away network namespace, fed by tcpreplay, scraped by Prometheus.
 test-live: deps
 	$(CARGO) test --release -p xferwatch --test live -- --nocapture
+
+# Soak (root only; says "skipped" otherwise): the live daemon in a throw-away network namespace for
+# SOAK_SECONDS (default 300) under looped tcpreplay of pcaps/*.pcap and of generated traffic, with
+# EVE rotations; samples resident memory and open descriptors, prints their slope after the warm-up
+# and fails on growth beyond the tolerance or a descriptor leak. Settings: see bench/soak.sh.
+soak: deps
+	$(CARGO) build --release -p xferwatch -p xferwatch-gen
+	bash bench/soak.sh
 
 # Installs the daemon as a systemd service (root). DESTDIR stages the files instead; the system
 # user and the ownership of the configuration are then left to the package.

@@ -1,6 +1,8 @@
 //! The baseline state file: every (internal host, VLAN, protocol) baseline, saved at shutdown (and
 //! periodically by the daemon) and loaded at start, so a restart forgets nothing. Written to a
-//! temporary file and renamed, so a crash never leaves half a file. A file that cannot be read is
+//! fresh, randomly named file in the same directory (created with O_CREAT|O_EXCL, so a symlink or
+//! file planted there is never followed or overwritten), synced, then renamed over the state file,
+//! so a crash never leaves half a file. A file that cannot be read is
 //! reported and set aside (renamed `*.corrupt`); the sensor starts learning afresh.
 
 use anyhow::{Context, Result};
@@ -112,11 +114,113 @@ pub fn save(path: &Path, window_secs: u64, mut all: Saved) -> Result<()> {
             })
             .collect(),
     };
-    let tmp = path.with_extension("tmp");
     let text = serde_json::to_string_pretty(&f).context("cannot encode the baseline state")?;
-    std::fs::write(&tmp, text + "\n")
-        .with_context(|| format!("{}: cannot write the baseline state", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot replace the baseline state", path.display()))?;
+    write_replace(path, (text + "\n").as_bytes())
+        .with_context(|| format!("{}: cannot save the baseline state", path.display()))
+}
+
+/// Replaces `path` with `bytes` atomically: a new file with a random name next to it (exclusive
+/// creation, mode 0600: nothing already at that name, link or not, is opened), written, synced,
+/// renamed over `path` (rename replaces a symlink at `path` itself, never its target), and the
+/// directory synced so the rename survives a power cut. On any error the temporary file is removed.
+fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("{}: cannot write", tmp.path().display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .context("cannot rename the new file into place")?;
+    // Best effort: some file systems cannot sync a directory; the data itself is already synced.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A fresh directory holding a file `victim` ("precious") and a symlink to it at `link_name`;
+    /// returns the directory, the victim and the state path `baselines.json`.
+    fn planted(tag: &str, link_name: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let d =
+            std::env::temp_dir().join(format!("xferwatch-baseline-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let victim = d.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, d.join(link_name)).unwrap();
+        let state = d.join("baselines.json");
+        (d, victim, state)
+    }
+
+    fn one_host() -> Saved {
+        vec![(
+            (Addr::from(std::net::IpAddr::from([10, 0, 0, 5])), 0, 0),
+            HostBaseline::new(1_000_000, 42, 1000.0, 10.0, 3),
+        )]
+    }
+
+    /// Regression: the state was written through the fixed path `<state>.tmp`, following a symlink
+    /// planted there, so whoever could write the state directory could make the sensor overwrite
+    /// any file it may write.
+    #[test]
+    fn a_symlink_at_the_old_temporary_path_is_not_followed() {
+        let (d, victim, state) = planted("symlink", "baselines.tmp");
+        save(&state, 3600, one_host()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(std::fs::symlink_metadata(d.join("baselines.tmp"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let back = load(&state, 3600);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].1.current, 42);
+        // Nothing else is left behind: the victim, the planted link and the state file.
+        let mut names: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["baselines.json", "baselines.tmp", "victim"]);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// A symlink at the state path itself is replaced by the new file, its target left alone.
+    #[test]
+    fn a_symlink_at_the_state_path_is_replaced_not_written_through() {
+        let (d, victim, state) = planted("statelink", "baselines.json");
+        save(&state, 3600, one_host()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(std::fs::symlink_metadata(&state)
+            .unwrap()
+            .file_type()
+            .is_file());
+        assert_eq!(load(&state, 3600).len(), 1);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// A directory that cannot be written: an error naming the state file, and nothing written.
+    #[test]
+    fn an_unwritable_directory_is_an_error() {
+        let state = Path::new("/nonexistent-xferwatch-dir/baselines.json");
+        let e = format!("{:#}", save(state, 3600, one_host()).unwrap_err());
+        assert!(e.contains("baselines.json"), "{e}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The `xferwatch` binary: the command line. Glue only — the pipeline is the `xferwatch` library
 //! (src/lib.rs), decoding, flows, identification, policy and output live in the workspace's crates.
 
+use xferwatch::logging::init_logging;
 use xferwatch::{replay, run, settings};
 
 use clap::{Parser, Subcommand};
@@ -119,17 +120,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_logging(s: &settings::Settings) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log.level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if s.log.format == "json" {
-        b.json().try_init()
-    } else {
-        b.with_target(false).try_init()
-    };
 }

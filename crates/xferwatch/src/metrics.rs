@@ -43,6 +43,8 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_capture_up", false, Unit::Count, "1 while the interface's capture handles are open and reading, 0 while it is lost and being reopened."),
     ("xferwatch_capture_reopens_total", true, Unit::Count, "Times a lost capture handle was opened again, per interface."),
     ("xferwatch_capture_last_packet_age_seconds", false, Unit::Seconds, "Seconds since the interface delivered its last packet (since start if none yet)."),
+    ("xferwatch_log_messages_suppressed_total", true, Unit::Count, "Log messages held back by the rate limit (a few per minute per place in the code), by level."),
+    ("xferwatch_metrics_listener_errors_total", true, Unit::Count, "Connections to this metrics listener that failed (malformed HTTP, peer gone, accept errors)."),
 ];
 
 /// What the daemon itself knows, beside the threads' counters.
@@ -85,6 +87,10 @@ pub fn install(listen: SocketAddr, allow: &[ipnet::IpNet]) -> Result<(), String>
         counter!("xferwatch_events_dropped_total", "reason" => reason).absolute(0);
     }
     std::sync::LazyLock::force(&STARTED_US);
+    for level in ["error", "warn", "info"] {
+        counter!("xferwatch_log_messages_suppressed_total", "level" => level).increment(0);
+    }
+    counter!("xferwatch_metrics_listener_errors_total").increment(0);
     Ok(())
 }
 

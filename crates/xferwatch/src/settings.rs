@@ -9,7 +9,7 @@ use serde::{de, Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// A byte count: an integer, or a string such as "50MiB", "10 MB", "1.5GiB".
+/// A byte count: an integer, or a string such as "50MiB", "10 MB", "1.5GiB", "1PiB".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Bytes(pub u64);
@@ -17,34 +17,86 @@ pub struct Bytes(pub u64);
 /// Largest accepted byte threshold (1 PiB): anything above is a typo.
 const MAX_BYTES: u64 = 1 << 50;
 
+/// Every unit a byte size may carry (matched without regard to case, so "50mib" and "50MiB" agree):
+/// K/M/G/T/P and KB..PB are decimal, Ki..Pi and KiB..PiB binary.
+const BYTE_UNITS: [(&str, u64); 21] = [
+    ("b", 1),
+    ("k", 1_000),
+    ("kb", 1_000),
+    ("ki", 1 << 10),
+    ("kib", 1 << 10),
+    ("m", 1_000_000),
+    ("mb", 1_000_000),
+    ("mi", 1 << 20),
+    ("mib", 1 << 20),
+    ("g", 1_000_000_000),
+    ("gb", 1_000_000_000),
+    ("gi", 1 << 30),
+    ("gib", 1 << 30),
+    ("t", 1_000_000_000_000),
+    ("tb", 1_000_000_000_000),
+    ("ti", 1 << 40),
+    ("tib", 1 << 40),
+    ("p", 1_000_000_000_000_000),
+    ("pb", 1_000_000_000_000_000),
+    ("pi", 1 << 50),
+    ("pib", 1 << 50),
+];
+
+/// Parses a byte size exactly (integer arithmetic, no floating point): digits, an optional fraction,
+/// optional spaces, an optional unit. The fraction is rounded down to whole bytes. Anything above
+/// 1 PiB, or below 1 byte, is out of range.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let not_a_size =
+        || format!("`{s}` is not a byte size (examples: 52428800, \"50MiB\", \"10 MB\", \"1PiB\")");
+    let out_of_range = || format!("`{s}` is out of range (1 byte to 1 PiB)");
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        format!("`{s}` is not a byte size (examples: 52428800, \"50MiB\", \"10MB\")")
-    })?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" | "ki" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" | "mi" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" | "gi" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" | "ti" => 1 << 40,
-        u => {
-            return Err(format!(
-                "unknown byte unit `{u}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"
-            ))
-        }
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty() || frac.contains('.') {
+        return Err(not_a_size());
+    }
+    let unit_lc = unit.trim().to_ascii_lowercase();
+    let mult = match unit_lc.as_str() {
+        "" => 1,
+        u => BYTE_UNITS
+            .iter()
+            .find(|(name, _)| *name == u)
+            .map(|(_, m)| *m)
+            .ok_or_else(|| {
+                format!(
+                    "unknown byte unit `{}` in `{s}` (use B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, PB, PiB)",
+                    unit.trim()
+                )
+            })?,
     };
-    let v = n * mult as f64;
-    if !(v.is_finite()) || v < 1.0 || v > MAX_BYTES as f64 {
-        return Err(format!("`{s}` is out of range (1 byte to 1 PiB)"));
+    // Leading zeros are harmless; more significant digits than u128 holds are out of range anyway.
+    let int = int.trim_start_matches('0');
+    if int.len() > 30 {
+        return Err(out_of_range());
+    }
+    let whole: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| not_a_size())?
+    };
+    // Only as many fraction digits as can matter (a byte is the smallest unit, 10^18 > 1 PB).
+    let frac = &frac[..frac.len().min(20)];
+    let frac_value: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| not_a_size())?
+    };
+    let frac_bytes = frac_value * u128::from(mult) / 10u128.pow(frac.len() as u32);
+    let v = whole
+        .checked_mul(u128::from(mult))
+        .and_then(|w| w.checked_add(frac_bytes))
+        .ok_or_else(out_of_range)?;
+    if v < 1 || v > u128::from(MAX_BYTES) {
+        return Err(out_of_range());
     }
     Ok(v as u64)
 }
@@ -618,9 +670,101 @@ mod tests {
         assert_eq!(parse_bytes("50MiB"), Ok(52_428_800));
         assert_eq!(parse_bytes("10 MB"), Ok(10_000_000));
         assert_eq!(parse_bytes("1.5KiB"), Ok(1536));
+        assert_eq!(parse_bytes("52428800"), Ok(52_428_800));
         assert!(parse_bytes("-5").is_err());
         assert!(parse_bytes("5 parsecs").is_err());
         assert!(parse_bytes("99999PiB").is_err());
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes(".").is_err());
+        assert!(parse_bytes("1.2.3MB").is_err());
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("0.1B").is_err());
+    }
+
+    /// Regression: "1 PiB" was documented as the upper bound, but no P unit parsed, with or without
+    /// the space.
+    #[test]
+    fn every_documented_unit_with_and_without_space() {
+        let units: [(&str, u64); 13] = [
+            ("B", 1),
+            ("KB", 1_000),
+            ("KiB", 1 << 10),
+            ("MB", 1_000_000),
+            ("MiB", 1 << 20),
+            ("GB", 1_000_000_000),
+            ("GiB", 1 << 30),
+            ("TB", 1_000_000_000_000),
+            ("TiB", 1 << 40),
+            ("PB", 1_000_000_000_000_000),
+            ("PiB", 1 << 50),
+            ("K", 1_000),
+            ("Ki", 1 << 10),
+        ];
+        for (unit, mult) in units {
+            for form in [
+                format!("1{unit}"),
+                format!("1 {unit}"),
+                format!(" 1  {unit} "),
+                format!("1{}", unit.to_ascii_lowercase()),
+                format!("1{}", unit.to_ascii_uppercase()),
+            ] {
+                assert_eq!(parse_bytes(&form), Ok(mult), "{form}");
+            }
+        }
+        assert_eq!(parse_bytes("1PiB"), Ok(MAX_BYTES));
+        assert_eq!(parse_bytes("1 PiB"), Ok(MAX_BYTES));
+        assert_eq!(parse_bytes("1024TiB"), Ok(MAX_BYTES));
+        assert_eq!(parse_bytes("0.5PiB"), Ok(MAX_BYTES / 2));
+    }
+
+    #[test]
+    fn byte_sizes_out_of_range_are_errors_not_wraps() {
+        for s in [
+            "1.0000001PiB",
+            "1025TiB",
+            "1126PB",
+            "2PiB",
+            "18446744073709551616",
+            "99999999999999999999999999999999999999999PiB",
+            "340282366920938463463374607431768211456 B",
+        ] {
+            let e = parse_bytes(s).unwrap_err();
+            assert!(e.contains("out of range"), "{s}: {e}");
+        }
+        // Exact at the bound, no floating point rounding either way.
+        assert_eq!(parse_bytes("1125899906842624"), Ok(MAX_BYTES));
+        assert!(parse_bytes("1125899906842625").is_err());
+        assert_eq!(parse_bytes("1.000000000000000000000000001KiB"), Ok(1024));
+    }
+
+    /// An out-of-range size in a file is an error that names the key.
+    #[test]
+    fn byte_size_error_names_the_key() {
+        let dir = std::env::temp_dir().join(format!("xferwatch-size-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sensor.toml");
+        std::fs::write(
+            &file,
+            "[network]\ninternal = [\"10.0.0.0/8\"]\n[detect.large_outbound]\nthreshold_bytes = \"2 PiB\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(e.contains("threshold_bytes"), "{e}");
+        assert!(e.contains("out of range"), "{e}");
+        let ok = dir.join("ok.toml");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            &ok,
+            "[network]\ninternal = [\"10.0.0.0/8\"]\n[detect.large_outbound]\nthreshold_bytes = \"1PiB\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&ok));
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(
+            s.unwrap().detect.large_outbound.threshold_bytes,
+            Bytes(MAX_BYTES)
+        );
     }
 
     #[test]

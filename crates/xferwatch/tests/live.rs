@@ -1809,3 +1809,167 @@ fn burst_keeps_running_and_counts_drops() {
         hwm_kib / 1024
     );
 }
+
+/// (i) A burst of malformed connections to the metrics listener (one warning each from the
+/// exporter): the log stays a few lines (rate-limited per call site), every failure is counted,
+/// the endpoint keeps answering, and no colour codes reach a log that is not a terminal.
+#[test]
+fn malformed_metrics_connections_are_rate_limited_and_counted() {
+    const T: &str = "malformed_metrics_connections_are_rate_limited_and_counted";
+    let Some((_g, rig)) = rig_for(T, &["ip", "curl", "kill", "bash"]) else {
+        return;
+    };
+    const CONNECTIONS: u32 = 300;
+    let (cfg, _eve) = rig.config("malformed", 1, "");
+    let mut d = rig.start_daemon("daemon-malformed", &cfg, &[]);
+    let (host, port) = METRICS.split_once(':').expect("host:port");
+    let script = format!(
+        "for i in $(seq {CONNECTIONS}); do \
+           exec 3<>/dev/tcp/{host}/{port} || exit 1; \
+           printf 'NOT HTTP AT ALL \\001\\002\\r\\n\\r\\n' >&3; cat <&3 >/dev/null; exec 3<&-; \
+         done"
+    );
+    let bash = rig.tools.get("bash").to_string_lossy().into_owned();
+    let t0 = Instant::now();
+    let out = rig
+        .exec(&[&bash, "-c", &script], Duration::from_secs(60))
+        .expect("malformed connections");
+    assert!(out.status.success(), "bash: {}", text(&out.stderr));
+    let m = rig.wait_metrics(
+        &mut d,
+        "every malformed connection counted",
+        Duration::from_secs(20),
+        |m| m.sum("xferwatch_metrics_listener_errors_total", &[]) >= f64::from(CONNECTIONS),
+    );
+    let suppressed = m.sum(
+        "xferwatch_log_messages_suppressed_total",
+        &[("level", "warn")],
+    );
+    let log = d.proc.stderr_text();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("Error serving connection"))
+        .count();
+    assert!(
+        (1..=5).contains(&warnings),
+        "{warnings} warning lines for {CONNECTIONS} malformed connections{}",
+        d.proc.diag()
+    );
+    assert!(
+        suppressed >= f64::from(CONNECTIONS) - 5.0,
+        "suppressed {suppressed}"
+    );
+    assert!(
+        log.lines().count() < 30,
+        "the log stays short{}",
+        d.proc.diag()
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "no ANSI escape in a log file{}",
+        d.proc.diag()
+    );
+    assert!(d.proc.running(), "the daemon survived");
+    let st = rig.stop_daemon(&mut d);
+    assert!(st.success(), "exit status {st}{}", d.proc.diag());
+    println!(
+        "{T}: {CONNECTIONS} malformed connections in {:.1} s: {} counted, {warnings} warning lines, \
+         {suppressed} suppressed, {} log lines in all",
+        t0.elapsed().as_secs_f64(),
+        m.sum("xferwatch_metrics_listener_errors_total", &[]),
+        d.proc.stderr_text().lines().count()
+    );
+}
+
+/// (j) CAP_NET_RAW alone is enough, also for promiscuous mode (libpcap asks for it per socket with
+/// PACKET_ADD_MEMBERSHIP, which needs no CAP_NET_ADMIN): started as nobody with only CAP_NET_RAW, as
+/// the systemd unit does, the daemon opens the interface promiscuously, sees every packet and alerts.
+#[test]
+fn captures_promiscuously_with_cap_net_raw_alone() {
+    const T: &str = "captures_promiscuously_with_cap_net_raw_alone";
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill", "setpriv"]) else {
+        return;
+    };
+    let file = pcap("ftp-passive-upload.pcap");
+    let npkts = pcap_packets(&file) as f64;
+    let (cfg, eve) = rig.config("netraw", 1, SHORT_TIMEOUTS);
+    // The unprivileged user reads the configuration and writes the EVE file.
+    for (p, mode) in [
+        (rig.dir.as_path(), 0o755),
+        (cfg.parent().unwrap(), 0o777),
+        (cfg.as_path(), 0o644),
+    ] {
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let setpriv = rig.tools.get("setpriv").to_string_lossy().into_owned();
+    let bin = daemon_bin().to_string_lossy().into_owned();
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let mut p = rig.spawn(
+        "daemon-netraw",
+        &[
+            &setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all,+net_raw",
+            "--ambient-caps=-all,+net_raw",
+            "--bounding-set=-all,+net_raw",
+            &bin,
+            "run",
+            "-c",
+            &cfg_s,
+        ],
+        &[],
+    );
+    let up = poll(Duration::from_secs(20), || {
+        if !p.running() {
+            return Some(false);
+        }
+        rig.scrape().map(|_| true)
+    });
+    assert_eq!(
+        up,
+        Some(true),
+        "daemon with CAP_NET_RAW alone did not come up{}",
+        p.diag()
+    );
+    let status = fs::read_to_string(format!("/proc/{}/status", p.pid())).expect("status");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Bit 13: CAP_NET_RAW, nothing else.
+    assert_eq!(field("CapEff:"), "0000000000002000", "{status}");
+    assert_eq!(field("CapBnd:"), "0000000000002000", "{status}");
+    assert_eq!(field("Uid:"), "65534");
+    let link = rig.exec_ok(&["ip", "-d", "link", "show", CAP_IF]);
+    assert!(
+        text(&link.stdout).contains("promiscuity 1"),
+        "the capture socket holds the interface in promiscuous mode:\n{}",
+        text(&link.stdout)
+    );
+    rig.tcpreplay(&file);
+    let m = poll(Duration::from_secs(30), || {
+        let m = Metrics::parse(&rig.scrape()?);
+        (packets_on(&m) >= npkts
+            && m.sum("xferwatch_alerts_total", &[("signature_id", "1173001")]) >= 1.0)
+            .then_some(m)
+    });
+    assert!(m.is_some(), "packets and the alert seen{}", p.diag());
+    p.signal("TERM");
+    let st = p.wait(Duration::from_secs(30));
+    assert!(st.is_some_and(|s| s.success()), "exit {st:?}{}", p.diag());
+    let alerts = read_eve(&eve)
+        .iter()
+        .filter(|e| e["event_type"] == "alert")
+        .count();
+    assert!(alerts >= 1, "the upload's alert is in the EVE file");
+    println!(
+        "{T}: uid 65534, CapEff 0x2000 (net_raw only), promiscuity 1, {} packets, {alerts} alert(s)",
+        packets_on(&m.unwrap())
+    );
+}
