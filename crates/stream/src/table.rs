@@ -132,7 +132,7 @@ pub struct FlowTableConfig {
 impl Default for FlowTableConfig {
     fn default() -> Self {
         FlowTableConfig {
-            max_flows: 500_000,
+            max_flows: 200_000,
             timeouts: Timeouts::default(),
             emergency: Emergency::default(),
         }
@@ -202,6 +202,12 @@ const ALL_CLASSES: [Class; CLASSES] = [
 /// One LRU list per class for unprotected flows, then one per class for protected flows.
 const LISTS: usize = 2 * CLASSES;
 const NIL: u32 = u32::MAX;
+
+/// Flows one [`FlowTable::expire`] call ends at most. A flood's flows time out together (a million
+/// SYNs of one second, or the moment emergency timeouts apply): ended all at once, their records
+/// and events would double the memory the table holds. The rest end at the next calls (once per
+/// second of packet time), and being the longest idle, they are also the first evicted.
+pub const MAX_EXPIRED_PER_CALL: usize = 4096;
 
 /// The list of a flow of `class`, protected or not.
 fn list_of(class: Class, protected: bool) -> u8 {
@@ -704,8 +710,9 @@ impl<A: Default> FlowTable<A> {
         None
     }
 
-    /// Ends every flow idle for longer than its timeout at packet time `now_us`. Flows are pushed in
-    /// order of their first packet, so the output does not depend on how flows were spread.
+    /// Ends every flow idle for longer than its timeout at packet time `now_us`, at most
+    /// [`MAX_EXPIRED_PER_CALL`] of them (the rest at the next call). Flows are pushed in order of
+    /// their first packet, so the output does not depend on how flows were spread.
     pub fn expire(&mut self, now_us: i64, ended: &mut Vec<Flow<A>>) {
         let start = ended.len();
         self.check_emergency();
@@ -718,7 +725,9 @@ impl<A: Default> FlowTable<A> {
                     break;
                 }
                 let last = self.flow(h).last_us;
-                if last.saturating_add(timeout) > now_us {
+                if last.saturating_add(timeout) > now_us
+                    || ended.len() - start >= MAX_EXPIRED_PER_CALL
+                {
                     break;
                 }
                 if last.saturating_add(normal) > now_us {
