@@ -1,21 +1,33 @@
 //! IPv4/IPv6 fragment reassembly, bounded. Policy on overlaps: the first copy of a byte wins.
-//! Limits (all counted when hit): datagrams in flight, bytes per datagram (65,535 + headers), total
-//! buffered bytes, and a timeout in packet time.
+//! Limits (all counted when hit): datagrams in flight, datagrams in flight from one source address,
+//! bytes per datagram (65,535 + headers), total buffered bytes, and a timeout in packet time.
+//!
+//! A full table makes room instead of refusing: the datagram that started longest ago is evicted
+//! (a real datagram's fragments arrive within moments of each other, so the oldest incomplete one
+//! is the likeliest never to complete). Junk from one address cannot push the others out: a source
+//! holding its share ([`DefragLimits::max_per_source`]) has its new datagrams refused, counted.
 
 use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use xferwatch_wire::{Addr, Fragment};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DefragLimits {
     pub max_datagrams: usize,
+    /// Datagrams in flight from one source address.
+    pub max_per_source: usize,
     pub max_total_bytes: usize,
     pub timeout_us: i64,
 }
+
+/// Default share of the table one source address may hold.
+pub const DEFAULT_MAX_PER_SOURCE: usize = 256;
 
 impl Default for DefragLimits {
     fn default() -> Self {
         DefragLimits {
             max_datagrams: 4096,
+            max_per_source: DEFAULT_MAX_PER_SOURCE,
             max_total_bytes: 32 << 20,
             timeout_us: 30_000_000,
         }
@@ -30,6 +42,10 @@ pub struct DefragStats {
     pub overlaps: u64,
     pub dropped_limit: u64,
     pub malformed: u64,
+    /// Incomplete datagrams evicted (oldest first) to admit new ones: the table or its memory was full.
+    pub evicted: u64,
+    /// New datagrams refused because their source already held `max_per_source`.
+    pub source_refused: u64,
 }
 
 impl DefragStats {
@@ -40,6 +56,8 @@ impl DefragStats {
         self.overlaps += o.overlaps;
         self.dropped_limit += o.dropped_limit;
         self.malformed += o.malformed;
+        self.evicted += o.evicted;
+        self.source_refused += o.source_refused;
     }
 }
 
@@ -54,6 +72,8 @@ struct Key {
 
 struct Datagram {
     first_us: i64,
+    /// Its place in the age order (unique: stale entries of the order are told by it).
+    serial: u64,
     data: Vec<u8>,
     /// Covered byte ranges, sorted and disjoint.
     have: Vec<(u32, u32)>,
@@ -68,6 +88,10 @@ const MAX_PIECES: usize = 64;
 pub struct Defrag {
     limits: DefragLimits,
     table: FxHashMap<Key, Datagram>,
+    /// Datagrams in the order they started, (serial, key); entries of datagrams gone are skipped.
+    age: VecDeque<(u64, Key)>,
+    serial: u64,
+    per_source: FxHashMap<Addr, u32>,
     buffered: usize,
     pub stats: DefragStats,
 }
@@ -111,21 +135,42 @@ impl Defrag {
             vlan: f.vlan,
         };
         if !self.table.contains_key(&key) {
-            if self.table.len() >= self.limits.max_datagrams
-                || self.buffered + f.data.len() > self.limits.max_total_bytes
-            {
-                self.stats.dropped_limit += 1;
+            let held = self.per_source.get(&key.src).copied().unwrap_or(0);
+            if held as usize >= self.limits.max_per_source {
+                self.stats.source_refused += 1;
                 return None;
             }
+            while self.table.len() >= self.limits.max_datagrams.max(1) {
+                if !self.evict_oldest() {
+                    break;
+                }
+            }
+            if self.age.len() > 2 * self.limits.max_datagrams + 1024 {
+                self.compact_age();
+            }
+            self.serial += 1;
+            self.age.push_back((self.serial, key));
+            *self.per_source.entry(key.src).or_default() += 1;
             self.table.insert(
                 key,
                 Datagram {
                     first_us: now_us,
+                    serial: self.serial,
                     data: Vec::new(),
                     have: Vec::new(),
                     total: None,
                 },
             );
+        }
+        // The bytes this fragment adds to its datagram's buffer, made room for by evicting others.
+        let grow = self
+            .table
+            .get(&key)
+            .map_or(0, |d| (end as usize).saturating_sub(d.data.len()));
+        while self.buffered + grow > self.limits.max_total_bytes {
+            if self.oldest_other(&key).is_none() || !self.evict_oldest_except(&key) {
+                break;
+            }
         }
         let d = self.table.get_mut(&key)?;
         if !f.more {
@@ -136,22 +181,20 @@ impl Defrag {
                 _ => d.total = Some(end),
             }
         }
-        if d.have.len() >= MAX_PIECES || self.buffered + f.data.len() > self.limits.max_total_bytes
-        {
+        if d.have.len() >= MAX_PIECES || self.buffered + grow > self.limits.max_total_bytes {
             self.stats.dropped_limit += 1;
-            let gone = self.table.remove(&key).map(|d| d.data.len()).unwrap_or(0);
-            self.buffered -= gone.min(self.buffered);
+            self.remove(&key);
             return None;
         }
-        if d.data.len() < end as usize {
-            self.buffered += end as usize - d.data.len();
+        if grow > 0 {
+            self.buffered += grow;
             d.data.resize(end as usize, 0);
         }
         // First copy wins: write only the parts not already covered.
         let mut pos = start;
         let mut overlap = false;
-        let have = d.have.clone();
-        for &(hs, he) in &have {
+        for i in 0..d.have.len() {
+            let (hs, he) = d.have[i];
             if he <= pos || hs >= end {
                 continue;
             }
@@ -172,20 +215,23 @@ impl Defrag {
         }
         d.have.push((start, end));
         d.have.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(d.have.len());
-        for &(s, e) in &d.have {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
+        // Join touching and overlapping ranges in place (no allocation per fragment).
+        let mut w = 0;
+        for r in 1..d.have.len() {
+            let (s, e) = d.have[r];
+            if s <= d.have[w].1 {
+                d.have[w].1 = d.have[w].1.max(e);
+            } else {
+                w += 1;
+                d.have[w] = (s, e);
             }
         }
-        d.have = merged;
+        d.have.truncate(w + 1);
         let complete = matches!(d.total, Some(t) if d.have.len() == 1 && d.have[0] == (0, t));
         if !complete {
             return None;
         }
-        let d = self.table.remove(&key)?;
-        self.buffered -= d.data.len().min(self.buffered);
+        let d = self.remove(&key)?;
         self.stats.reassembled += 1;
         out.clear();
         out.extend_from_slice(&d.data);
@@ -198,20 +244,90 @@ impl Defrag {
         })
     }
 
+    /// Takes a datagram out of the table and of its source's count, releasing its bytes.
+    fn remove(&mut self, key: &Key) -> Option<Datagram> {
+        let d = self.table.remove(key)?;
+        self.buffered -= d.data.len().min(self.buffered);
+        release_source(&mut self.per_source, key.src);
+        Some(d)
+    }
+
+    /// The oldest live datagram's key, other than `except`; stale age entries on the way are dropped.
+    fn oldest_other(&mut self, except: &Key) -> Option<Key> {
+        let mut i = 0;
+        while let Some(&(serial, key)) = self.age.get(i) {
+            match self.table.get(&key) {
+                Some(d) if d.serial == serial => {
+                    if key != *except {
+                        return Some(key);
+                    }
+                    i += 1;
+                }
+                _ => {
+                    // Its datagram completed, timed out or was evicted.
+                    self.age.remove(i);
+                }
+            }
+        }
+        None
+    }
+
+    fn evict_oldest_except(&mut self, except: &Key) -> bool {
+        let Some(key) = self.oldest_other(except) else {
+            return false;
+        };
+        self.remove(&key);
+        self.stats.evicted += 1;
+        true
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((serial, key)) = self.age.pop_front() {
+            if self.table.get(&key).is_some_and(|d| d.serial == serial) {
+                self.remove(&key);
+                self.stats.evicted += 1;
+                return true;
+            }
+        }
+        false
+    }
+
     /// Drops datagrams older than the timeout.
     pub fn expire(&mut self, now_us: i64) {
         let timeout = self.limits.timeout_us;
         let before = self.table.len();
         let mut freed = 0usize;
-        self.table.retain(|_, d| {
+        let per_source = &mut self.per_source;
+        self.table.retain(|key, d| {
             let keep = d.first_us + timeout > now_us;
             if !keep {
                 freed += d.data.len();
+                release_source(per_source, key.src);
             }
             keep
         });
         self.buffered -= freed.min(self.buffered);
         self.stats.timeouts += (before - self.table.len()) as u64;
+        if self.age.len() > 2 * self.table.len() + 1024 {
+            self.compact_age();
+        }
+    }
+
+    /// Entries of datagrams gone stay in the age order until met; this keeps it within bounds.
+    fn compact_age(&mut self) {
+        let table = &self.table;
+        self.age
+            .retain(|(serial, key)| table.get(key).is_some_and(|d| d.serial == *serial));
+    }
+}
+
+/// One datagram of `src` is gone.
+fn release_source(per_source: &mut FxHashMap<Addr, u32>, src: Addr) {
+    if let Some(n) = per_source.get_mut(&src) {
+        *n -= 1;
+        if *n == 0 {
+            per_source.remove(&src);
+        }
     }
 }
 
@@ -246,6 +362,77 @@ mod tests {
         assert_eq!(d.stats.overlaps, 2);
     }
 
+    /// Regression (a table full of never-completed first fragments refused every new datagram
+    /// for the whole timeout): the oldest is evicted, and the new datagram completes.
+    #[test]
+    fn full_table_evicts_the_oldest() {
+        let mut d = Defrag::new(DefragLimits {
+            max_datagrams: 100,
+            ..Default::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..1000u32 {
+            let mut f = frag(0, true, b"JJJJJJJJ");
+            f.src = Addr::v4([198, 51, (i >> 8) as u8, i as u8]);
+            f.id = i;
+            assert!(d.add(&f, i as i64, &mut out).is_none());
+        }
+        assert_eq!(d.stats.evicted, 900);
+        assert!(d.add(&frag(0, true, b"AAAAAAAA"), 1000, &mut out).is_none());
+        assert!(d.add(&frag(8, false, b"BB"), 1001, &mut out).is_some());
+        assert_eq!(out, b"AAAAAAAABB");
+        assert_eq!(d.stats.evicted, 901);
+        assert_eq!(d.table.len(), 99);
+        assert!(d.age.len() <= 2 * 100 + 1024);
+    }
+
+    /// One source holds at most its share; the others are not refused.
+    #[test]
+    fn one_source_is_capped() {
+        let mut d = Defrag::new(DefragLimits {
+            max_datagrams: 100,
+            max_per_source: 10,
+            ..Default::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..50u32 {
+            let mut f = frag(0, true, b"JJJJJJJJ");
+            f.src = Addr::v4([198, 51, 100, 66]);
+            f.id = i;
+            d.add(&f, 0, &mut out);
+        }
+        assert_eq!((d.stats.source_refused, d.table.len()), (40, 10));
+        assert!(d.add(&frag(0, true, b"AAAAAAAA"), 1, &mut out).is_none());
+        assert!(d.add(&frag(8, false, b"BB"), 1, &mut out).is_some());
+        // Its datagrams time out: its share is free again.
+        d.expire(31_000_000);
+        assert!(d.per_source.is_empty());
+        let mut f = frag(0, true, b"JJJJJJJJ");
+        f.src = Addr::v4([198, 51, 100, 66]);
+        d.add(&f, 31_000_000, &mut out);
+        assert_eq!(d.table.len(), 1);
+    }
+
+    /// Memory: datagrams that hold many bytes make room for a new one by eviction too.
+    #[test]
+    fn memory_cap_evicts_the_oldest() {
+        let mut d = Defrag::new(DefragLimits {
+            max_total_bytes: 200_000,
+            ..Default::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..100u32 {
+            // A last fragment far out: each datagram buffers about 60 KB.
+            let mut f = frag(60_000, false, b"JJJJJJJJ");
+            f.src = Addr::v4([198, 51, 100, i as u8]);
+            d.add(&f, i as i64, &mut out);
+            assert!(d.buffered <= 200_000);
+        }
+        assert!(d.stats.evicted >= 96);
+        assert!(d.add(&frag(0, true, b"AAAAAAAA"), 200, &mut out).is_none());
+        assert!(d.add(&frag(8, false, b"BB"), 201, &mut out).is_some());
+    }
+
     #[test]
     fn timeout_and_limits() {
         let mut d = Defrag::new(DefragLimits {
@@ -257,7 +444,7 @@ mod tests {
         let mut other = frag(0, true, b"AAAAAAAA");
         other.id = 8;
         d.add(&other, 0, &mut out);
-        assert_eq!(d.stats.dropped_limit, 1);
+        assert_eq!(d.stats.evicted, 1);
         d.expire(31_000_000);
         assert_eq!(d.stats.timeouts, 1);
         assert!(d

@@ -18,7 +18,7 @@ mod ingest;
 mod offline;
 
 pub use batch::{Batch, Item, PacketRec};
-pub use defrag::{Defrag, DefragLimits, DefragStats};
+pub use defrag::{Defrag, DefragLimits, DefragStats, DEFAULT_MAX_PER_SOURCE};
 pub use dispatch::{shard_hash, Dispatcher, Mode, ShardFn};
 pub use ingest::{Ingest, IngestStats};
 pub mod live;

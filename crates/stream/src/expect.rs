@@ -2,8 +2,12 @@
 //! TFTP transfer from a new server port) and the flow table's owner asks, when a flow's first packet
 //! arrives, whether it was announced. Protocol-agnostic: the payload `T` is the parser's business.
 //!
-//! Bounded: a cap per host pair and overall; a full table refuses (counted) rather than grows.
-//! Every entry has a time to live in packet time.
+//! Bounded: a cap per host pair and overall, and every entry has a time to live in packet time.
+//! At a cap the oldest entry makes room for the new one (counted as evicted): an announcement is
+//! followed by its connection within moments, so the newest are the ones worth keeping, and one
+//! announcer flooding its host pair (an FTP control connection naming 100 k data channels) can
+//! only push out its own entries — the per-pair cap is the cap per announcer. Evicted payloads
+//! are handed back by the next [`Expectations::expire`], with the expired ones.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -35,6 +39,8 @@ pub struct ExpectStats {
     pub matched: u64,
     pub expired: u64,
     pub refused: u64,
+    /// Oldest entries dropped to admit newer ones (a cap was reached).
+    pub evicted: u64,
 }
 
 impl ExpectStats {
@@ -43,6 +49,7 @@ impl ExpectStats {
         self.matched += o.matched;
         self.expired += o.expired;
         self.refused += o.refused;
+        self.evicted += o.evicted;
     }
 }
 
@@ -60,6 +67,9 @@ pub struct Expect<T> {
     pub peer_port: Option<u16>,
     pub data: T,
 }
+
+/// Where entries are filed: (transport, listener port).
+type PortKey = (u8, u16);
 
 struct Entry<T> {
     x: Expect<T>,
@@ -97,7 +107,10 @@ pub struct Expectations<T> {
     by_port: HashMap<(u8, u16), Vec<Entry<T>>>,
     /// (expiry, key, serial) in insertion order: the TTL is fixed, so this is also expiry order.
     order: VecDeque<(i64, (u8, u16), u64)>,
-    per_pair: HashMap<(Addr, Addr), u32>,
+    /// Each host pair's live entries, oldest first: (key, serial).
+    per_pair: HashMap<(Addr, Addr), VecDeque<(PortKey, u64)>>,
+    /// Payloads of evicted entries, until the next [`Expectations::expire`] hands them back.
+    evicted: Vec<T>,
     len: usize,
     serial: u64,
     pub stats: ExpectStats,
@@ -111,6 +124,7 @@ impl<T> Expectations<T> {
             by_port: HashMap::default(),
             order: VecDeque::new(),
             per_pair: HashMap::default(),
+            evicted: Vec::new(),
             len: 0,
             serial: 0,
             stats: ExpectStats::default(),
@@ -162,7 +176,8 @@ impl<T> Expectations<T> {
     }
 
     /// Registers an expectation. An entry for the same listener and peer is replaced (a repeated
-    /// announcement, a retransmitted request). Returns the payload back when a cap refuses it.
+    /// announcement, a retransmitted request). At a cap the oldest entry (of the host pair, or of
+    /// all) is evicted to make room; the payload comes back only when the caps are zero.
     pub fn insert(&mut self, x: Expect<T>, now_us: i64) -> Result<(), Expect<T>> {
         let key = (x.transport as u8, x.listener.port);
         let pair = (x.listener.addr, x.peer);
@@ -171,19 +186,42 @@ impl<T> Expectations<T> {
                 .iter_mut()
                 .find(|e| e.x.listener == x.listener && e.x.peer == x.peer)
             {
+                let old = e.serial;
                 self.serial += 1;
                 e.x = x;
                 e.serial = self.serial;
                 e.expires_us = now_us + self.limits.ttl_us;
                 self.order.push_back((e.expires_us, key, e.serial));
+                // Now the pair's newest.
+                if let Some(q) = self.per_pair.get_mut(&pair) {
+                    q.retain(|&(_, s)| s != old);
+                    q.push_back((key, self.serial));
+                }
                 self.stats.created += 1;
                 return Ok(());
             }
         }
-        let n = self.per_pair.get(&pair).copied().unwrap_or(0);
-        if self.len >= self.limits.max_total || n as usize >= self.limits.max_per_pair {
+        if self.limits.max_total == 0 || self.limits.max_per_pair == 0 {
             self.stats.refused += 1;
             return Err(x);
+        }
+        while self
+            .per_pair
+            .get(&pair)
+            .is_some_and(|q| q.len() >= self.limits.max_per_pair)
+        {
+            let Some((k, serial)) = self.per_pair.get(&pair).and_then(|q| q.front().copied())
+            else {
+                break;
+            };
+            self.evict(k, serial);
+        }
+        while self.len >= self.limits.max_total {
+            let Some((_, k, serial)) = self.order.pop_front() else {
+                break;
+            };
+            // Markers of matched or replaced entries are stale: only a live serial counts.
+            self.evict(k, serial);
         }
         self.serial += 1;
         let expires_us = now_us + self.limits.ttl_us;
@@ -193,10 +231,32 @@ impl<T> Expectations<T> {
             expires_us,
         });
         self.order.push_back((expires_us, key, self.serial));
-        *self.per_pair.entry(pair).or_default() += 1;
+        self.per_pair
+            .entry(pair)
+            .or_default()
+            .push_back((key, self.serial));
         self.len += 1;
         self.stats.created += 1;
         Ok(())
+    }
+
+    /// Removes the live entry `serial` under `key`, if it is there.
+    fn remove_entry(&mut self, key: (u8, u16), serial: u64) -> Option<Entry<T>> {
+        let v = self.by_port.get_mut(&key)?;
+        let i = v.iter().position(|e| e.serial == serial)?;
+        let e = v.swap_remove(i);
+        if v.is_empty() {
+            self.by_port.remove(&key);
+        }
+        self.forget_pair(&e.x, e.serial);
+        Some(e)
+    }
+
+    fn evict(&mut self, key: (u8, u16), serial: u64) {
+        if let Some(e) = self.remove_entry(key, serial) {
+            self.stats.evicted += 1;
+            self.evicted.push(e.x.data);
+        }
     }
 
     /// A new flow's first packet: was it announced? `client` sent the first packet. The entry is used up.
@@ -227,7 +287,7 @@ impl<T> Expectations<T> {
                 if v.is_empty() {
                     self.by_port.remove(&key);
                 }
-                self.forget_pair(&e.x);
+                self.forget_pair(&e.x, e.serial);
                 self.stats.matched += 1;
                 return Some((e.x, which));
             }
@@ -235,12 +295,15 @@ impl<T> Expectations<T> {
         None
     }
 
-    fn forget_pair(&mut self, x: &Expect<T>) {
+    fn forget_pair(&mut self, x: &Expect<T>, serial: u64) {
         self.len -= 1;
         let pair = (x.listener.addr, x.peer);
-        if let Some(n) = self.per_pair.get_mut(&pair) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(q) = self.per_pair.get_mut(&pair) {
+            // At most max_per_pair entries, the oldest usually first.
+            if let Some(i) = q.iter().position(|&(_, s)| s == serial) {
+                q.remove(i);
+            }
+            if q.is_empty() {
                 self.per_pair.remove(&pair);
             }
         }
@@ -289,23 +352,17 @@ impl<T> Expectations<T> {
         None
     }
 
-    /// Drops entries whose time is up; their payloads go to `expired` (to release what they hold).
+    /// Drops entries whose time is up; their payloads go to `expired` (to release what they hold),
+    /// after those of the entries evicted since the last call.
     pub fn expire(&mut self, now_us: i64, expired: &mut Vec<T>) {
+        expired.append(&mut self.evicted);
         while let Some(&(at, key, serial)) = self.order.front() {
             if at > now_us {
                 break;
             }
             self.order.pop_front();
-            let Some(v) = self.by_port.get_mut(&key) else {
-                continue;
-            };
             // A replaced or matched entry left a stale marker: only the live serial counts.
-            if let Some(i) = v.iter().position(|e| e.serial == serial) {
-                let e = v.swap_remove(i);
-                if v.is_empty() {
-                    self.by_port.remove(&key);
-                }
-                self.forget_pair(&e.x);
+            if let Some(e) = self.remove_entry(key, serial) {
                 self.stats.expired += 1;
                 expired.push(e.x.data);
             }
@@ -323,6 +380,7 @@ impl<T> Expectations<T> {
 
     /// Every entry, e.g. at shutdown.
     pub fn drain(&mut self, out: &mut Vec<T>) {
+        out.append(&mut self.evicted);
         for (_, v) in self.by_port.drain() {
             for e in v {
                 out.push(e.x.data);
@@ -382,17 +440,36 @@ mod tests {
             ttl_us: 100,
         };
         let mut t = Expectations::new(lim);
+        // One pair announcing five: its two oldest make room, the newest three stay.
         for p in 0..5u16 {
-            let _ = t.insert(x(ep([1, 1, 1, 1], 1000 + p), [2, 2, 2, 2], p as u32), 0);
+            t.insert(x(ep([1, 1, 1, 1], 1000 + p), [2, 2, 2, 2], p as u32), 0)
+                .unwrap();
         }
-        assert_eq!((t.len(), t.stats.refused), (3, 2));
+        assert_eq!((t.len(), t.stats.evicted, t.stats.refused), (3, 2, 0));
+        let cli = ep([2, 2, 2, 2], 5555);
+        assert!(t
+            .take(Transport::Tcp, cli, ep([1, 1, 1, 1], 1001))
+            .is_none());
+        assert!(t
+            .take(Transport::Tcp, cli, ep([1, 1, 1, 1], 1004))
+            .is_some());
+        // Twenty more pairs against a total of 10: the oldest of all make room.
         for p in 0..20u16 {
-            let _ = t.insert(x(ep([3, 3, 3, p as u8], 1000), [2, 2, 2, 2], 0), 50);
+            t.insert(
+                x(ep([3, 3, 3, p as u8], 1000), [2, 2, 2, 2], 100 + p as u32),
+                50,
+            )
+            .unwrap();
         }
         assert_eq!(t.len(), 10);
+        assert_eq!(t.stats.evicted, 2 + 12);
         let mut gone = Vec::new();
         t.expire(100, &mut gone);
-        assert_eq!(gone.len(), 3);
+        // The evicted payloads come back first: the first pair's two oldest, then the oldest of
+        // all (its last two among them).
+        assert_eq!(gone.len(), 14);
+        assert_eq!(&gone[..3], &[0, 1, 2]);
+        assert_eq!(t.len(), 10);
         t.expire(150, &mut gone);
         assert!(t.is_empty());
         assert_eq!(t.stats.expired, 10);
@@ -432,6 +509,40 @@ mod tests {
         t.remove_wildcards(99, &mut gone);
         assert_eq!(gone, vec![5]);
         assert!(t.is_empty());
+    }
+
+    /// Regression (one FTP control connection announcing 100 k data channels): its flood only
+    /// pushes out its own entries, another pair's stays, and its newest announcement is matched.
+    #[test]
+    fn one_announcer_cannot_crowd_out_the_others() {
+        let mut t = Expectations::new(ExpectLimits {
+            max_total: 1000,
+            max_per_pair: 64,
+            ttl_us: 600_000_000,
+        });
+        let other = ep([198, 51, 100, 20], 30000);
+        t.insert(x(other, [10, 0, 0, 3], 1), 0).unwrap();
+        let flooder = [198, 51, 100, 10];
+        for i in 0..100_000u32 {
+            t.insert(
+                x(ep(flooder, 1024 + (i % 60000) as u16), [10, 0, 0, 2], i),
+                1,
+            )
+            .unwrap();
+        }
+        assert_eq!(t.len(), 65);
+        assert_eq!(t.stats.evicted, 100_000 - 64);
+        assert!(t
+            .take(Transport::Tcp, ep([10, 0, 0, 3], 5000), other)
+            .is_some());
+        let newest = ep(flooder, 1024 + (99_999 % 60000) as u16);
+        let (e, _) = t
+            .take(Transport::Tcp, ep([10, 0, 0, 2], 5000), newest)
+            .unwrap();
+        assert_eq!(e.data, 99_999);
+        let mut gone = Vec::new();
+        t.expire(2, &mut gone);
+        assert_eq!(gone.len(), 100_000 - 64, "evicted payloads handed back");
     }
 
     #[test]

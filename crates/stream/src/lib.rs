@@ -21,5 +21,6 @@ pub use expect::{Expect, ExpectLimits, ExpectStats, Expectations, ListenerIs};
 pub use reassembly::{Budget, Reassembler, MAX_PENDING_SEGMENTS};
 pub use seq::{SeqTracker, MAX_SEQ_RANGES};
 pub use table::{
-    Dir, EndReason, Flow, FlowState, FlowTable, FlowTableConfig, TableStats, Timeouts,
+    Dir, Emergency, EndReason, Flow, FlowState, FlowTable, FlowTableConfig, TableStats, Timeouts,
+    MAX_EXPIRED_PER_CALL,
 };

@@ -69,6 +69,15 @@ impl SeqTracker {
         self.expected_start = Some(p);
     }
 
+    /// The sequence number of the stream's first data byte (ISN + 1), when the SYN was seen.
+    pub fn data_start_seq(&self) -> Option<u32> {
+        let p = self.expected_start?;
+        Some(
+            self.last_seq
+                .wrapping_add(p.wrapping_sub(self.last_pos) as u32),
+        )
+    }
+
     /// A segment carrying `len` payload bytes at `seq`; returns how many of them are new.
     pub fn on_data(&mut self, seq: u32, len: u32) -> u64 {
         if len == 0 {
@@ -203,6 +212,20 @@ mod tests {
         }
         assert_eq!(total, 10_000);
         assert!(t.exact());
+    }
+
+    #[test]
+    fn data_start_is_remembered_across_wrap_and_data() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.data_start_seq(), None);
+        t.on_data(500, 10);
+        assert_eq!(t.data_start_seq(), None, "no SYN seen");
+        let mut t = SeqTracker::default();
+        t.on_syn(u32::MAX - 2);
+        assert_eq!(t.data_start_seq(), Some(u32::MAX - 1));
+        t.on_data(u32::MAX - 1, 5000);
+        t.on_data(4000, 100);
+        assert_eq!(t.data_start_seq(), Some(u32::MAX - 1));
     }
 
     #[test]

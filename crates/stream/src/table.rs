@@ -1,7 +1,15 @@
 //! The flow table: a hash map from canonical key to a slab slot, plus one intrusive LRU list per timeout
-//! class. Every flow of a class has the same timeout, so the list head is always the next to expire:
-//! expiry is O(flows expired), a packet is O(1), and the longest-idle flow (eviction) is one of the
-//! heads. No allocation per packet once the slab has grown to its working size.
+//! class and protection. Every flow of a list has the same timeout, so the list head is always the
+//! next to expire: expiry is O(flows expired), a packet is O(1), and every eviction candidate is one
+//! of the heads. No allocation per packet once the slab has grown to its working size.
+//!
+//! Under pressure, junk goes first. The owner marks the flows that matter ([`FlowTable::set_protected`]:
+//! the sensor's file-transfer sessions); a full table evicts, longest idle first within each tier,
+//! (1) half-open and lingering flows (TCP before its handshake completed, one-way UDP, closed TCP),
+//! (2) the other unprotected flows, (3) protected flows only when nothing else is left. Above a
+//! high-water mark the table enters emergency mode: unprotected flows get the shorter emergency
+//! timeouts until it falls below the low-water mark (hysteresis). Both are counted in [`TableStats`]
+//! and each transition is logged once.
 
 use crate::seq::SeqTracker;
 use xferwatch_wire::{Endpoint, FlowKey, L4Packet, Side, Transport};
@@ -62,6 +70,34 @@ impl FlowState {
     }
 }
 
+/// Emergency mode: when a worker's share of the table is `enter_percent` full, unprotected flows
+/// (half-open, unidentified, anything not carrying a protected session) get these shorter timeouts,
+/// until the table is down to `leave_percent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Emergency {
+    pub enter_percent: u8,
+    pub leave_percent: u8,
+    /// TCP before its handshake completed, and one-way UDP (microseconds of packet time).
+    pub new: i64,
+    /// Unprotected TCP and UDP with traffic both ways.
+    pub established: i64,
+    /// Closed TCP lingering.
+    pub closed: i64,
+}
+
+impl Default for Emergency {
+    fn default() -> Self {
+        const S: i64 = 1_000_000;
+        Emergency {
+            enter_percent: 90,
+            leave_percent: 70,
+            new: 5 * S,
+            established: 60 * S,
+            closed: S,
+        }
+    }
+}
+
 /// Timeouts in microseconds of packet time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -90,13 +126,15 @@ impl Default for Timeouts {
 pub struct FlowTableConfig {
     pub max_flows: usize,
     pub timeouts: Timeouts,
+    pub emergency: Emergency,
 }
 
 impl Default for FlowTableConfig {
     fn default() -> Self {
         FlowTableConfig {
-            max_flows: 1_000_000,
+            max_flows: 200_000,
             timeouts: Timeouts::default(),
+            emergency: Emergency::default(),
         }
     }
 }
@@ -111,6 +149,17 @@ pub struct TableStats {
     pub port_reuse: u64,
     pub active: u64,
     pub max_active: u64,
+    /// Evictions by tier: half-open or lingering, other unprotected, protected.
+    pub evicted_half_open: u64,
+    pub evicted_unprotected: u64,
+    pub evicted_protected: u64,
+    /// Emergency mode entered and left (each worker counts its own share of the table).
+    pub emergency_entered: u64,
+    pub emergency_left: u64,
+    /// Flows ended by an emergency timeout (they would still be open with the normal ones).
+    pub emergency_timeouts: u64,
+    /// Workers in emergency mode now.
+    pub emergency: u64,
 }
 
 impl TableStats {
@@ -124,6 +173,13 @@ impl TableStats {
         self.port_reuse += o.port_reuse;
         self.active += o.active;
         self.max_active += o.max_active;
+        self.evicted_half_open += o.evicted_half_open;
+        self.evicted_unprotected += o.evicted_unprotected;
+        self.evicted_protected += o.evicted_protected;
+        self.emergency_entered += o.emergency_entered;
+        self.emergency_left += o.emergency_left;
+        self.emergency_timeouts += o.emergency_timeouts;
+        self.emergency += o.emergency;
     }
 }
 
@@ -136,7 +192,39 @@ enum Class {
     UdpEstablished = 4,
 }
 const CLASSES: usize = 5;
+const ALL_CLASSES: [Class; CLASSES] = [
+    Class::TcpNew,
+    Class::TcpEstablished,
+    Class::TcpClosed,
+    Class::UdpNew,
+    Class::UdpEstablished,
+];
+/// One LRU list per class for unprotected flows, then one per class for protected flows.
+const LISTS: usize = 2 * CLASSES;
 const NIL: u32 = u32::MAX;
+
+/// Flows one [`FlowTable::expire`] call ends at most. A flood's flows time out together (a million
+/// SYNs of one second, or the moment emergency timeouts apply): ended all at once, their records
+/// and events would double the memory the table holds. The rest end at the next calls (once per
+/// second of packet time), and being the longest idle, they are also the first evicted.
+pub const MAX_EXPIRED_PER_CALL: usize = 4096;
+
+/// The list of a flow of `class`, protected or not.
+fn list_of(class: Class, protected: bool) -> u8 {
+    class as u8 + if protected { CLASSES as u8 } else { 0 }
+}
+
+/// Eviction tiers, first evicted first: half-open and lingering, the other unprotected flows, then
+/// the protected ones.
+const TIERS: [&[u8]; 3] = [
+    &[
+        Class::TcpNew as u8,
+        Class::UdpNew as u8,
+        Class::TcpClosed as u8,
+    ],
+    &[Class::TcpEstablished as u8, Class::UdpEstablished as u8],
+    &[5, 6, 7, 8, 9],
+];
 
 /// The flow index's 32-bit hash of a key (FxHash, folded).
 fn key_hash(key: &FlowKey) -> u32 {
@@ -169,6 +257,8 @@ pub struct Flow<A> {
     pub rst: bool,
     /// Payload lengths larger than what was captured (snaplen): counts stay right, bytes are missing.
     pub snapped: bool,
+    /// Set by the owner ([`FlowTable::set_protected`]): evicted last, normal timeouts in emergency.
+    protected: bool,
     pub end_reason: Option<EndReason>,
     pub app: A,
 }
@@ -179,7 +269,8 @@ pub struct Flow<A> {
 struct Link {
     prev: u32,
     next: u32,
-    class: Class,
+    /// Index of its list: [`list_of`] its class and protection.
+    list: u8,
 }
 
 impl<A> Flow<A> {
@@ -217,6 +308,9 @@ impl<A> Flow<A> {
     pub fn age_secs(&self) -> i64 {
         (self.last_us - self.start_us).max(0) / 1_000_000
     }
+    pub fn protected(&self) -> bool {
+        self.protected
+    }
 }
 
 struct Slot<A> {
@@ -229,8 +323,10 @@ pub struct FlowTable<A> {
     slots: Vec<Slot<A>>,
     links: Vec<Link>,
     free: Vec<u32>,
-    heads: [u32; CLASSES],
-    tails: [u32; CLASSES],
+    heads: [u32; LISTS],
+    tails: [u32; LISTS],
+    /// In emergency mode (above the high-water mark, not yet below the low one).
+    emergency: bool,
     stats: TableStats,
 }
 
@@ -250,8 +346,9 @@ impl<A: Default> FlowTable<A> {
             slots: Vec::new(),
             links: Vec::new(),
             free: Vec::new(),
-            heads: [NIL; CLASSES],
-            tails: [NIL; CLASSES],
+            heads: [NIL; LISTS],
+            tails: [NIL; LISTS],
+            emergency: false,
             stats: TableStats::default(),
         }
     }
@@ -259,6 +356,7 @@ impl<A: Default> FlowTable<A> {
     pub fn stats(&self) -> TableStats {
         TableStats {
             active: self.map.len() as u64,
+            emergency: self.emergency as u64,
             ..self.stats
         }
     }
@@ -281,28 +379,50 @@ impl<A: Default> FlowTable<A> {
         self.slots[h as usize].flow.as_mut().expect("occupied slot")
     }
 
+    /// Marks a flow as one that matters (or no longer): it is evicted only when no unprotected flow
+    /// is left and keeps its normal timeouts in emergency mode. Takes effect at once.
+    pub fn set_protected(&mut self, h: u32, on: bool) {
+        let Some(f) = self.slots.get_mut(h as usize).and_then(|s| s.flow.as_mut()) else {
+            return;
+        };
+        if f.protected == on {
+            return;
+        }
+        f.protected = on;
+        let class = ALL_CLASSES[(self.links[h as usize].list as usize) % CLASSES];
+        // The flow was just active (its packet is being handled): the tail keeps the list in order
+        // of last activity.
+        self.unlink(h);
+        self.push_tail(h, list_of(class, on));
+    }
+
+    /// In emergency mode now.
+    pub fn in_emergency(&self) -> bool {
+        self.emergency
+    }
+
     fn unlink(&mut self, h: u32) {
-        let Link { prev, next, class } = self.links[h as usize];
-        let class = class as usize;
+        let Link { prev, next, list } = self.links[h as usize];
+        let list = list as usize;
         if prev == NIL {
-            self.heads[class] = next;
+            self.heads[list] = next;
         } else {
             self.links[prev as usize].next = next;
         }
         if next == NIL {
-            self.tails[class] = prev;
+            self.tails[list] = prev;
         } else {
             self.links[next as usize].prev = prev;
         }
     }
 
-    fn push_tail(&mut self, h: u32, class: Class) {
-        let c = class as usize;
+    fn push_tail(&mut self, h: u32, list: u8) {
+        let c = list as usize;
         let tail = self.tails[c];
         self.links[h as usize] = Link {
             prev: tail,
             next: NIL,
-            class,
+            list,
         };
         if tail == NIL {
             self.heads[c] = h;
@@ -312,14 +432,54 @@ impl<A: Default> FlowTable<A> {
         self.tails[c] = h;
     }
 
-    fn timeout_of(&self, class: Class) -> i64 {
+    /// The timeout of a list's flows: the normal one, or in emergency mode, for unprotected flows,
+    /// the emergency one when it is shorter.
+    fn timeout_of(&self, list: usize, emergency: bool) -> i64 {
         let t = &self.cfg.timeouts;
-        match class {
+        let class = ALL_CLASSES[list % CLASSES];
+        let normal = match class {
             Class::TcpNew => t.tcp_new,
             Class::TcpEstablished => t.tcp_established,
             Class::TcpClosed => t.tcp_closed,
             Class::UdpNew => t.udp_new,
             Class::UdpEstablished => t.udp_established,
+        };
+        if !emergency || list >= CLASSES {
+            return normal;
+        }
+        let e = &self.cfg.emergency;
+        normal.min(match class {
+            Class::TcpNew | Class::UdpNew => e.new,
+            Class::TcpEstablished | Class::UdpEstablished => e.established,
+            Class::TcpClosed => e.closed,
+        })
+    }
+
+    /// Enters or leaves emergency mode as the table's fill says (hysteresis between the marks).
+    fn check_emergency(&mut self) {
+        let max = self.cfg.max_flows.max(1);
+        let e = self.cfg.emergency;
+        let len = self.map.len();
+        // Compared as len * 100 against max * percent, without overflow for any configured size.
+        let (len100, pct_of_max) = (len as u128 * 100, |p: u8| max as u128 * p as u128);
+        if !self.emergency && len100 >= pct_of_max(e.enter_percent) {
+            self.emergency = true;
+            self.stats.emergency_entered += 1;
+            tracing::warn!(
+                flows = len,
+                max_flows = max,
+                "flow table {}% full: emergency mode, shorter timeouts for unprotected flows",
+                e.enter_percent
+            );
+        } else if self.emergency && len100 <= pct_of_max(e.leave_percent) {
+            self.emergency = false;
+            self.stats.emergency_left += 1;
+            tracing::info!(
+                flows = len,
+                max_flows = max,
+                "flow table down to {}%: emergency mode left",
+                e.leave_percent
+            );
         }
     }
 
@@ -437,10 +597,17 @@ impl<A: Default> FlowTable<A> {
         }
         // Move to the tail of its (possibly new) class: the lists stay ordered by last activity.
         // Already there (consecutive packets of one flow): nothing to do.
+        let list = list_of(
+            timeouts_class,
+            self.slots[h as usize]
+                .flow
+                .as_ref()
+                .is_some_and(|f| f.protected),
+        );
         let l = self.links[h as usize];
-        if !(l.class == timeouts_class && self.tails[timeouts_class as usize] == h) {
+        if !(l.list == list && self.tails[list as usize] == h) {
             self.unlink(h);
-            self.push_tail(h, timeouts_class);
+            self.push_tail(h, list);
         }
         (h, dir)
     }
@@ -457,7 +624,12 @@ impl<A: Default> FlowTable<A> {
         ended: &mut Vec<Flow<A>>,
     ) -> u32 {
         if self.map.len() >= self.cfg.max_flows.max(1) {
-            if let Some(h) = self.longest_idle() {
+            if let Some((h, tier)) = self.victim() {
+                match tier {
+                    0 => self.stats.evicted_half_open += 1,
+                    1 => self.stats.evicted_unprotected += 1,
+                    _ => self.stats.evicted_protected += 1,
+                }
                 ended.push(self.remove(h, EndReason::Evicted));
             }
         }
@@ -483,13 +655,14 @@ impl<A: Default> FlowTable<A> {
             fin: [false; 2],
             rst: false,
             snapped: false,
+            protected: false,
             end_reason: None,
             app: A::default(),
         };
         let fresh = Link {
             prev: NIL,
             next: NIL,
-            class: Class::TcpNew,
+            list: Class::TcpNew as u8,
         };
         let h = match self.free.pop() {
             Some(h) => {
@@ -509,51 +682,61 @@ impl<A: Default> FlowTable<A> {
         } else {
             Class::UdpNew
         };
-        self.push_tail(h, class);
+        self.push_tail(h, class as u8);
         self.stats.created += 1;
         self.stats.max_active = self.stats.max_active.max(self.map.len() as u64);
+        self.check_emergency();
         h
     }
 
-    fn longest_idle(&mut self) -> Option<u32> {
-        let mut best: Option<(i64, u64, u32)> = None;
-        for c in 0..CLASSES {
-            let h = self.heads[c];
-            if h != NIL {
-                let f = self.flow(h);
-                let k = (f.last_us, f.first_idx, h);
-                if best.is_none_or(|b| (k.0, k.1) < (b.0, b.1)) {
-                    best = Some(k);
+    /// The flow to evict: the longest idle of the first tier that has any, and the tier.
+    fn victim(&mut self) -> Option<(u32, usize)> {
+        for (tier, lists) in TIERS.iter().enumerate() {
+            let mut best: Option<(i64, u64, u32)> = None;
+            for &l in lists.iter() {
+                let h = self.heads[l as usize];
+                if h != NIL {
+                    let f = self.flow(h);
+                    let k = (f.last_us, f.first_idx, h);
+                    if best.is_none_or(|b| (k.0, k.1) < (b.0, b.1)) {
+                        best = Some(k);
+                    }
                 }
             }
+            if let Some(b) = best {
+                return Some((b.2, tier));
+            }
         }
-        best.map(|b| b.2)
+        None
     }
 
-    /// Ends every flow idle for longer than its timeout at packet time `now_us`. Flows are pushed in
-    /// order of their first packet, so the output does not depend on how flows were spread.
+    /// Ends every flow idle for longer than its timeout at packet time `now_us`, at most
+    /// [`MAX_EXPIRED_PER_CALL`] of them (the rest at the next call). Flows are pushed in order of
+    /// their first packet, so the output does not depend on how flows were spread.
     pub fn expire(&mut self, now_us: i64, ended: &mut Vec<Flow<A>>) {
         let start = ended.len();
-        for c in [
-            Class::TcpNew,
-            Class::TcpEstablished,
-            Class::TcpClosed,
-            Class::UdpNew,
-            Class::UdpEstablished,
-        ] {
-            let timeout = self.timeout_of(c);
+        self.check_emergency();
+        for list in 0..LISTS {
+            let timeout = self.timeout_of(list, self.emergency);
+            let normal = self.timeout_of(list, false);
             loop {
-                let h = self.heads[c as usize];
+                let h = self.heads[list];
                 if h == NIL {
                     break;
                 }
                 let last = self.flow(h).last_us;
-                if last.saturating_add(timeout) > now_us {
+                if last.saturating_add(timeout) > now_us
+                    || ended.len() - start >= MAX_EXPIRED_PER_CALL
+                {
                     break;
+                }
+                if last.saturating_add(normal) > now_us {
+                    self.stats.emergency_timeouts += 1;
                 }
                 ended.push(self.remove(h, EndReason::Timeout));
             }
         }
+        self.check_emergency();
         ended[start..].sort_by_key(|f| f.first_idx);
     }
 
@@ -770,6 +953,153 @@ mod tests {
         assert_eq!(ended[0].client_endpoint().port, 2);
         assert_eq!(t.len(), 2);
         assert_eq!(t.stats().ended_evicted, 1);
+    }
+
+    fn syn(src: u8, sport: u16) -> L4Packet<'static> {
+        pkt(
+            src,
+            sport,
+            1,
+            80,
+            flags(7, 0, true, false, false, false),
+            b"",
+        )
+    }
+
+    /// Opens an established TCP flow from 10.0.0.`src`:`sport` at `ts`; returns its handle.
+    fn established(t: &mut FlowTable<()>, src: u8, sport: u16, ts: i64, idx: u64) -> u32 {
+        let mut ended = Vec::new();
+        t.packet(&syn(src, sport), 60, ts, idx, &mut ended);
+        let synack = pkt(
+            1,
+            80,
+            src,
+            sport,
+            flags(50, 8, true, true, false, false),
+            b"",
+        );
+        t.packet(&synack, 60, ts, idx + 1, &mut ended);
+        let ack = pkt(
+            src,
+            sport,
+            1,
+            80,
+            flags(8, 51, false, true, false, false),
+            b"x",
+        );
+        let (h, _) = t.packet(&ack, 60, ts, idx + 2, &mut ended);
+        assert!(ended.is_empty());
+        assert_eq!(t.get_mut(h).unwrap().state, FlowState::Established);
+        h
+    }
+
+    /// Regression (SYN flood evicting an upload in progress): a full table evicts half-open flows
+    /// first, then unprotected ones, protected flows last — whatever their idle times.
+    #[test]
+    fn eviction_order_half_open_then_unprotected_then_protected() {
+        let mut t: FlowTable<()> = FlowTable::new(FlowTableConfig {
+            max_flows: 4,
+            ..Default::default()
+        });
+        let mut ended = Vec::new();
+        // Oldest first: a protected transfer, an unprotected established flow, then SYNs.
+        let transfer = established(&mut t, 2, 1000, 0, 0);
+        t.set_protected(transfer, true);
+        established(&mut t, 3, 1000, 10, 10);
+        t.packet(&syn(4, 1000), 60, 20, 20, &mut ended);
+        t.packet(&syn(5, 1000), 60, 30, 30, &mut ended);
+        assert!(ended.is_empty());
+        // Each new SYN evicts: first the two older SYN flows (tier 1), though the two
+        // established flows are idle longer.
+        for (i, want) in [(6u8, 4u8), (7, 5), (8, 6), (9, 7)] {
+            t.packet(&syn(i, 1000), 60, 40 + i as i64, 40 + i as u64, &mut ended);
+            let e = ended.pop().expect("an eviction");
+            assert_eq!(e.end_reason, Some(EndReason::Evicted));
+            assert_eq!(e.client_endpoint().addr, Addr::v4([10, 0, 0, want]));
+        }
+        assert_eq!(t.stats().evicted_half_open, 4);
+        // With nothing half-open left but the newest, the unprotected established flow goes
+        // before the protected one.
+        let mut t2: FlowTable<()> = FlowTable::new(FlowTableConfig {
+            max_flows: 2,
+            ..Default::default()
+        });
+        let transfer = established(&mut t2, 2, 1000, 0, 0);
+        t2.set_protected(transfer, true);
+        established(&mut t2, 3, 1000, 10, 10);
+        t2.packet(&syn(4, 1000), 60, 20, 20, &mut ended);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].client_endpoint().addr, Addr::v4([10, 0, 0, 3]));
+        assert_eq!(t2.stats().evicted_unprotected, 1);
+        // Only protected flows (and the SYN) left: now the protected one goes, counted apart.
+        ended.clear();
+        let h5 = t2.packet(&syn(5, 1000), 60, 30, 30, &mut ended).0;
+        assert_eq!(ended[0].client_endpoint().addr, Addr::v4([10, 0, 0, 4]));
+        t2.set_protected(h5, true);
+        ended.clear();
+        t2.packet(&syn(6, 1000), 60, 40, 40, &mut ended);
+        assert_eq!(ended[0].client_endpoint().addr, Addr::v4([10, 0, 0, 2]));
+        assert_eq!(t2.stats().evicted_protected, 1);
+        assert!(ended[0].protected());
+    }
+
+    /// Emergency mode: entered at the high-water mark, left only at the low one; meanwhile
+    /// unprotected flows get the emergency timeouts, protected ones keep theirs.
+    #[test]
+    fn emergency_mode_hysteresis() {
+        let s = 1_000_000;
+        let mut t: FlowTable<()> = FlowTable::new(FlowTableConfig {
+            max_flows: 10,
+            ..Default::default()
+        });
+        let mut ended = Vec::new();
+        let transfer = established(&mut t, 2, 1000, 0, 0);
+        t.set_protected(transfer, true);
+        for i in 0..7u8 {
+            t.packet(&syn(10 + i, 1000), 60, 0, 10 + i as u64, &mut ended);
+        }
+        assert_eq!(t.len(), 8);
+        assert!(!t.in_emergency());
+        t.packet(&syn(30, 1000), 60, 2 * s, 30, &mut ended);
+        assert!(t.in_emergency(), "9 of 10 flows: 90 %");
+        assert_eq!(t.stats().emergency_entered, 1);
+        // At 6 s the SYN flows older than the 5 s emergency timeout end (not the 60 s normal one);
+        // the protected transfer stays. Three flows left, below 70 %: emergency mode is left.
+        t.packet(&syn(31, 1000), 60, 6 * s, 31, &mut ended);
+        t.expire(6 * s, &mut ended);
+        assert_eq!(ended.len(), 7, "the seven oldest SYN flows timed out early");
+        assert!(ended
+            .iter()
+            .all(|f| f.end_reason == Some(EndReason::Timeout)));
+        assert_eq!(t.stats().emergency_timeouts, 7);
+        assert_eq!(t.len(), 3);
+        assert!(!t.in_emergency());
+        assert_eq!(t.stats().emergency_left, 1);
+        // Hysteresis: back up to 8 (80 %) does not re-enter; 9 does, once.
+        ended.clear();
+        for i in 0..5u8 {
+            t.packet(&syn(40 + i, 1000), 60, 7 * s, 40 + i as u64, &mut ended);
+        }
+        assert_eq!(t.len(), 8);
+        assert!(!t.in_emergency());
+        t.packet(&syn(50, 1000), 60, 7 * s, 50, &mut ended);
+        assert!(t.in_emergency());
+        // Down to 8 of 10 (the SYN of 2 s is past 5 s): still in emergency mode.
+        t.expire(7 * s, &mut ended);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(t.len(), 8);
+        assert!(t.in_emergency(), "80 %: still above the low-water mark");
+        // Down to 7 (the SYN of 6 s): 70 %, left.
+        t.expire(11 * s + 1, &mut ended);
+        assert_eq!(t.len(), 7);
+        assert!(!t.in_emergency());
+        // Out of emergency mode the normal timeouts apply again: the SYNs of 7 s stay.
+        t.expire(13 * s, &mut ended);
+        assert_eq!(t.len(), 7);
+        assert_eq!(t.stats().emergency_entered, 2);
+        assert_eq!(t.stats().emergency_left, 2);
+        // The protected transfer kept its normal 10-minute timeout throughout.
+        assert!(t.get_mut(transfer).is_some());
     }
 
     #[test]

@@ -247,6 +247,18 @@ pub fn on_packet(
             return;
         }
     }
+    if p.tcp.is_some() && flow.app.tcp.0.is_none() {
+        // No buffers before the first data (a SYN flood costs no heap): they start from the
+        // handshake the flow's sequence trackers saw.
+        if p.payload.is_empty() {
+            return;
+        }
+        for d in 0..2 {
+            if let Some(s) = flow.seq[d].data_start_seq() {
+                flow.app.tcp[d].on_syn(s.wrapping_sub(1));
+            }
+        }
+    }
     let grew = match (p.transport, p.tcp) {
         (Transport::Tcp, Some(tcp)) => feed_tcp(
             &mut flow.app.tcp,

@@ -80,6 +80,7 @@ pub fn shared(s: &Settings, n: usize, live: Option<LiveShared>) -> Shared {
 pub fn defrag_limits(s: &Settings) -> DefragLimits {
     DefragLimits {
         max_datagrams: s.limits.defrag_max_datagrams,
+        max_per_source: s.limits.defrag_max_per_source,
         max_total_bytes: s.limits.defrag_memcap.0 as usize,
         timeout_us: s.timeouts.defrag.0 as i64 * 1_000_000,
     }

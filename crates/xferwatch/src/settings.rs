@@ -227,9 +227,15 @@ pub struct Limits {
     /// Announced connections (FTP data, TFTP transfers) waiting for their flow, whole sensor.
     pub max_expectations: usize,
     pub defrag_max_datagrams: usize,
+    /// Datagrams being reassembled from one source address at once.
+    pub defrag_max_per_source: usize,
     pub defrag_memcap: Bytes,
     pub reassembly_memcap: Bytes,
     pub reassembly_flow_depth: Bytes,
+    /// Fill of a worker's share of the flow table (percent) that starts emergency mode.
+    pub emergency_enter_percent: u8,
+    /// Fill (percent) at or below which emergency mode ends.
+    pub emergency_leave_percent: u8,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -241,6 +247,12 @@ pub struct Timeouts {
     pub udp_new: Seconds,
     pub udp_established: Seconds,
     pub defrag: Seconds,
+    /// In emergency mode, for unprotected flows: TCP before its handshake and one-way UDP,
+    pub emergency_new: Seconds,
+    /// TCP and UDP with traffic both ways,
+    pub emergency_established: Seconds,
+    /// and closed TCP lingering.
+    pub emergency_closed: Seconds,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -364,12 +376,15 @@ impl Default for Engine {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_flows: 1_000_000,
+            max_flows: 200_000,
             max_expectations: 65_536,
             defrag_max_datagrams: 4096,
+            defrag_max_per_source: xferwatch_capture::DEFAULT_MAX_PER_SOURCE,
             defrag_memcap: Bytes(32 << 20),
             reassembly_memcap: Bytes(64 << 20),
             reassembly_flow_depth: Bytes(4 << 10),
+            emergency_enter_percent: 90,
+            emergency_leave_percent: 70,
         }
     }
 }
@@ -382,6 +397,9 @@ impl Default for Timeouts {
             udp_new: Seconds(120),
             udp_established: Seconds(300),
             defrag: Seconds(30),
+            emergency_new: Seconds(5),
+            emergency_established: Seconds(60),
+            emergency_closed: Seconds(1),
         }
     }
 }
@@ -562,6 +580,18 @@ impl Settings {
                 self.limits.max_expectations
             );
         }
+        if self.limits.defrag_max_per_source == 0 {
+            bail!("limits.defrag_max_per_source: expected at least 1");
+        }
+        let (enter, leave) = (
+            self.limits.emergency_enter_percent,
+            self.limits.emergency_leave_percent,
+        );
+        if enter == 0 || enter > 100 || leave >= enter {
+            bail!(
+                "limits.emergency_enter_percent ({enter}) and emergency_leave_percent ({leave}): expected 0 <= leave < enter <= 100"
+            );
+        }
         if self.limits.max_flows == 0 || self.limits.max_flows > 100_000_000 {
             bail!(
                 "limits.max_flows: expected 1..=100000000, got {}",
@@ -656,6 +686,13 @@ impl Settings {
                 tcp_closed: us(self.timeouts.tcp_closed),
                 udp_new: us(self.timeouts.udp_new),
                 udp_established: us(self.timeouts.udp_established),
+            },
+            emergency: xferwatch_stream::Emergency {
+                enter_percent: self.limits.emergency_enter_percent,
+                leave_percent: self.limits.emergency_leave_percent,
+                new: us(self.timeouts.emergency_new),
+                established: us(self.timeouts.emergency_established),
+                closed: us(self.timeouts.emergency_closed),
             },
         }
     }
@@ -782,6 +819,6 @@ mod tests {
         let t = s.to_toml();
         assert!(t.contains("threshold_bytes = 52428800"));
         let back: Settings = toml::from_str(&t).unwrap();
-        assert_eq!(back.limits.max_flows, 1_000_000);
+        assert_eq!(back.limits.max_flows, 200_000);
     }
 }

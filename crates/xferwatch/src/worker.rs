@@ -568,6 +568,9 @@ impl Worker {
         // A protocol on the wrong port: decided once the flow's protocol is.
         alerts.mismatch(flow, false, ts_us, key);
         self.apply_deferred(deferred);
+        // Flows of a transfer session are evicted last under pressure (floods of junk go first).
+        let protect = self.table.get_mut(h).is_some_and(|f| f.app.session != 0);
+        self.table.set_protected(h, protect);
     }
 
     fn apply_deferred(&mut self, deferred: Vec<Deferred>) {
