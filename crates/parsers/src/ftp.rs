@@ -76,6 +76,11 @@ pub enum FtpEvent {
     },
     /// AUTH TLS/SSL accepted: the rest of the control channel is encrypted.
     TlsStarted,
+    /// The control channel says a data connection is in use, without naming it: a 125/150
+    /// (opening) or 226 (transfer complete) reply, or a PORT/EPRT/227/229 that could not be read
+    /// (cut by the snap length, or malformed). Evidence for linking a data connection whose
+    /// announcement was missed.
+    DataActivity,
 }
 
 pub struct FtpConn {
@@ -166,7 +171,10 @@ impl FtpConn {
                             port,
                         }));
                     }
-                    None => self.stats.malformed_announcements += 1,
+                    None => {
+                        self.stats.malformed_announcements += 1;
+                        out.push(FtpEvent::DataActivity);
+                    }
                 }
             }
             "PASV" | "EPSV" => tx.mode = Some("passive"),
@@ -262,6 +270,10 @@ impl FtpConn {
         }
         if (code == "227" || code == "229") && announce.is_none() {
             self.stats.malformed_announcements += 1;
+            out.push(FtpEvent::DataActivity);
+        }
+        if matches!(code, "125" | "150" | "226") {
+            out.push(FtpEvent::DataActivity);
         }
         if let Some((addr, port)) = announce {
             out.push(FtpEvent::Announce(Announce {

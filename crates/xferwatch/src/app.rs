@@ -100,6 +100,8 @@ pub struct DataInfo {
     pub control_client: Option<Addr>,
     /// Linked by the AUTH TLS heuristic, not by a readable announcement.
     pub heuristic: bool,
+    /// Linked by inference from the control channel's activity: no announcement was seen.
+    pub inferred: bool,
 }
 
 #[derive(Debug)]
@@ -167,6 +169,8 @@ pub struct App {
     pub mismatch_done: bool,
     /// An alert named this flow.
     pub alerted: bool,
+    /// Offered once to FTP data-connection inference.
+    pub infer_offered: bool,
 }
 
 /// Counters kept per worker, cheap, for the stats event and later the metrics.
@@ -179,6 +183,10 @@ pub struct AppCounters {
     /// found to be SMB that way.
     pub midstream_hunts: u64,
     pub midstream_smb: u64,
+    /// FTP data connections linked by inference (announcement missed), and inference entries
+    /// (activity, waiting connections) forgotten because their table was full.
+    pub ftp_data_inferred: u64,
+    pub ftp_infer_evictions: u64,
     pub reassembly_gaps: u64,
     pub reassembly_overlaps: u64,
     pub reassembly_memcap_hits: u64,
@@ -200,6 +208,8 @@ impl AppCounters {
         self.reoriented += o.reoriented;
         self.midstream_hunts += o.midstream_hunts;
         self.midstream_smb += o.midstream_smb;
+        self.ftp_data_inferred += o.ftp_data_inferred;
+        self.ftp_infer_evictions += o.ftp_infer_evictions;
         self.reassembly_gaps += o.reassembly_gaps;
         self.reassembly_overlaps += o.reassembly_overlaps;
         self.reassembly_memcap_hits += o.reassembly_memcap_hits;
@@ -776,6 +786,23 @@ pub fn linkable(flow: &Flow<App>) -> bool {
     matches!(flow.app.ident, Ident::Pending | Ident::Unknown) && flow.app.session == 0
 }
 
+/// A flow FTP activity between its hosts may claim as a data connection whose announcement was
+/// missed: TCP, carrying bytes no fingerprint placed, not linked, in no session, on ports a data
+/// connection uses (both above 1023, or one of them 20: active mode).
+pub fn inferable(flow: &Flow<App>) -> bool {
+    let (c, s) = (flow.client_endpoint().port, flow.server_endpoint().port);
+    flow.transport() == Transport::Tcp
+        && flow.app.ident == Ident::Unknown
+        && flow.app.session == 0
+        && flow.payload[0] + flow.payload[1] > 0
+        && ((c > 1023 && s > 1023) || c == 20 || s == 20)
+}
+
+/// Whether a linked FTP data connection was inferred.
+pub fn inferred(flow: &Flow<App>) -> bool {
+    matches!(&flow.app.proto, Proto::FtpData(d) if d.inferred)
+}
+
 /// A TFTP request flow's request, once identified.
 pub fn tftp_request(flow: &Flow<App>) -> Option<&Request> {
     match &flow.app.proto {
@@ -831,9 +858,18 @@ fn ftp_lines(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
     };
     let mut out = Vec::new();
     let tcp = &mut flow.app.tcp;
-    for r in tcp.iter_mut() {
+    for (side, r) in tcp.iter_mut().enumerate() {
         if let Some(g) = r.take_gap() {
-            // Bytes were lost: what came before the hole cannot end a line.
+            // Bytes were lost (a hole, or a snap length that cut packets short): what came before
+            // the hole ends there. Its lines still count, the last one cut short: a reply code keeps
+            // commands and replies paired, and a cut 227 is an unreadable announcement (evidence
+            // for a data connection), not nothing.
+            let g = g.min(r.data().len());
+            for piece in r.data()[..g].split(|&b| b == b'\n') {
+                if !piece.is_empty() {
+                    conn.line(side == 0, piece, &mut out);
+                }
+            }
             r.consume(g, FTP_LINE_MAX, &mut st.budget);
         }
     }
