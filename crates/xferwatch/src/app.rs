@@ -23,6 +23,10 @@ const UDP_DGRAM_KEEP: usize = 600;
 /// SMB message the parser accepts (16 MiB) and a little more, so one whole message is always
 /// crossed.
 const HUNT_WINDOW: u64 = (16 << 20) + (64 << 10);
+/// Connections searched at once per worker: each holds up to two [`HUNT_DEPTH`] buffers (and the
+/// out-of-order segments reassembly keeps), so a capture that starts amid many connections cannot
+/// turn the search into a memory sink. Beyond, a connection is not searched (counted).
+const MAX_HUNTS: usize = 1024;
 /// Bytes of each direction buffered while hunting: a candidate message header and what follows it.
 const HUNT_DEPTH: usize = 4096;
 /// Bytes kept at the end of a window searched in vain: a header may straddle two segments.
@@ -183,6 +187,8 @@ pub struct AppCounters {
     /// found to be SMB that way.
     pub midstream_hunts: u64,
     pub midstream_smb: u64,
+    /// Connections not searched because [`MAX_HUNTS`] were searched already.
+    pub midstream_hunts_refused: u64,
     /// FTP data connections linked by inference (announcement missed), and inference entries
     /// (activity, waiting connections) forgotten because their table was full.
     pub ftp_data_inferred: u64,
@@ -208,6 +214,7 @@ impl AppCounters {
         self.reoriented += o.reoriented;
         self.midstream_hunts += o.midstream_hunts;
         self.midstream_smb += o.midstream_smb;
+        self.midstream_hunts_refused += o.midstream_hunts_refused;
         self.ftp_data_inferred += o.ftp_data_inferred;
         self.ftp_infer_evictions += o.ftp_infer_evictions;
         self.reassembly_gaps += o.reassembly_gaps;
@@ -227,6 +234,8 @@ impl AppCounters {
 pub struct AppState {
     pub budget: Budget,
     pub counters: AppCounters,
+    /// Connections searched for the next SMB message now (at most [`MAX_HUNTS`]).
+    hunting: usize,
 }
 
 impl AppState {
@@ -234,6 +243,7 @@ impl AppState {
         AppState {
             budget: Budget::new(cfg.memcap),
             counters: AppCounters::default(),
+            hunting: 0,
         }
     }
     pub fn snapshot(&self) -> AppCounters {
@@ -327,7 +337,7 @@ pub fn on_packet(
 /// Marks a flow as announced by another one: no fingerprinting, the parser state given.
 pub fn link(flow: &mut Flow<App>, label: &'static str, proto: Proto, st: &mut AppState) {
     release(flow, st);
-    flow.app.hunt = None;
+    stop_hunt(flow, st);
     flow.app.ident = Ident::Linked;
     flow.app.label = Some(label);
     flow.app.proto = proto;
@@ -489,10 +499,15 @@ fn decide(
         Identification::Unknown => {
             flow.app.ident = Ident::Unknown;
             st.counters.unknown += 1;
-            if flow.transport() == Transport::Tcp && may_reverse && !final_flow(flow) {
+            let midstream = flow.transport() == Transport::Tcp && may_reverse && !final_flow(flow);
+            if midstream && st.hunting >= MAX_HUNTS {
+                st.counters.midstream_hunts_refused += 1;
+            }
+            if midstream && st.hunting < MAX_HUNTS {
                 // Picked up mid-stream: the first bytes may be the middle of a message. Look for
                 // the next SMB message before giving up.
                 st.counters.midstream_hunts += 1;
+                st.hunting += 1;
                 flow.app.hunt = Some(Box::new(Hunt {
                     from: flow.payload,
                     found: [false; 2],
@@ -571,7 +586,7 @@ fn hunt(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, final_: bool) 
     };
     match verdict {
         xferwatch_fingerprint::Verdict::Match { reversed } => {
-            flow.app.hunt = None;
+            stop_hunt(flow, st);
             if reversed {
                 turn(flow, st);
             }
@@ -591,10 +606,17 @@ fn hunt(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, final_: bool) 
         xferwatch_fingerprint::Verdict::NeedMore => {}
     }
     if final_ || (exhausted && flow.app.hunt.is_some()) {
-        flow.app.hunt = None;
+        stop_hunt(flow, st);
         if !matches!(flow.app.proto, Proto::Smb(_)) {
             release(flow, st);
         }
+    }
+}
+
+/// The search for an SMB message is over (found, given up, or the flow linked).
+fn stop_hunt(flow: &mut Flow<App>, st: &mut AppState) {
+    if flow.app.hunt.take().is_some() {
+        st.hunting = st.hunting.saturating_sub(1);
     }
 }
 
