@@ -160,6 +160,7 @@ pub fn stats_record(
             ("smb_limit_hits", app.smb_limit_hits),
             ("midstream_hunts", app.midstream_hunts),
             ("midstream_smb", app.midstream_smb),
+            ("midstream_hunts_refused", app.midstream_hunts_refused),
             ("ftp_data_inferred", app.ftp_data_inferred),
             ("ftp_infer_evictions", app.ftp_infer_evictions),
             ("tftp_malformed", app.tftp_malformed),
