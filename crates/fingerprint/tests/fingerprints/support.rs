@@ -135,7 +135,42 @@ pub const SMTP_ESC_SYNTHETIC: TcpFixture = TcpFixture {
     ],
 };
 
+/// SSH whose server software version starts with a stray byte, and an HTTP request whose target
+/// holds an ESC: still theirs.
+pub const SSH_ESC_SYNTHETIC: TcpFixture = TcpFixture {
+    name: "ssh_esc_synthetic",
+    owner: Some(AppProto::Ssh),
+    dir_known: false,
+    segs: &[
+        (false, b"SSH-2.0-\x1bOpenSSH_9.2\r\n"),
+        (true, b"SSH-2.0-OpenSSH_9.2\r\n"),
+    ],
+};
+
+pub const HTTP_ESC_SYNTHETIC: TcpFixture = TcpFixture {
+    name: "http_esc_synthetic",
+    owner: Some(AppProto::Http),
+    dir_known: true,
+    segs: &[
+        (true, b"GET /report\x1b.bin HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (false, b"HTTP/1.1 404 Not Found\r\n\r\n"),
+    ],
+};
+
+/// A TFTP write request whose file name is UTF-8 (with a stray ESC).
+pub const TFTP_WRQ_UTF8_NAME: UdpFixture = UdpFixture {
+    name: "tftp_wrq_utf8_name",
+    owner: Some(AppProto::Tftp),
+    dir_known: true,
+    dgrams: &[(
+        true,
+        b"\x00\x02\xe6\x8a\xa5\xe5\x91\x8a\x1b.bin\x00octet\x00",
+    )],
+};
+
 pub const TCP_FIXTURES: &[&TcpFixture] = &[
+    &SSH_ESC_SYNTHETIC,
+    &HTTP_ESC_SYNTHETIC,
     &SMTP_ESC_SYNTHETIC,
     &FTP_ESC_BANNER,
     &FTP_BINARY_BANNER,
@@ -168,6 +203,7 @@ pub const TCP_FIXTURES: &[&TcpFixture] = &[
 ];
 
 pub const UDP_FIXTURES: &[&UdpFixture] = &[
+    &TFTP_WRQ_UTF8_NAME,
     &TFTP_RRQ_REQUEST,
     &TFTP_RRQ_TRANSFER,
     &TFTP_WRQ_REQUEST,
