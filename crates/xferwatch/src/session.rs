@@ -321,3 +321,87 @@ impl Inference {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act(session: u64, at_us: i64) -> Activity {
+        Activity {
+            session,
+            parent: session,
+            control_client: Addr::v4([10, 0, 0, 1]),
+            at_us,
+        }
+    }
+
+    fn pair(n: u32) -> PairKey {
+        pair_key(
+            Addr::v4([10, 0, 0, 1]),
+            Addr::v4(n.wrapping_add(0xc633_6400).to_be_bytes()),
+            0,
+        )
+    }
+
+    #[test]
+    fn pair_key_ignores_who_opened() {
+        let (a, b) = (Addr::v4([10, 0, 0, 1]), Addr::v4([198, 51, 100, 10]));
+        assert_eq!(pair_key(a, b, 7), pair_key(b, a, 7));
+        assert_ne!(pair_key(a, b, 7), pair_key(a, b, 8));
+    }
+
+    #[test]
+    fn activity_is_recent_for_the_window_and_releases_what_it_replaces() {
+        let mut inf = Inference::default();
+        let mut release = Vec::new();
+        inf.activity(pair(1), act(5, 1_000), &mut release);
+        assert!(release.is_empty());
+        assert_eq!(
+            inf.recent(&pair(1), 1_000 + INFER_WINDOW_US)
+                .unwrap()
+                .session,
+            5
+        );
+        assert!(inf.recent(&pair(1), 1_001 + INFER_WINDOW_US).is_none());
+        assert!(inf.recent(&pair(2), 1_000).is_none());
+        // Each entry holds one session reference: the one it replaces goes back.
+        inf.activity(pair(1), act(5, 2_000), &mut release);
+        assert_eq!(release, vec![5]);
+    }
+
+    #[test]
+    fn tables_are_bounded_and_count_what_they_forget() {
+        let mut inf = Inference::default();
+        let mut release = Vec::new();
+        for i in 0..MAX_FTP_ACTIVITY as u32 {
+            inf.activity(pair(i), act(u64::from(i) + 1, 0), &mut release);
+        }
+        assert!(release.is_empty());
+        // Full of entries still in their window: the stalest goes, counted, its session released.
+        inf.activity(pair(u32::MAX), act(99_999, 1), &mut release);
+        assert_eq!(release.len(), 1);
+        assert_eq!(inf.evicted, 1);
+        assert_eq!(inf.activity.len(), MAX_FTP_ACTIVITY);
+        // Long after: every expired entry is swept at once.
+        release.clear();
+        inf.activity(
+            pair(u32::MAX - 1),
+            act(7, 10 * INFER_WINDOW_US),
+            &mut release,
+        );
+        assert_eq!(release.len(), MAX_FTP_ACTIVITY);
+        assert_eq!(inf.activity.len(), 1);
+
+        for i in 0..=MAX_ORPHANS as u32 {
+            inf.orphan(pair(i % 2), (i, u64::from(i)));
+        }
+        assert_eq!(inf.evicted, 2);
+        let mut got = Vec::new();
+        inf.take_orphans(&pair(1), &mut got);
+        assert_eq!(got.len(), MAX_ORPHANS / 2);
+        assert!(got.iter().all(|(h, _)| h % 2 == 1));
+        got.clear();
+        inf.take_orphans(&pair(1), &mut got);
+        assert!(got.is_empty());
+    }
+}
