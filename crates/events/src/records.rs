@@ -36,6 +36,9 @@ pub struct FlowRecord<'a> {
     pub session_outbound_bytes: Option<u64>,
     /// The application switched to TLS mid-flow (FTP AUTH TLS: the channel is FTPS from there on).
     pub tls_upgraded: bool,
+    /// An FTP data connection attached to its control connection by inference (its announcement
+    /// was not captured or not readable), not by an announcement.
+    pub linked_by_inference: bool,
     /// Named caps this flow's parsers reached (bounded list of static names).
     pub anomalies: &'a [&'static str],
 }
@@ -90,6 +93,9 @@ fn write_flow_body(o: &mut JsonObject<'_>, r: &FlowRecord<'_>) {
         }
         if r.tls_upgraded {
             x.bool("tls_upgraded", true);
+        }
+        if r.linked_by_inference {
+            x.bool("linked_by_inference", true);
         }
         if !r.anomalies.is_empty() {
             x.str_array("anomalies", r.anomalies);

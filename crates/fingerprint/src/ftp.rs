@@ -1,32 +1,50 @@
 //! FTP control channel (RFC 959 and extensions: 2228, 2389, 2428, 3659).
 //!
 //! Evidence, per direction, allocation-free and bounded to the first
-//! [`MAX_LINES`] lines of text:
+//! [`MAX_LINES`] lines:
 //! * server side: the first line is a numeric reply `[1-5][0-5][0-9]` followed
-//!   by ` `, `-` (multi-line) or the line end, and every later complete text
-//!   line is either a reply or inside a multi-line reply block; the first reply
-//!   block must not mention SMTP/ESMTP/Postfix/Sendmail/Exim/NNTP/NNRP;
-//! * client side: the first complete line starts with a known FTP command verb
+//!   by ` `, `-` (multi-line) or the line end, and later lines are replies or
+//!   inside a multi-line reply block (up to [`MAX_STRAY_LINES`] other text
+//!   lines are tolerated); the first reply block must not mention
+//!   SMTP/ESMTP/Postfix/Sendmail/Exim/NNTP/NNRP;
+//! * client side: the first complete line starts (after at most
+//!   [`STRAY_PREFIX`] stray bytes) with a known FTP command verb
 //!   (case-insensitive) followed by a space or the line end, and no later line
 //!   starts with a verb of a look-alike protocol (SMTP `EHLO`/`MAIL`, IRC
 //!   `NICK`, NNTP `GROUP`, POP3 `CAPA`, ...).
 //!
+//! The decision rests on the structure of the conversation — reply codes,
+//! command verbs, both sides agreeing — never on what the text of a line holds:
+//! the banner and the user name are chosen by whoever runs the server or the
+//! client, and an ESC, a TAB, a byte 0xff, a NUL or invalid UTF-8 in them does
+//! not hide FTP. Binary lines (more than one stray byte in sixteen, see
+//! `text::is_texty`) end the inspection of a direction, as does `AUTH` / `234`
+//! (TLS follows).
+//!
 //! Verdict: both sides agreeing (client verb + server reply) is a match.
 //! `USER`/`PASS` alone are not enough (POP3 and IRC send them too). A server
 //! greeting alone waits for the client; on a final flow, a lone `220` greeting
-//! that does not look like SMTP/NNTP matches (only if the client sent nothing
-//! at all: a client that stopped mid-line is not a lone greeting). An NNTP-style `200`/`201` first
-//! reply only matches with an FTP-only client verb (not `LIST`, `MODE`,
-//! `QUIT`, ...). POP3 (`+OK`), IMAP (`* OK`) and IRC (`:server ...`) servers
-//! fail the first-line test. If the caller's "client" side carries the
-//! replies and the other side the commands, the match is `reversed`.
-//! Text after a non-text line (e.g. TLS after `AUTH TLS`/`234`) is ignored.
+//! that reads as text and does not look like SMTP/NNTP matches (only if the
+//! client sent nothing at all: a client that stopped mid-line is not a lone
+//! greeting). An NNTP-style `200`/`201` first reply only matches with an
+//! FTP-only client verb (not `LIST`, `MODE`, `QUIT`, ...). POP3 (`+OK`), IMAP
+//! (`* OK`) and IRC (`:server ...`) servers fail the first-line test. If the
+//! caller's "client" side carries the replies and the other side the
+//! commands, the match is `reversed`.
 
 use crate::text::{self, Line};
 use crate::{need_more, AppProto, Fingerprint, Observed, Transport, Verdict};
 
 /// Number of lines inspected per direction.
 const MAX_LINES: usize = 16;
+
+/// Stray bytes (control bytes, a byte-order mark, a TELNET IAC) skipped in front of the client's
+/// first verb.
+const STRAY_PREFIX: usize = 3;
+
+/// Text lines the server may send outside any reply (a bare `\n` inside a banner) before the
+/// stream is judged not to be FTP.
+const MAX_STRAY_LINES: usize = 2;
 
 /// FTP command verbs (RFC 959, 2228, 2389, 2428, 2640, 3659, 7151 and common
 /// extensions).
@@ -193,46 +211,56 @@ fn is_verb_prefix(token: &[u8]) -> bool {
 }
 
 fn classify_client(buf: &[u8]) -> Client {
-    let Some(&b0) = buf.first() else {
+    if buf.is_empty() {
         return Client::Empty;
-    };
-    if !b0.is_ascii_alphabetic() {
-        return Client::No;
     }
     let mut result = Client::No;
     for (i, line) in text::lines(buf).take(MAX_LINES).enumerate() {
         match line {
             Line::Partial(p) => {
                 if i == 0 {
+                    let (p, stripped) = text::strip_stray_prefix(p, STRAY_PREFIX);
                     let (tok, rest) = text::first_token(p);
                     let ok = if rest.is_empty() {
-                        // Still inside the verb, or verb complete and `\r` pending.
+                        // Still inside the verb (or the stray bytes before it), or verb complete
+                        // and `\r` pending.
                         let tok = tok.strip_suffix(b"\r").unwrap_or(tok);
-                        is_verb_prefix(tok)
+                        is_verb_prefix(tok) || (tok.is_empty() && stripped < STRAY_PREFIX)
                     } else {
-                        in_list(tok, VERBS) && text::is_text(p) && p.len() <= text::MAX_LINE
+                        in_list(tok, VERBS) && p.len() <= text::MAX_LINE
                     };
                     return if ok { Client::Pending } else { Client::No };
                 }
                 break;
             }
             Line::Complete(l) => {
-                if !text::is_text(l) {
-                    if i == 0 {
-                        return Client::No;
-                    }
-                    break;
-                }
-                let (tok, _) = text::first_token(l);
                 if i == 0 {
+                    // The verb decides; what the argument holds (a user name with an ESC, a
+                    // byte 0xff, invalid UTF-8) does not.
+                    let (l, _) = text::strip_stray_prefix(l, STRAY_PREFIX);
+                    let (tok, _) = text::first_token(l);
                     if !in_list(tok, VERBS) {
                         return Client::No;
                     }
                     result = Client::Verb {
                         ftp_only: !in_list(tok, NNTP_SHARED),
                     };
-                } else if in_list(tok, FOREIGN) {
+                    if tok.eq_ignore_ascii_case(b"AUTH") {
+                        // TLS follows.
+                        break;
+                    }
+                    continue;
+                }
+                if !text::is_texty(l) {
+                    // Binary: not command text any more (nothing to judge).
+                    break;
+                }
+                let (tok, _) = text::first_token(l);
+                if in_list(tok, FOREIGN) {
                     return Client::No;
+                }
+                if tok.eq_ignore_ascii_case(b"AUTH") {
+                    break;
                 }
             }
         }
@@ -257,11 +285,15 @@ fn classify_server(buf: &[u8]) -> Server {
     let mut in_multi: Option<u16> = None;
     // Still inside the first reply block (checked for mail/news words).
     let mut in_first_block = true;
+    // The first reply block reads as text (a lone greeting needs it).
+    let mut first_block_text = true;
+    // Text lines that are no reply, outside a multi-line block (a bare `\n` in a banner).
+    let mut stray_lines = 0usize;
     for (i, line) in text::lines(buf).take(MAX_LINES).enumerate() {
         let l = match line {
             Line::Partial(p) => {
                 if i == 0 {
-                    return if text::could_be_reply(p, b'1'..=b'5') {
+                    return if text::could_be_reply(p, b'1'..=b'5') || partial_reply(p) {
                         Server::Pending
                     } else {
                         Server::No
@@ -271,14 +303,16 @@ fn classify_server(buf: &[u8]) -> Server {
             }
             Line::Complete(l) => l,
         };
-        if !text::is_text(l) {
-            if i == 0 {
-                return Server::No;
-            }
+        let texty = text::is_texty(l);
+        if i > 0 && !texty {
+            // Binary after the replies (TLS after `234`, or junk): nothing more to judge.
             break;
         }
-        if in_first_block && SERVER_FOREIGN_WORDS.iter().any(|w| text::contains_ci(l, w)) {
-            return Server::No;
+        if in_first_block {
+            first_block_text &= texty;
+            if SERVER_FOREIGN_WORDS.iter().any(|w| text::contains_ci(l, w)) {
+                return Server::No;
+            }
         }
         match in_multi {
             Some(code) => {
@@ -289,7 +323,14 @@ fn classify_server(buf: &[u8]) -> Server {
             }
             None => {
                 let Some((code, sep)) = text::reply_code(l) else {
-                    return Server::No;
+                    if i == 0 {
+                        return Server::No;
+                    }
+                    stray_lines += 1;
+                    if stray_lines > MAX_STRAY_LINES {
+                        return Server::No;
+                    }
+                    continue;
                 };
                 if !valid_ftp_code(code) {
                     return Server::No;
@@ -301,6 +342,10 @@ fn classify_server(buf: &[u8]) -> Server {
                     in_multi = Some(code);
                 } else {
                     in_first_block = false;
+                    if code == 234 {
+                        // AUTH TLS accepted: TLS follows.
+                        break;
+                    }
                 }
             }
         }
@@ -308,10 +353,16 @@ fn classify_server(buf: &[u8]) -> Server {
     match first_code {
         Some(code) => Server::Reply {
             first_code: code,
-            greeting: code == 220,
+            greeting: code == 220 && first_block_text,
         },
         None => Server::Pending,
     }
+}
+
+/// A partial first reply line whose code and separator are complete: whatever bytes follow (a
+/// banner with stray bytes) wait for the line end, within the line limit.
+fn partial_reply(p: &[u8]) -> bool {
+    p.len() <= text::MAX_LINE && matches!(text::reply_code(p), Some((_, b' ' | b'-')))
 }
 
 #[cfg(test)]
@@ -418,6 +469,14 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(classify_server(b"230 ok\r\nnot a reply\r\n"), Server::No);
+        // A stray text line (a bare `\n` in a banner) is tolerated; a stream of them is not FTP.
+        assert!(matches!(
+            classify_server(b"230 ok\r\nnot a reply\r\n"),
+            Server::Reply { .. }
+        ));
+        assert_eq!(
+            classify_server(b"230 ok\r\nnot\r\na\r\nreply\r\n"),
+            Server::No
+        );
     }
 }

@@ -151,15 +151,23 @@ fn request_line(buf: &[u8], final_: bool) -> Kind {
     if !METHODS.iter().any(|m| m.eq_ignore_ascii_case(method)) {
         return Kind::No;
     }
-    // Target: visible bytes (and obs-text >= 0x80) up to the next space.
+    // Target: visible bytes (and obs-text >= 0x80) up to the next space; a stray control byte
+    // (one in sixteen, as `text::is_texty` allows) does not hide a request whose version follows.
     let rest = buf.get(sp + 1..).unwrap_or(&[]);
     let mut tlen = 0usize;
+    let mut stray = 0usize;
     for &b in rest {
         if b == b' ' {
             break;
         }
         if !(0x21..0x7f).contains(&b) && b < 0x80 {
-            return Kind::No;
+            if b == b'\r' || b == b'\n' || b == 0 {
+                return Kind::No;
+            }
+            stray += 1;
+            if stray > 1 + tlen / 16 {
+                return Kind::No;
+            }
         }
         tlen += 1;
         if tlen > MAX_TARGET {
@@ -168,7 +176,7 @@ fn request_line(buf: &[u8], final_: bool) -> Kind {
     }
     if tlen == rest.len() {
         // Target not finished yet.
-        if final_ && sp + 1 + tlen >= FINAL_PREFIX && rest.first() == Some(&b'/') {
+        if final_ && stray == 0 && sp + 1 + tlen >= FINAL_PREFIX && rest.first() == Some(&b'/') {
             return Kind::Request;
         }
         return Kind::Pending;
@@ -215,6 +223,9 @@ mod tests {
         assert_eq!(classify(b"GET /", false), Kind::Pending);
         assert_eq!(classify(b"GE", false), Kind::Pending);
         assert_eq!(classify(b"GET  / HTTP/1.1\r\n", false), Kind::No);
+        assert_eq!(classify(b"GET /a\x1bb HTTP/1.1\r\n", false), Kind::Request);
+        assert_eq!(classify(b"GET /\x1b\x1b\x1b HTTP/1.1\r\n", false), Kind::No);
+        assert_eq!(classify(b"GET /a\r\n", false), Kind::No);
         assert_eq!(classify(b"GET / HTTP/2.0\r\n", false), Kind::No);
         assert_eq!(classify(b"FOO / HTTP/1.1\r\n", false), Kind::No);
         assert_eq!(classify(b"HTTP/1.1 200 OK\r\n", false), Kind::Response);

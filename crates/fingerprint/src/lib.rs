@@ -40,7 +40,7 @@ mod tls;
 pub use dns::DnsFingerprint;
 pub use ftp::FtpFingerprint;
 pub use http::HttpFingerprint;
-pub use smb::SmbFingerprint;
+pub use smb::{smb_sync, SmbFingerprint, SmbSync};
 pub use smtp::SmtpFingerprint;
 pub use ssh::SshFingerprint;
 pub use tftp::TftpFingerprint;

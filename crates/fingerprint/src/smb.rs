@@ -194,6 +194,35 @@ fn scan(buf: &[u8], final_: bool) -> Scan {
     }
 }
 
+/// Where a stream picked up in the middle (of a large WRITE, say) may start again: the next NBSS
+/// session message carrying an SMB header, checked as [`SmbFingerprint`] checks a first message
+/// (header fields, and the message after it when it is visible). Unlike the fingerprint's own
+/// resync this is not limited to the first [`SCAN_LIMIT`] bytes: the caller scans a stream window
+/// by window and bounds the whole search itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmbSync {
+    /// A message starts at this offset.
+    At(usize),
+    /// A message may start at this offset: more bytes are needed to tell.
+    Partial(usize),
+    /// No message starts in these bytes (the last 7 may still begin one).
+    Nothing,
+}
+
+/// The first offset in `buf` where an NBSS session message carrying an SMB header starts.
+pub fn smb_sync(buf: &[u8]) -> SmbSync {
+    let mut q = 0usize;
+    while let Some(off) = buf.get(q..).and_then(|w| w.iter().position(|&b| b == 0)) {
+        q += off;
+        match smb_message(buf, q, false) {
+            At::Yes(_) => return SmbSync::At(q),
+            At::Partial => return SmbSync::Partial(q),
+            At::No => q += 1,
+        }
+    }
+    SmbSync::Nothing
+}
+
 /// Minimum SMB header size for a protocol-id first byte.
 fn min_header(magic0: u8) -> Option<usize> {
     match magic0 {
@@ -434,6 +463,23 @@ mod tests {
             Verdict::Match { reversed: false }
         );
         assert_eq!(probe(b"\x85\x00\x00\x00", b"", true), Verdict::NoMatch);
+    }
+
+    #[test]
+    fn sync_points_in_a_stream() {
+        let mut hdr = b"\x00\x00\x00\x40\xfeSMB\x40\x00".to_vec();
+        hdr.resize(4 + 64, 0);
+        let mut v = vec![0x41u8; 5000];
+        v[100] = 0;
+        v.extend_from_slice(&hdr);
+        assert_eq!(smb_sync(&v), SmbSync::At(5000));
+        assert_eq!(smb_sync(&v[..5006]), SmbSync::Partial(5000));
+        assert_eq!(smb_sync(&v[..4990]), SmbSync::Nothing);
+        // A header whose length runs into bytes that are no NBSS message is not one.
+        let mut w = hdr.clone();
+        w.extend_from_slice(b"garbage!");
+        assert_eq!(smb_sync(&w), SmbSync::Nothing);
+        assert_eq!(smb_sync(b""), SmbSync::Nothing);
     }
 
     #[test]

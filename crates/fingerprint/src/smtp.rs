@@ -97,7 +97,7 @@ fn classify_server(buf: &[u8]) -> Server {
     }
     match text::lines(buf).next() {
         Some(Line::Complete(l)) => {
-            if !text::is_text(l) {
+            if !text::is_texty(l) {
                 return Server::No;
             }
             match text::reply_code(l) {
@@ -129,7 +129,7 @@ fn classify_client(buf: &[u8]) -> Client {
     }
     match text::lines(buf).next() {
         Some(Line::Complete(l)) => {
-            if !text::is_text(l) {
+            if !text::is_texty(l) {
                 return Client::No;
             }
             let (tok, _) = text::first_token(l);
@@ -147,7 +147,7 @@ fn classify_client(buf: &[u8]) -> Client {
                 let n = p.len().min(v.len());
                 text::starts_with_ci(&p[..n], &v[..n])
             });
-            if could && text::is_text(p) && p.len() <= text::MAX_LINE {
+            if could && text::is_texty(p) && p.len() <= text::MAX_LINE {
                 Client::Pending
             } else {
                 Client::No

@@ -1,7 +1,8 @@
 //! SSH (RFC 4253 §4.2 protocol version exchange).
 //!
 //! Evidence: a direction that starts with `SSH-<digits>.<digits>-` followed by
-//! at least one printable software-version character (`SSH-2.0-`,
+//! at least one software-version byte (anything but a space, CR, LF or NUL: a
+//! stray byte in the version chosen by the peer's operator does not hide SSH) (`SSH-2.0-`,
 //! `SSH-1.99-`, `SSH-1.5-`, ...). Either side's banner is enough.
 //!
 //! Direction: both peers send the same kind of banner, so the bytes cannot
@@ -75,7 +76,9 @@ fn banner(buf: &[u8]) -> Banner {
                 }
             }
             _ => {
-                return if (0x21..0x7f).contains(&b) {
+                // The software version is chosen by whoever runs the peer: any byte that does not
+                // end or blank it (a stray ESC, a UTF-8 name) is still a version.
+                return if !matches!(b, b' ' | b'\r' | b'\n' | 0) {
                     Banner::Yes
                 } else {
                     Banner::No
@@ -98,6 +101,8 @@ mod tests {
         assert_eq!(banner(b"SS"), Banner::Pending);
         assert_eq!(banner(b""), Banner::Pending);
         assert_eq!(banner(b"SSH-2.0- x"), Banner::No);
+        assert_eq!(banner(b"SSH-2.0-\x1bOpenSSH"), Banner::Yes);
+        assert_eq!(banner(b"SSH-2.0-\r\n"), Banner::No);
         assert_eq!(banner(b"SSH-.0-x"), Banner::No);
         assert_eq!(banner(b"SSH-2-x"), Banner::No);
         assert_eq!(banner(b"GET / HTTP/1.1"), Banner::No);

@@ -58,14 +58,30 @@ pub(crate) fn is_text_byte(b: u8) -> bool {
     b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80
 }
 
-/// All bytes are text bytes (a `\r` is tolerated only as the last byte of a
-/// partial line, where the `\n` may not have arrived yet).
-pub(crate) fn is_text(line: &[u8]) -> bool {
+/// Mostly text: at most one stray byte (a control byte other than TAB: an ESC colour code, a NUL,
+/// a bare `\r`) in sixteen, and always one. A hostile or careless peer can put a stray byte in any
+/// line it controls (a banner, a user name), so one is never a reason to give up; binary data
+/// (a TLS record, a file) has about one in eight and is told apart. A `\r` ending a partial line
+/// (its `\n` not yet arrived) is not counted.
+pub(crate) fn is_texty(line: &[u8]) -> bool {
     let body = match line.split_last() {
         Some((b'\r', head)) => head,
         _ => line,
     };
-    body.iter().all(|&b| is_text_byte(b))
+    let stray = body.iter().filter(|&&b| !is_text_byte(b)).count();
+    stray <= 1 + body.len() / 16
+}
+
+/// Strips up to `max` leading bytes that cannot start a command (control bytes, bytes >= 0x80 such
+/// as a UTF-8 byte-order mark or a TELNET IAC): a stray byte in front of a verb does not hide it.
+/// Returns the rest and the number of bytes stripped.
+pub(crate) fn strip_stray_prefix(line: &[u8], max: usize) -> (&[u8], usize) {
+    let n = line
+        .iter()
+        .take(max)
+        .take_while(|&&b| !(0x20..0x7f).contains(&b))
+        .count();
+    (line.get(n..).unwrap_or(&[]), n)
 }
 
 /// ASCII case-insensitive prefix test.
@@ -127,7 +143,7 @@ pub(crate) fn could_be_reply(partial: &[u8], first_digits: core::ops::RangeInclu
             0 => first_digits.contains(&b),
             1 | 2 => b.is_ascii_digit(),
             3 => b == b' ' || b == b'-' || b == b'\r',
-            _ => return is_text(partial) && partial.len() <= MAX_LINE,
+            _ => return is_texty(partial) && partial.len() <= MAX_LINE,
         };
         if !ok {
             return false;
@@ -161,6 +177,24 @@ mod tests {
         assert!(could_be_reply(b"22", b'1'..=b'5'));
         assert!(could_be_reply(b"220 (vsF", b'1'..=b'5'));
         assert!(!could_be_reply(b"+OK", b'1'..=b'5'));
+    }
+
+    #[test]
+    fn stray_bytes_are_tolerated_binary_is_not() {
+        assert!(is_texty(b"220 (vsFTPd\x1b3.0.3)"));
+        assert!(is_texty(b"220 \x1b[1;31mWelcome\x1b[0m to the server"));
+        assert!(is_texty(b"USER anon\x00mous\r"));
+        assert!(is_texty("220 \u{6b22}\u{8fce}".as_bytes()));
+        assert!(!is_texty(
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x10\x02\x05\x00"
+        ));
+        assert_eq!(strip_stray_prefix(b"\x1bUSER x", 3), (&b"USER x"[..], 1));
+        assert_eq!(
+            strip_stray_prefix(b"\xef\xbb\xbfUSER", 3),
+            (&b"USER"[..], 3)
+        );
+        assert_eq!(strip_stray_prefix(b"\x00\x00\x00\x00USER", 3).1, 3);
+        assert_eq!(strip_stray_prefix(b"USER", 3).1, 0);
     }
 
     #[test]

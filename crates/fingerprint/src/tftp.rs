@@ -1,7 +1,8 @@
 //! TFTP (RFC 1350, options RFC 2347/2348/2349, windowsize RFC 7440) over UDP.
 //!
 //! Packets (all strictly parsed, every length checked):
-//! * RRQ (1) / WRQ (2): non-empty printable filename, NUL; mode
+//! * RRQ (1) / WRQ (2): non-empty filename (any bytes but NUL: a UTF-8 or
+//!   Latin-1 name, or a stray control byte, does not hide a request), NUL; mode
 //!   `netascii`/`octet`/`mail` (any case), NUL; then zero or more
 //!   NUL-terminated option/value pairs (printable, non-empty option name);
 //!   trailing NUL padding is tolerated;
@@ -264,7 +265,7 @@ fn is_mode(m: &[u8]) -> bool {
         .any(|x| x.eq_ignore_ascii_case(m))
 }
 
-/// A request whose file name is empty or made of printable bytes and NULs: returns what follows the
+/// A request whose file name is empty, NUL-padded or split by NULs: returns what follows the
 /// mode's terminating NUL.
 fn lenient_request(body: &[u8]) -> Option<&[u8]> {
     let limit = body.len().min(512);
@@ -274,9 +275,7 @@ fn lenient_request(body: &[u8]) -> Option<&[u8]> {
         let token = &body[start..end];
         if !token.is_empty() && is_mode(token) {
             let name = &body[..start];
-            let name_ok =
-                name.last() == Some(&0) && name.iter().all(|&b| b == 0 || is_printable(b));
-            return name_ok.then(|| &body[end + 1..]);
+            return (name.last() == Some(&0)).then(|| &body[end + 1..]);
         }
         start = end + 1;
     }
@@ -289,8 +288,10 @@ fn packet(d: &[u8]) -> Option<Pkt> {
     };
     match op {
         1 | 2 => {
+            // A file name may hold any byte but NUL (a UTF-8 or Latin-1 name, a stray control
+            // byte): the NUL-delimited transfer mode is the evidence, not the name's text.
             let strict = cstr(body).and_then(|(file, rest)| {
-                if file.is_empty() || !file.iter().all(|&b| is_printable(b)) {
+                if file.is_empty() {
                     return None;
                 }
                 let (mode, rest) = cstr(rest)?;
@@ -386,7 +387,13 @@ mod tests {
             packet(b"\x00\x01\x00\x00\x00\x00octet\x00"),
             Some(Pkt::Request)
         );
-        assert_eq!(packet(b"\x00\x01\xff\x00octet\x00"), None);
+        // Issue 12: a file name's bytes do not hide a request (Latin-1, UTF-8, a stray ESC).
+        assert_eq!(packet(b"\x00\x01\xff\x00octet\x00"), Some(Pkt::Request));
+        assert_eq!(
+            packet(b"\x00\x02caf\xe9\x1b.bin\x00octet\x00"),
+            Some(Pkt::Request)
+        );
+        assert_eq!(packet(b"\x00\x02caf\xe9.bin\x00octets\x00"), None);
         assert_eq!(packet(b"\x00\x01a\x00binary\x00"), None);
         assert_eq!(packet(b"\x00\x01a\x00octet\x00blksize\x00"), None); // option without value
         assert_eq!(packet(b"\x00\x04\x00\x01"), Some(Pkt::Ack { block: 1 }));

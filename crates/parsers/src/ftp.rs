@@ -76,6 +76,11 @@ pub enum FtpEvent {
     },
     /// AUTH TLS/SSL accepted: the rest of the control channel is encrypted.
     TlsStarted,
+    /// The control channel says a data connection is in use, without naming it: a 125/150
+    /// (opening) or 226 (transfer complete) reply, or a PORT/EPRT/227/229 that could not be read
+    /// (cut by the snap length, or malformed). Evidence for linking a data connection whose
+    /// announcement was missed.
+    DataActivity,
 }
 
 pub struct FtpConn {
@@ -118,8 +123,8 @@ impl FtpConn {
         if self.tls {
             return;
         }
-        let mut buf = [0u8; 512];
-        let cut = raw.len() > buf.len();
+        let mut buf = [0u8; CLEAN_ROOM];
+        let cut = raw.len() > LINE_LOOKED_AT;
         let text = clean(raw, &mut buf);
         if from_client {
             self.command(text, cut, out);
@@ -129,7 +134,9 @@ impl FtpConn {
     }
 
     fn command(&mut self, text: &str, cut: bool, out: &mut Vec<FtpEvent>) {
-        let text = text.trim_start();
+        // Stray bytes in front of the verb (as the fingerprint tolerates them) do not hide it.
+        let text = text
+            .trim_start_matches(|c: char| c.is_whitespace() || c.is_control() || c == '\u{FFFD}');
         if text.is_empty() {
             return;
         }
@@ -164,7 +171,10 @@ impl FtpConn {
                             port,
                         }));
                     }
-                    None => self.stats.malformed_announcements += 1,
+                    None => {
+                        self.stats.malformed_announcements += 1;
+                        out.push(FtpEvent::DataActivity);
+                    }
                 }
             }
             "PASV" | "EPSV" => tx.mode = Some("passive"),
@@ -260,6 +270,10 @@ impl FtpConn {
         }
         if (code == "227" || code == "229") && announce.is_none() {
             self.stats.malformed_announcements += 1;
+            out.push(FtpEvent::DataActivity);
+        }
+        if matches!(code, "125" | "150" | "226") {
+            out.push(FtpEvent::DataActivity);
         }
         if let Some((addr, port)) = announce {
             out.push(FtpEvent::Announce(Announce {
@@ -332,19 +346,27 @@ impl FtpConn {
     }
 }
 
-/// The line as text: `\r` dropped, TELNET IAC sequences removed, invalid UTF-8 replaced; at most
-/// `buf.len()` bytes looked at.
-fn clean<'a>(raw: &[u8], buf: &'a mut [u8; 512]) -> &'a str {
+/// Bytes of a line looked at.
+const LINE_LOOKED_AT: usize = 512;
+/// Room for the cleaned line: every byte of it may become a 3-byte U+FFFD.
+const CLEAN_ROOM: usize = 3 * LINE_LOOKED_AT;
+
+/// The line as text: `\r` dropped, TELNET IAC sequences removed, invalid UTF-8 replaced by U+FFFD
+/// (the whole line is kept: a byte 0xff or a Latin-1 name in a banner or a user name does not cut
+/// it short); at most [`LINE_LOOKED_AT`] bytes looked at. Control bytes are kept as they are: the
+/// event writer escapes them.
+fn clean<'a>(raw: &[u8], buf: &'a mut [u8; CLEAN_ROOM]) -> &'a str {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let mut plain = [0u8; LINE_LOOKED_AT];
     let mut n = 0;
     let mut i = 0;
-    while i < raw.len() && n < buf.len() {
+    while i < raw.len() && n < plain.len() {
         let b = raw[i];
         if b == 0xff {
             // IAC: IAC IAC is a literal 0xff; WILL/WONT/DO/DONT carry one option byte.
             match raw.get(i + 1) {
                 Some(0xff) => {
-                    buf[n] = 0xff;
+                    plain[n] = 0xff;
                     n += 1;
                     i += 2;
                 }
@@ -354,18 +376,27 @@ fn clean<'a>(raw: &[u8], buf: &'a mut [u8; 512]) -> &'a str {
             }
             continue;
         }
-        buf[n] = b;
+        plain[n] = b;
         n += 1;
         i += 1;
     }
-    match std::str::from_utf8(&buf[..n]) {
-        Ok(s) => s,
-        Err(e) => {
-            // Keep the valid prefix; the rest of a bad line is not worth a copy.
-            let good = e.valid_up_to();
-            std::str::from_utf8(&buf[..good]).unwrap_or("")
+    let mut len = 0;
+    for chunk in plain[..n].utf8_chunks() {
+        let replacement = if chunk.invalid().is_empty() {
+            ""
+        } else {
+            "\u{FFFD}"
+        };
+        for part in [chunk.valid(), replacement] {
+            let end = len + part.len();
+            let Some(dst) = buf.get_mut(len..end) else {
+                break;
+            };
+            dst.copy_from_slice(part.as_bytes());
+            len = end;
         }
     }
+    std::str::from_utf8(&buf[..len]).unwrap_or("")
 }
 
 /// The text of a reply line after its code and separator. Only the three code bytes are known to

@@ -179,3 +179,35 @@ fn reply_code_followed_by_multibyte_character_does_not_panic() {
     assert_eq!(t[1].reply, vec!["少"]);
     assert_eq!(t[2].completion_code, vec!["230"]);
 }
+
+/// Issue 12 (one-byte blinding): stray and invalid bytes in a banner or a user name are kept in the
+/// text (invalid UTF-8 as U+FFFD, control bytes as they are, for the event writer to escape), not
+/// a reason to cut the line at the first bad byte; a stray byte in front of a verb does not hide it.
+#[test]
+fn stray_bytes_are_kept_not_truncated() {
+    let ev = run(
+        FtpLimits::default(),
+        &[
+            (false, b"220 (vsFTPd\x1b3.0.3) \xc3\x28 caf\xc3\xa9\r"),
+            (true, b"USER anon\xfe\xfdmous\tx\r"),
+            (false, b"331 Please\x00specify the password.\r"),
+            (true, b"\x1bSTOR report\x80.bin\r"),
+            (false, b"150 Ok to send data.\r"),
+            (false, b"226 Transfer complete.\r"),
+        ],
+    );
+    let t = txs(&ev);
+    assert_eq!(t[0].reply, vec!["(vsFTPd\u{1b}3.0.3) \u{FFFD}( café"]);
+    assert_eq!(t[1].command, "USER");
+    assert_eq!(
+        t[1].command_data.as_deref(),
+        Some("anon\u{FFFD}\u{FFFD}mous\tx")
+    );
+    assert_eq!(t[1].reply, vec!["Please\u{0}specify the password."]);
+    assert_eq!(t[2].command, "STOR");
+    assert_eq!(t[2].completion_code, vec!["150", "226"]);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        FtpEvent::Transfer { command: "STOR", file, upload: true } if file == "report\u{FFFD}.bin"
+    )));
+}

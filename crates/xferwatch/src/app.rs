@@ -4,7 +4,8 @@
 
 use crate::worker::Shared;
 use xferwatch_fingerprint::{
-    identify, AppProto, Dgram, Identification, Observed, Transport as FpTransport,
+    identify, smb_sync, AppProto, Dgram, Fingerprint, Identification, Observed, SmbFingerprint,
+    SmbSync, Transport as FpTransport,
 };
 use xferwatch_parsers::ftp::{FtpConn, FtpEvent, FtpLimits};
 use xferwatch_parsers::smb::{SmbConn, SmbLimits, SmbTx};
@@ -16,6 +17,29 @@ use xferwatch_wire::{Addr, L4Packet, Transport};
 /// Datagrams kept per UDP flow for fingerprinting, and bytes kept of each.
 const UDP_DGRAMS: usize = 12;
 const UDP_DGRAM_KEEP: usize = 600;
+
+/// Stream bytes of each direction searched for the next SMB message when a connection is picked
+/// up in the middle (of a large WRITE, say) and no fingerprint placed its first bytes: the largest
+/// SMB message the parser accepts (16 MiB) and a little more, so one whole message is always
+/// crossed.
+const HUNT_WINDOW: u64 = (16 << 20) + (64 << 10);
+/// Connections searched at once per worker: each holds up to two [`HUNT_DEPTH`] buffers (and the
+/// out-of-order segments reassembly keeps), so a capture that starts amid many connections cannot
+/// turn the search into a memory sink. Beyond, a connection is not searched (counted).
+const MAX_HUNTS: usize = 1024;
+/// Bytes of each direction buffered while hunting: a candidate message header and what follows it.
+const HUNT_DEPTH: usize = 4096;
+/// Bytes kept at the end of a window searched in vain: a header may straddle two segments.
+const HUNT_TAIL: usize = 7;
+
+/// The search for the next SMB message on a connection picked up mid-stream.
+#[derive(Debug)]
+pub struct Hunt {
+    /// Each direction's payload when the search began (the window is counted from there).
+    from: [u64; 2],
+    /// The direction's buffer starts with a candidate message.
+    found: [bool; 2],
+}
 
 #[derive(Clone, Debug)]
 pub struct AppConfig {
@@ -80,6 +104,8 @@ pub struct DataInfo {
     pub control_client: Option<Addr>,
     /// Linked by the AUTH TLS heuristic, not by a readable announcement.
     pub heuristic: bool,
+    /// Linked by inference from the control channel's activity: no announcement was seen.
+    pub inferred: bool,
 }
 
 #[derive(Debug)]
@@ -124,6 +150,8 @@ pub struct App {
     awaiting_side: Option<usize>,
     /// What each direction speaks on its own, when they differ (to server, to client).
     split: Option<(AppProto, AppProto)>,
+    /// Picked up mid-stream and not identified: still looking for the next SMB message.
+    hunt: Option<Box<Hunt>>,
     /// The control channel switched to TLS (FTP AUTH TLS).
     pub tls_upgraded: bool,
     /// A label that overrides the identified protocol ("ftp-data", "tftp" for a linked transfer).
@@ -145,6 +173,8 @@ pub struct App {
     pub mismatch_done: bool,
     /// An alert named this flow.
     pub alerted: bool,
+    /// Offered once to FTP data-connection inference.
+    pub infer_offered: bool,
 }
 
 /// Counters kept per worker, cheap, for the stats event and later the metrics.
@@ -153,6 +183,16 @@ pub struct AppCounters {
     pub identified: u64,
     pub unknown: u64,
     pub reoriented: u64,
+    /// Unidentified connections picked up mid-stream searched for the next SMB message, and those
+    /// found to be SMB that way.
+    pub midstream_hunts: u64,
+    pub midstream_smb: u64,
+    /// Connections not searched because [`MAX_HUNTS`] were searched already.
+    pub midstream_hunts_refused: u64,
+    /// FTP data connections linked by inference (announcement missed), and inference entries
+    /// (activity, waiting connections) forgotten because their table was full.
+    pub ftp_data_inferred: u64,
+    pub ftp_infer_evictions: u64,
     pub reassembly_gaps: u64,
     pub reassembly_overlaps: u64,
     pub reassembly_memcap_hits: u64,
@@ -172,6 +212,11 @@ impl AppCounters {
         self.identified += o.identified;
         self.unknown += o.unknown;
         self.reoriented += o.reoriented;
+        self.midstream_hunts += o.midstream_hunts;
+        self.midstream_smb += o.midstream_smb;
+        self.midstream_hunts_refused += o.midstream_hunts_refused;
+        self.ftp_data_inferred += o.ftp_data_inferred;
+        self.ftp_infer_evictions += o.ftp_infer_evictions;
         self.reassembly_gaps += o.reassembly_gaps;
         self.reassembly_overlaps += o.reassembly_overlaps;
         self.reassembly_memcap_hits += o.reassembly_memcap_hits;
@@ -189,6 +234,8 @@ impl AppCounters {
 pub struct AppState {
     pub budget: Budget,
     pub counters: AppCounters,
+    /// Connections searched for the next SMB message now (at most [`MAX_HUNTS`]).
+    hunting: usize,
 }
 
 impl AppState {
@@ -196,6 +243,7 @@ impl AppState {
         AppState {
             budget: Budget::new(cfg.memcap),
             counters: AppCounters::default(),
+            hunting: 0,
         }
     }
     pub fn snapshot(&self) -> AppCounters {
@@ -228,6 +276,20 @@ pub fn on_packet(
                 Proto::Ftp(_) | Proto::Smb(_) => follow_stream(flow, dir, p, st, evs),
                 Proto::Tftp(t) => t.transfer.datagram(dir == Dir::ToServer, p.payload),
                 Proto::FtpData(_) => {}
+                Proto::None if flow.app.hunt.is_some() => {
+                    if let Some(tcp) = p.tcp {
+                        feed_tcp(
+                            &mut flow.app.tcp,
+                            dir,
+                            tcp,
+                            p.payload,
+                            HUNT_DEPTH,
+                            &mut st.budget,
+                        );
+                        hunt(flow, cfg, st, false);
+                        read_buffered(flow, st, evs);
+                    }
+                }
                 Proto::None => {
                     if let (Some(side), Some(tcp)) = (flow.app.awaiting_side, p.tcp) {
                         feed_tcp(
@@ -287,6 +349,7 @@ pub fn on_packet(
 /// Marks a flow as announced by another one: no fingerprinting, the parser state given.
 pub fn link(flow: &mut Flow<App>, label: &'static str, proto: Proto, st: &mut AppState) {
     release(flow, st);
+    stop_hunt(flow, st);
     flow.app.ident = Ident::Linked;
     flow.app.label = Some(label);
     flow.app.proto = proto;
@@ -415,12 +478,7 @@ fn decide(
         Identification::NeedMore => return false,
         Identification::Found { proto, reversed } => {
             if reversed && may_reverse {
-                flow.reverse();
-                flow.app.tcp.swap(0, 1);
-                for d in &mut flow.app.udp {
-                    d.0 = !d.0;
-                }
-                st.counters.reoriented += 1;
+                turn(flow, st);
             }
             flow.app.tftp_request = proto == AppProto::Tftp && tftp_request;
             // Unicast DNS never targets a multicast group: DNS-format traffic there is LLMNR or mDNS.
@@ -453,10 +511,135 @@ fn decide(
         Identification::Unknown => {
             flow.app.ident = Ident::Unknown;
             st.counters.unknown += 1;
-            release(flow, st);
+            let midstream = flow.transport() == Transport::Tcp && may_reverse && !final_flow(flow);
+            if midstream && st.hunting >= MAX_HUNTS {
+                st.counters.midstream_hunts_refused += 1;
+            }
+            if midstream && st.hunting < MAX_HUNTS {
+                // Picked up mid-stream: the first bytes may be the middle of a message. Look for
+                // the next SMB message before giving up.
+                st.counters.midstream_hunts += 1;
+                st.hunting += 1;
+                flow.app.hunt = Some(Box::new(Hunt {
+                    from: flow.payload,
+                    found: [false; 2],
+                }));
+                hunt(flow, cfg, st, false);
+            } else {
+                release(flow, st);
+            }
         }
     }
     true
+}
+
+/// The flow will deliver no more bytes (both directions closed).
+fn final_flow(flow: &Flow<App>) -> bool {
+    flow.state == xferwatch_stream::FlowState::Closed
+}
+
+/// One step of the mid-stream SMB search: each direction's buffer is scanned for the next SMB
+/// message and what precedes it dropped; once both directions start with one (a request and its
+/// response, as the SMB fingerprint judges them; one direction alone on a `final_` flow whose other
+/// direction stayed silent), the flow is SMB from there and the bytes before count as a lower bound
+/// of its volume (they were counted as they passed). Gives up when either direction searched
+/// [`HUNT_WINDOW`] bytes in vain, or the reassembly memory ran out.
+fn hunt(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, final_: bool) {
+    let Some(h) = flow.app.hunt.as_deref_mut() else {
+        return;
+    };
+    let mut exhausted = false;
+    for d in 0..2 {
+        let r = &mut flow.app.tcp[d];
+        if !h.found[d] {
+            // A hole in a window still searched changes nothing: the search goes on after it (the
+            // parser learns of holes only once it reads from a message).
+            let _ = r.take_gap();
+            let n = r.data().len();
+            let drop = match smb_sync(r.data()) {
+                SmbSync::At(q) => {
+                    h.found[d] = true;
+                    q
+                }
+                SmbSync::Partial(q) => q,
+                SmbSync::Nothing => n.saturating_sub(HUNT_TAIL),
+            };
+            r.consume(drop, HUNT_DEPTH, &mut st.budget);
+            let searched = flow.payload[d].saturating_sub(h.from[d]);
+            exhausted |= !h.found[d] && searched > HUNT_WINDOW;
+        }
+        // Buffering stopped for good (reassembly memory ran out): nothing more to search.
+        exhausted |= r.is_done() && r.data().len() < HUNT_DEPTH;
+    }
+    let (d0, d1) = (flow.app.tcp[0].data(), flow.app.tcp[1].data());
+    let verdict = match h.found {
+        [true, true] => SmbFingerprint.probe(&Observed {
+            transport: FpTransport::Tcp,
+            to_server: d0,
+            to_client: d1,
+            dgrams: &[],
+            final_,
+        }),
+        [true, false] if final_ && d1.is_empty() => SmbFingerprint.probe(&Observed {
+            transport: FpTransport::Tcp,
+            to_server: d0,
+            to_client: &[],
+            dgrams: &[],
+            final_,
+        }),
+        [false, true] if final_ && d0.is_empty() => SmbFingerprint.probe(&Observed {
+            transport: FpTransport::Tcp,
+            to_server: &[],
+            to_client: d1,
+            dgrams: &[],
+            final_,
+        }),
+        _ => xferwatch_fingerprint::Verdict::NeedMore,
+    };
+    match verdict {
+        xferwatch_fingerprint::Verdict::Match { reversed } => {
+            stop_hunt(flow, st);
+            if reversed {
+                turn(flow, st);
+            }
+            flow.app.ident = Ident::Found(AppProto::Smb);
+            st.counters.identified += 1;
+            st.counters.midstream_smb += 1;
+            flow.app.anomalies.push("smb_midstream_pickup");
+            flow.app.proto = Proto::Smb(Box::new(SmbConn::new(cfg.smb)));
+        }
+        xferwatch_fingerprint::Verdict::NoMatch => {
+            // Two candidates that do not make an SMB exchange: search on past them.
+            h.found = [false; 2];
+            for r in flow.app.tcp.iter_mut() {
+                r.consume(1, HUNT_DEPTH, &mut st.budget);
+            }
+        }
+        xferwatch_fingerprint::Verdict::NeedMore => {}
+    }
+    if final_ || (exhausted && flow.app.hunt.is_some()) {
+        stop_hunt(flow, st);
+        if !matches!(flow.app.proto, Proto::Smb(_)) {
+            release(flow, st);
+        }
+    }
+}
+
+/// The search for an SMB message is over (found, given up, or the flow linked).
+fn stop_hunt(flow: &mut Flow<App>, st: &mut AppState) {
+    if flow.app.hunt.take().is_some() {
+        st.hunting = st.hunting.saturating_sub(1);
+    }
+}
+
+/// The caller's client was the server: the flow and its buffers are turned round.
+fn turn(flow: &mut Flow<App>, st: &mut AppState) {
+    flow.reverse();
+    flow.app.tcp.swap(0, 1);
+    for d in &mut flow.app.udp {
+        d.0 = !d.0;
+    }
+    st.counters.reoriented += 1;
 }
 
 /// Identifies each TCP direction on its own; when both are recognised and differ (an HTTP client
@@ -508,6 +691,12 @@ pub fn on_end(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, evs: &mu
     }
     if flow.app.awaiting_side.is_some() {
         settle_split(flow, st);
+    }
+    if flow.app.hunt.is_some() {
+        hunt(flow, cfg, st, true);
+        if matches!(flow.app.proto, Proto::Smb(_)) {
+            read_buffered(flow, st, evs);
+        }
     }
     let counters = &mut st.counters;
     let mut anomaly = None;
@@ -604,6 +793,8 @@ pub fn mismatch(flow: &Flow<App>, shared: &Shared, final_: bool) -> Option<Facts
     let settled = match flow.app.ident {
         Ident::Pending => final_,
         Ident::Linked | Ident::Found(_) => true,
+        // Still searching for the next SMB message: the protocol may yet be found.
+        Ident::Unknown if flow.app.hunt.is_some() => final_,
         Ident::Unknown => {
             final_
                 || shared
@@ -627,6 +818,23 @@ pub fn found(flow: &Flow<App>) -> Option<AppProto> {
 /// A flow an announcement may still claim: not linked, and not identified as a protocol of its own.
 pub fn linkable(flow: &Flow<App>) -> bool {
     matches!(flow.app.ident, Ident::Pending | Ident::Unknown) && flow.app.session == 0
+}
+
+/// A flow FTP activity between its hosts may claim as a data connection whose announcement was
+/// missed: TCP, carrying bytes no fingerprint placed, not linked, in no session, on ports a data
+/// connection uses (both above 1023, or one of them 20: active mode).
+pub fn inferable(flow: &Flow<App>) -> bool {
+    let (c, s) = (flow.client_endpoint().port, flow.server_endpoint().port);
+    flow.transport() == Transport::Tcp
+        && flow.app.ident == Ident::Unknown
+        && flow.app.session == 0
+        && flow.payload[0] + flow.payload[1] > 0
+        && ((c > 1023 && s > 1023) || c == 20 || s == 20)
+}
+
+/// Whether a linked FTP data connection was inferred.
+pub fn inferred(flow: &Flow<App>) -> bool {
+    matches!(&flow.app.proto, Proto::FtpData(d) if d.inferred)
 }
 
 /// A TFTP request flow's request, once identified.
@@ -684,9 +892,18 @@ fn ftp_lines(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
     };
     let mut out = Vec::new();
     let tcp = &mut flow.app.tcp;
-    for r in tcp.iter_mut() {
+    for (side, r) in tcp.iter_mut().enumerate() {
         if let Some(g) = r.take_gap() {
-            // Bytes were lost: what came before the hole cannot end a line.
+            // Bytes were lost (a hole, or a snap length that cut packets short): what came before
+            // the hole ends there. Its lines still count, the last one cut short: a reply code keeps
+            // commands and replies paired, and a cut 227 is an unreadable announcement (evidence
+            // for a data connection), not nothing.
+            let g = g.min(r.data().len());
+            for piece in r.data()[..g].split(|&b| b == b'\n') {
+                if !piece.is_empty() {
+                    conn.line(side == 0, piece, &mut out);
+                }
+            }
             r.consume(g, FTP_LINE_MAX, &mut st.budget);
         }
     }

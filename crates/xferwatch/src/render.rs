@@ -274,6 +274,9 @@ pub fn transfer_event(f: &Flow<App>) -> Option<(&'static str, String)> {
                         if info.heuristic {
                             x.bool("linked_by_heuristic", true);
                         }
+                        if info.inferred {
+                            x.bool("linked_by_inference", true);
+                        }
                     });
                 },
             );
@@ -390,6 +393,7 @@ pub fn flow(
         session_id: (f.app.session != 0).then_some(f.app.session),
         session_outbound_bytes: session.map(|s| s.outbound),
         tls_upgraded: f.app.tls_upgraded,
+        linked_by_inference: app::inferred(f),
         anomalies: &f.app.anomalies,
     };
     let file_transfer = facts

@@ -80,6 +80,9 @@ pub enum PendingKind {
         control_client: Addr,
         /// A standing expectation of an FTP channel gone TLS (no readable announcement).
         heuristic: bool,
+        /// Not announced at all (the announcement was missed): inferred from the control
+        /// channel's activity between the same two hosts.
+        inferred: bool,
     },
     Tftp {
         request: Box<Request>,
@@ -192,6 +195,12 @@ impl Sessions {
         None
     }
 
+    /// A data connection linked after the fact (by inference): the command queued for it, if any;
+    /// it does not wait for a later one (that one has a connection of its own).
+    pub fn ftp_data_inferred(&mut self, id: u64) -> Option<FtpCmd> {
+        self.map.get_mut(&id)?.queued.pop_front()
+    }
+
     /// A data connection of the session opened: the command queued for it, if any, else it waits.
     pub fn ftp_data_opened(&mut self, id: u64, flow: FlowRef) -> Option<FtpCmd> {
         let s = self.map.get_mut(&id)?;
@@ -204,5 +213,195 @@ impl Sessions {
         }
         s.waiting.push_back(flow);
         None
+    }
+}
+
+/// How long an FTP control connection's word that a data connection is in use (a transfer command,
+/// a 125/150/226 reply, an announcement that could not be read) links an unannounced connection
+/// between the same two hosts, in packet time.
+pub const INFER_WINDOW_US: i64 = 60_000_000;
+/// Host pairs whose FTP activity is remembered, per worker; beyond, the stalest is forgotten
+/// (counted).
+pub const MAX_FTP_ACTIVITY: usize = 4096;
+/// Unannounced, unidentified TCP connections waiting for FTP activity between their hosts, per
+/// worker; beyond, the oldest is forgotten (counted).
+pub const MAX_ORPHANS: usize = 4096;
+
+/// Two hosts (in a fixed order) and the VLAN: what a control connection and its data connections
+/// share whoever opened them.
+pub type PairKey = (Addr, Addr, u16);
+
+pub fn pair_key(a: Addr, b: Addr, vlan: u16) -> PairKey {
+    if a <= b {
+        (a, b, vlan)
+    } else {
+        (b, a, vlan)
+    }
+}
+
+/// The latest data-connection activity an FTP control connection showed.
+#[derive(Clone, Copy, Debug)]
+pub struct Activity {
+    pub session: u64,
+    /// The control connection's flow id.
+    pub parent: u64,
+    pub control_client: Addr,
+    pub at_us: i64,
+}
+
+/// Evidence for FTP data connections whose announcement was missed (the capture started after it,
+/// or a short snap length cut the 227 reply): the control connections' activity by host pair, and
+/// the unannounced connections no fingerprint placed, waiting for such activity. Both bounded.
+#[derive(Default)]
+pub struct Inference {
+    activity: FxHashMap<PairKey, Activity>,
+    orphans: VecDeque<(PairKey, FlowRef)>,
+    /// Activity or waiting entries forgotten because their table was full.
+    pub evicted: u64,
+}
+
+impl Inference {
+    /// A control connection showed data-connection activity. Each entry holds one reference on
+    /// its session (taken by the caller), so a data connection that ends after its control
+    /// connection can still join it; the sessions of entries replaced or forgotten are pushed to
+    /// `release` for the caller to drop.
+    pub fn activity(&mut self, pair: PairKey, a: Activity, release: &mut Vec<u64>) {
+        if !self.activity.contains_key(&pair) && self.activity.len() >= MAX_FTP_ACTIVITY {
+            let now = a.at_us;
+            self.activity.retain(|_, x| {
+                let keep = now.saturating_sub(x.at_us) <= INFER_WINDOW_US;
+                if !keep {
+                    release.push(x.session);
+                }
+                keep
+            });
+            if self.activity.len() >= MAX_FTP_ACTIVITY {
+                if let Some((&k, _)) = self.activity.iter().min_by_key(|(_, x)| x.at_us) {
+                    if let Some(old) = self.activity.remove(&k) {
+                        release.push(old.session);
+                    }
+                }
+                self.evicted += 1;
+            }
+        }
+        if let Some(old) = self.activity.insert(pair, a) {
+            release.push(old.session);
+        }
+    }
+
+    /// The activity between two hosts within the window around `now_us`, if any.
+    pub fn recent(&self, pair: &PairKey, now_us: i64) -> Option<Activity> {
+        self.activity
+            .get(pair)
+            .filter(|a| now_us.saturating_sub(a.at_us).abs() <= INFER_WINDOW_US)
+            .copied()
+    }
+
+    /// An unannounced connection waits for activity between its hosts.
+    pub fn orphan(&mut self, pair: PairKey, flow: FlowRef) {
+        if self.orphans.len() >= MAX_ORPHANS {
+            self.orphans.pop_front();
+            self.evicted += 1;
+        }
+        self.orphans.push_back((pair, flow));
+    }
+
+    /// The connections waiting between these two hosts, taken out of the list.
+    pub fn take_orphans(&mut self, pair: &PairKey, out: &mut Vec<FlowRef>) {
+        if self.orphans.is_empty() {
+            return;
+        }
+        self.orphans.retain(|(p, f)| {
+            if p == pair {
+                out.push(*f);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act(session: u64, at_us: i64) -> Activity {
+        Activity {
+            session,
+            parent: session,
+            control_client: Addr::v4([10, 0, 0, 1]),
+            at_us,
+        }
+    }
+
+    fn pair(n: u32) -> PairKey {
+        pair_key(
+            Addr::v4([10, 0, 0, 1]),
+            Addr::v4(n.wrapping_add(0xc633_6400).to_be_bytes()),
+            0,
+        )
+    }
+
+    #[test]
+    fn pair_key_ignores_who_opened() {
+        let (a, b) = (Addr::v4([10, 0, 0, 1]), Addr::v4([198, 51, 100, 10]));
+        assert_eq!(pair_key(a, b, 7), pair_key(b, a, 7));
+        assert_ne!(pair_key(a, b, 7), pair_key(a, b, 8));
+    }
+
+    #[test]
+    fn activity_is_recent_for_the_window_and_releases_what_it_replaces() {
+        let mut inf = Inference::default();
+        let mut release = Vec::new();
+        inf.activity(pair(1), act(5, 1_000), &mut release);
+        assert!(release.is_empty());
+        assert_eq!(
+            inf.recent(&pair(1), 1_000 + INFER_WINDOW_US)
+                .unwrap()
+                .session,
+            5
+        );
+        assert!(inf.recent(&pair(1), 1_001 + INFER_WINDOW_US).is_none());
+        assert!(inf.recent(&pair(2), 1_000).is_none());
+        // Each entry holds one session reference: the one it replaces goes back.
+        inf.activity(pair(1), act(5, 2_000), &mut release);
+        assert_eq!(release, vec![5]);
+    }
+
+    #[test]
+    fn tables_are_bounded_and_count_what_they_forget() {
+        let mut inf = Inference::default();
+        let mut release = Vec::new();
+        for i in 0..MAX_FTP_ACTIVITY as u32 {
+            inf.activity(pair(i), act(u64::from(i) + 1, 0), &mut release);
+        }
+        assert!(release.is_empty());
+        // Full of entries still in their window: the stalest goes, counted, its session released.
+        inf.activity(pair(u32::MAX), act(99_999, 1), &mut release);
+        assert_eq!(release.len(), 1);
+        assert_eq!(inf.evicted, 1);
+        assert_eq!(inf.activity.len(), MAX_FTP_ACTIVITY);
+        // Long after: every expired entry is swept at once.
+        release.clear();
+        inf.activity(
+            pair(u32::MAX - 1),
+            act(7, 10 * INFER_WINDOW_US),
+            &mut release,
+        );
+        assert_eq!(release.len(), MAX_FTP_ACTIVITY);
+        assert_eq!(inf.activity.len(), 1);
+
+        for i in 0..=MAX_ORPHANS as u32 {
+            inf.orphan(pair(i % 2), (i, u64::from(i)));
+        }
+        assert_eq!(inf.evicted, 2);
+        let mut got = Vec::new();
+        inf.take_orphans(&pair(1), &mut got);
+        assert_eq!(got.len(), MAX_ORPHANS / 2);
+        assert!(got.iter().all(|(h, _)| h % 2 == 1));
+        got.clear();
+        inf.take_orphans(&pair(1), &mut got);
+        assert!(got.is_empty());
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::app::{self, App, AppCounters, AppEv, AppState, DataInfo, Proto, TftpState};
 use crate::render;
-use crate::session::{Pending, PendingKind, SessionStats, Sessions};
+use crate::session::{pair_key, Activity, Inference, Pending, PendingKind, SessionStats, Sessions};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use xferwatch_capture::{Batch, Item, ShardFn};
@@ -137,6 +137,7 @@ pub struct Worker {
     app: AppState,
     expects: Expectations<Pending>,
     sessions: Sessions,
+    inference: Inference,
     evs: Vec<AppEv>,
     expired: Vec<Pending>,
     events: Vec<(OrderKey, Ev)>,
@@ -191,6 +192,7 @@ impl Worker {
             app,
             expects,
             sessions: Sessions::default(),
+            inference: Inference::default(),
             evs: Vec::new(),
             expired: Vec::new(),
             events: Vec::new(),
@@ -488,6 +490,8 @@ impl Worker {
             );
         }
         let first_idx = flow.first_idx;
+        // Host pair whose FTP control connection showed data-connection activity on this packet.
+        let mut activity = None;
         if !self.evs.is_empty() {
             let mut evs = std::mem::take(&mut self.evs);
             for ev in evs.drain(..) {
@@ -510,11 +514,19 @@ impl Worker {
                         &mut self.sessions,
                         &mut self.expects,
                     ),
+                    AppEv::Ftp(FtpEvent::DataActivity) => {
+                        activity =
+                            ftp_activity(flow, ts_us, &mut self.inference, &mut self.sessions)
+                                .or(activity);
+                    }
                     AppEv::Ftp(FtpEvent::Transfer {
                         command,
                         file,
                         upload,
                     }) => {
+                        activity =
+                            ftp_activity(flow, ts_us, &mut self.inference, &mut self.sessions)
+                                .or(activity);
                         let s = flow.app.session;
                         if let Some((w, cmd)) =
                             self.sessions.ftp_command(s, (command, file, upload))
@@ -535,6 +547,7 @@ impl Worker {
                                 kind: PendingKind::FtpData {
                                     control_client: client,
                                     heuristic: true,
+                                    inferred: false,
                                 },
                             };
                             if self.expects.insert_wildcard(
@@ -563,6 +576,28 @@ impl Worker {
             self.evs = evs;
         }
         let key = (idx, 2, first_idx);
+        if !flow.app.infer_offered && app::inferable(flow) {
+            // Bytes nobody could place, between two hosts: an FTP data connection whose
+            // announcement was missed, if their control connection says a transfer is on.
+            flow.app.infer_offered = true;
+            let pair = pair_key(
+                flow.client_endpoint().addr,
+                flow.server_endpoint().addr,
+                flow.key.vlan,
+            );
+            match self.inference.recent(&pair, ts_us) {
+                Some(a) => infer_link(
+                    flow,
+                    h,
+                    &a,
+                    &mut self.sessions,
+                    &mut self.app,
+                    &mut deferred,
+                ),
+                None => self.inference.orphan(pair, (h, flow.flow_id)),
+            }
+        }
+        self.app.counters.ftp_infer_evictions = self.inference.evicted;
         let mut alerts = alerts!(self, shared);
         alerts.outbound(flow, ts_us, key);
         // A protocol on the wrong port: decided once the flow's protocol is.
@@ -571,6 +606,32 @@ impl Worker {
         // Flows of a transfer session are evicted last under pressure (floods of junk go first).
         let protect = self.table.get_mut(h).is_some_and(|f| f.app.session != 0);
         self.table.set_protected(h, protect);
+        if let Some(pair) = activity {
+            self.claim_orphans(pair, ts_us, key);
+        }
+    }
+
+    /// FTP activity between two hosts: the unannounced connections waiting between them are its
+    /// data connections.
+    fn claim_orphans(&mut self, pair: crate::session::PairKey, ts_us: i64, key: OrderKey) {
+        let Some(a) = self.inference.recent(&pair, ts_us) else {
+            return;
+        };
+        let mut waiting = Vec::new();
+        self.inference.take_orphans(&pair, &mut waiting);
+        let shared = self.shared.clone();
+        for (h, id) in waiting {
+            let Some(f) = self.table.get_mut(h).filter(|f| f.flow_id == id) else {
+                continue;
+            };
+            if !app::inferable(f) || f.flow_id == a.parent {
+                continue;
+            }
+            let mut deferred = Vec::new();
+            infer_link(f, h, &a, &mut self.sessions, &mut self.app, &mut deferred);
+            alerts!(self, &shared).outbound(f, ts_us, key);
+            self.apply_deferred(deferred);
+        }
     }
 
     fn apply_deferred(&mut self, deferred: Vec<Deferred>) {
@@ -632,6 +693,27 @@ impl Worker {
                 }
             }
             app::on_end(&mut f, &shared.app, &mut self.app, &mut self.evs);
+            if app::inferable(&f) {
+                // Decided only now (a short download): FTP activity between its hosts claims it.
+                let pair = pair_key(
+                    f.client_endpoint().addr,
+                    f.server_endpoint().addr,
+                    f.key.vlan,
+                );
+                if let Some(a) = self.inference.recent(&pair, ts) {
+                    let mut deferred = Vec::new();
+                    infer_link(
+                        &mut f,
+                        u32::MAX,
+                        &a,
+                        &mut self.sessions,
+                        &mut self.app,
+                        &mut deferred,
+                    );
+                    self.apply_deferred(deferred);
+                    alerts!(self, &shared).outbound(&mut f, ts, key);
+                }
+            }
             let mut evs = std::mem::take(&mut self.evs);
             for ev in evs.drain(..) {
                 match ev {
@@ -932,17 +1014,25 @@ fn link(
         PendingKind::FtpData {
             control_client,
             heuristic,
+            inferred,
         } => {
-            if heuristic {
-                // A standing expectation keeps its own hold on the session: the flow takes another.
+            if heuristic || inferred {
+                // A standing expectation keeps its own hold on the session, and an inference has
+                // none to pass on: the flow takes another.
                 sessions.hold(x.session);
             }
             let mut info = DataInfo {
                 control_client: Some(control_client),
                 heuristic,
+                inferred,
                 ..Default::default()
             };
-            if let Some((c, f, up)) = sessions.ftp_data_opened(x.session, (h, flow.flow_id)) {
+            let cmd = if inferred {
+                sessions.ftp_data_inferred(x.session)
+            } else {
+                sessions.ftp_data_opened(x.session, (h, flow.flow_id))
+            };
+            if let Some((c, f, up)) = cmd {
                 info.command = Some(c);
                 info.file = Some(f);
                 info.upload = Some(up);
@@ -1071,6 +1161,7 @@ fn announce_data(
             kind: PendingKind::FtpData {
                 control_client: client,
                 heuristic: false,
+                inferred: false,
             },
         },
     };
@@ -1079,4 +1170,70 @@ fn announce_data(
     } else if !flow.app.anomalies.contains(&"expectation_refused") {
         flow.app.anomalies.push("expectation_refused");
     }
+}
+
+/// An FTP control connection said a data connection is in use: remembered for its host pair
+/// (holding its session). Returns the pair, so the connections waiting between the two hosts can
+/// be claimed.
+fn ftp_activity(
+    flow: &Flow<App>,
+    ts_us: i64,
+    inference: &mut Inference,
+    sessions: &mut Sessions,
+) -> Option<crate::session::PairKey> {
+    if flow.app.session == 0 || !sessions.hold(flow.app.session) {
+        return None;
+    }
+    let client = flow.client_endpoint().addr;
+    let pair = pair_key(client, flow.server_endpoint().addr, flow.key.vlan);
+    let mut release = Vec::new();
+    inference.activity(
+        pair,
+        Activity {
+            session: flow.app.session,
+            parent: flow.flow_id,
+            control_client: client,
+            at_us: ts_us,
+        },
+        &mut release,
+    );
+    for id in release {
+        sessions.drop_ref(id);
+    }
+    Some(pair)
+}
+
+/// Links a flow as an FTP data connection of the session whose activity claimed it (no
+/// announcement was seen: `linked_by_inference`).
+fn infer_link(
+    flow: &mut Flow<App>,
+    h: u32,
+    a: &Activity,
+    sessions: &mut Sessions,
+    st: &mut AppState,
+    deferred: &mut Vec<Deferred>,
+) {
+    if sessions.get(a.session).is_none() {
+        return;
+    }
+    st.counters.ftp_data_inferred += 1;
+    let x = Pending {
+        session: a.session,
+        parent: a.parent,
+        kind: PendingKind::FtpData {
+            control_client: a.control_client,
+            heuristic: false,
+            inferred: true,
+        },
+    };
+    link(
+        flow,
+        h,
+        Dir::ToServer,
+        x,
+        xferwatch_stream::ListenerIs::Server,
+        sessions,
+        st,
+        deferred,
+    );
 }

@@ -61,7 +61,121 @@ pub const SMTP_PLAIN_SYNTHETIC: TcpFixture = TcpFixture {
     ],
 };
 
+/// The vsftpd exchange of `FTP_VSFTPD` with hostile bytes a server operator or a client controls:
+/// one stray byte must not hide FTP (issue: one-byte blinding).
+pub const FTP_ESC_BANNER: TcpFixture = TcpFixture {
+    name: "ftp_esc_banner",
+    owner: Some(AppProto::Ftp),
+    dir_known: true,
+    segs: &[
+        (false, b"220 (vsFTPd\x1b3.0.3)\r\n"),
+        (true, b"USER anonymous\r\n"),
+        (false, b"331 Please specify the password.\r\n"),
+        (true, b"PASS ftp@example.com\r\n"),
+        (false, b"230 Login successful.\r\n"),
+    ],
+};
+
+/// TAB, byte 0xff (a TELNET IAC) and invalid UTF-8 in the banner, ANSI colours on a second line.
+pub const FTP_BINARY_BANNER: TcpFixture = TcpFixture {
+    name: "ftp_binary_banner",
+    owner: Some(AppProto::Ftp),
+    dir_known: true,
+    segs: &[
+        (
+            false,
+            b"220-(vsFTPd\t3.0.3)\xff\xc3\x28 \x80\r\n220 \x1b[1;31mno\x00entry\x1b[0m\r\n",
+        ),
+        (true, b"USER anonymous\r\n"),
+        (false, b"331 Please specify the password.\r\n"),
+    ],
+};
+
+/// ESC and invalid UTF-8 in the USER line, a stray ESC before the verb of the next one.
+pub const FTP_ESC_USER: TcpFixture = TcpFixture {
+    name: "ftp_esc_user",
+    owner: Some(AppProto::Ftp),
+    dir_known: true,
+    segs: &[
+        (false, b"220 (vsFTPd 3.0.3)\r\n"),
+        (true, b"USER anon\x1bmous\xfe\xff\r\n"),
+        (false, b"331 Please specify the password.\r\n"),
+        (true, b"\x1bPASS ftp@example.com\r\n"),
+        (false, b"230 Login successful.\r\n"),
+    ],
+};
+
+/// A CJK banner and a reply whose text starts straight after the code (`331少`).
+pub const FTP_CJK: TcpFixture = TcpFixture {
+    name: "ftp_cjk",
+    owner: Some(AppProto::Ftp),
+    dir_known: true,
+    segs: &[
+        (
+            false,
+            "220-\u{6b22}\u{8fce}\u{5149}\u{4e34}\r\n220 \u{6587}\u{4ef6}\u{670d}\u{52a1}\r\n"
+                .as_bytes(),
+        ),
+        (true, b"USER \xe5\xbc\xa0\xe4\xb8\x89\r\n"),
+        (false, "331\u{5c11}\r\n".as_bytes()),
+        (true, b"PASS x\r\n"),
+        (false, b"230 OK\r\n"),
+    ],
+};
+
+/// SMTP with an ESC in its greeting: still SMTP (else port 25 would raise "another protocol").
+pub const SMTP_ESC_SYNTHETIC: TcpFixture = TcpFixture {
+    name: "smtp_esc_synthetic",
+    owner: Some(AppProto::Smtp),
+    dir_known: true,
+    segs: &[
+        (false, b"220 mail.example.org\x1b ESMTP ready\r\n"),
+        (true, b"EHLO client\x1b.example.org\r\n"),
+        (false, b"250-mail.example.org\r\n250 PIPELINING\r\n"),
+    ],
+};
+
+/// SSH whose server software version starts with a stray byte, and an HTTP request whose target
+/// holds an ESC: still theirs.
+pub const SSH_ESC_SYNTHETIC: TcpFixture = TcpFixture {
+    name: "ssh_esc_synthetic",
+    owner: Some(AppProto::Ssh),
+    dir_known: false,
+    segs: &[
+        (false, b"SSH-2.0-\x1bOpenSSH_9.2\r\n"),
+        (true, b"SSH-2.0-OpenSSH_9.2\r\n"),
+    ],
+};
+
+pub const HTTP_ESC_SYNTHETIC: TcpFixture = TcpFixture {
+    name: "http_esc_synthetic",
+    owner: Some(AppProto::Http),
+    dir_known: true,
+    segs: &[
+        (true, b"GET /report\x1b.bin HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (false, b"HTTP/1.1 404 Not Found\r\n\r\n"),
+    ],
+};
+
+/// A TFTP write request whose file name is UTF-8 (with a stray ESC).
+pub const TFTP_WRQ_UTF8_NAME: UdpFixture = UdpFixture {
+    name: "tftp_wrq_utf8_name",
+    owner: Some(AppProto::Tftp),
+    dir_known: true,
+    dgrams: &[(
+        true,
+        b"\x00\x02\xe6\x8a\xa5\xe5\x91\x8a\x1b.bin\x00octet\x00",
+    )],
+};
+
 pub const TCP_FIXTURES: &[&TcpFixture] = &[
+    &SSH_ESC_SYNTHETIC,
+    &HTTP_ESC_SYNTHETIC,
+    &SMTP_ESC_SYNTHETIC,
+    &FTP_ESC_BANNER,
+    &FTP_BINARY_BANNER,
+    &FTP_ESC_USER,
+    &FTP_CJK,
     &FTP_VSFTPD,
     &FTP_NETBSD,
     &FTP_FAILED,
@@ -89,6 +203,7 @@ pub const TCP_FIXTURES: &[&TcpFixture] = &[
 ];
 
 pub const UDP_FIXTURES: &[&UdpFixture] = &[
+    &TFTP_WRQ_UTF8_NAME,
     &TFTP_RRQ_REQUEST,
     &TFTP_RRQ_TRANSFER,
     &TFTP_WRQ_REQUEST,
