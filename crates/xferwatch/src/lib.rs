@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod baseline_state;
+pub mod inprocess;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
