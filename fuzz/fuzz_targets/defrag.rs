@@ -10,6 +10,8 @@ use xferwatch_capture::{Defrag, DefragLimits};
 use xferwatch_wire::{decode, decode_l4, Decoded, LinkType};
 
 fuzz_target!(|data: &[u8]| {
+    // Limits added later (per-source caps) keep their defaults.
+    #[allow(clippy::needless_update)]
     let mut defrag = Defrag::new(DefragLimits {
         max_datagrams: 8,
         max_total_bytes: 64 * 1024,
