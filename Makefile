@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build demo test test-rust test-eve test-live soak bench score lint fmt clean install
+.PHONY: all deps build demo test test-rust test-eve test-live soak bench score lint fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -68,6 +68,7 @@ demo: build
 test: build
 	$(CARGO) test --release --workspace
 	@$(MAKE) --no-print-directory test-eve
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 # Every event must validate against Suricata's own EVE schema.
 test-eve: build
@@ -79,6 +80,17 @@ test-eve: build
 	else \
 	  echo "SKIP eve schema check: $(SHARED)/tools/eve_check.py or python3 jsonschema not available"; \
 	fi
+
+# Fuzzing (fuzz/README.md): every target for FUZZ_SECONDS each, seeds generated from pcaps/ first;
+# fails on a crash. fuzz-smoke is the short run `make test` does. Both need the nightly toolchain
+# (skipped with a message without it) and install cargo-fuzz when it is missing.
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+fuzz:
+	SHARED=$(abspath $(SHARED)) FUZZ_LOGS=logs-fuzz bash fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	SHARED=$(abspath $(SHARED)) bash fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
 # Live-capture tests (root only; each test prints "skipped: ..." otherwise): the daemon in a
 # throw-away network namespace, fed by tcpreplay, scraped by Prometheus.

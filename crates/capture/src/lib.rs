@@ -22,4 +22,4 @@ pub use defrag::{Defrag, DefragLimits, DefragStats, DEFAULT_MAX_PER_SOURCE};
 pub use dispatch::{shard_hash, Dispatcher, Mode, ShardFn};
 pub use ingest::{Ingest, IngestStats};
 pub mod live;
-pub use offline::{read_files, FileProblem, ReadOutcome};
+pub use offline::{read_files, FileProblem, ReadOutcome, MAX_TS_SECS};

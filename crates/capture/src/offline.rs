@@ -137,9 +137,13 @@ fn read_with_libpcap(
         match cap.next_packet() {
             Ok(pkt) => {
                 n += 1;
-                // timeval fields are 32-bit on some platforms.
+                // timeval fields are 32-bit on some platforms. A pcapng timestamp is 64 bits of
+                // (by default) microseconds, so seconds beyond any real date are clamped: the
+                // product must not overflow, nor leave no room for the timeouts added to it.
                 #[allow(clippy::unnecessary_cast)]
-                let ts = pkt.header.ts.tv_sec as i64 * 1_000_000 + pkt.header.ts.tv_usec as i64;
+                let sec = (pkt.header.ts.tv_sec as i64).clamp(0, MAX_TS_SECS);
+                #[allow(clippy::unnecessary_cast)]
+                let ts = sec * 1_000_000 + (pkt.header.ts.tv_usec as i64).clamp(0, 999_999);
                 ingest.frame(link, ts, pkt.data, pkt.header.len);
             }
             Err(pcap::Error::NoMorePackets) => {
@@ -161,6 +165,9 @@ fn read_with_libpcap(
         }
     }
 }
+
+/// Latest packet time believed, in seconds (9999-12-31T23:59:59Z); later ones are clamped to it.
+pub const MAX_TS_SECS: i64 = 253_402_300_799;
 
 /// Read pages are released in steps of this many bytes (a multiple of the page size).
 const RELEASE_STEP: usize = 4 << 20;

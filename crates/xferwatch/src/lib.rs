@@ -5,6 +5,7 @@
 pub mod app;
 pub mod baseline_state;
 pub mod health;
+pub mod inprocess;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -429,7 +429,10 @@ mod tests {
     use super::*;
 
     fn line(i: usize) -> String {
-        format!("{{\"event_type\":\"flow\",\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(200))
+        format!(
+            "{{\"event_type\":\"flow\",\"n\":{i},\"pad\":\"{}\"}}\n",
+            "x".repeat(200)
+        )
     }
 
     fn tmpdir(name: &str) -> PathBuf {
@@ -457,7 +460,11 @@ mod tests {
         let st = sink.status.clone();
         assert!(!st.up.load(Ordering::Relaxed), "output reported down");
         assert!(st.write_errors.load(Ordering::Relaxed) >= 1);
-        assert!(sink.held() <= max, "held {} > buffer_max {max}", sink.held());
+        assert!(
+            sink.held() <= max,
+            "held {} > buffer_max {max}",
+            sink.held()
+        );
         let dropped = st.dropped_buffer_full.load(Ordering::Relaxed);
         let held_lines = sink.held() / line(0).len();
         assert!(dropped > 0, "beyond the buffer events are dropped");
@@ -467,7 +474,11 @@ mod tests {
         );
         // At shutdown what is still held is counted too.
         sink.finish(Duration::from_millis(50));
-        assert_eq!(st.dropped() as usize, n, "each event held or dropped is counted once");
+        assert_eq!(
+            st.dropped() as usize,
+            n,
+            "each event held or dropped is counted once"
+        );
     }
 
     /// The file removed under the daemon: reopened by itself, events go on to the new file and
@@ -494,8 +505,15 @@ mod tests {
         sink.finish(Duration::from_secs(1));
         let old = std::fs::read_to_string(&moved).expect("old file");
         let new = std::fs::read_to_string(&p).expect("new file");
-        assert_eq!(old.lines().count() + new.lines().count(), 30, "nothing lost");
-        assert!(new.lines().count() >= 10, "events after the move went to the new file");
+        assert_eq!(
+            old.lines().count() + new.lines().count(),
+            30,
+            "nothing lost"
+        );
+        assert!(
+            new.lines().count() >= 10,
+            "events after the move went to the new file"
+        );
         assert_eq!(sink.status.reopens.load(Ordering::Relaxed), 1);
         assert_eq!(sink.status.dropped(), 0);
         assert!(sink.status.up.load(Ordering::Relaxed));

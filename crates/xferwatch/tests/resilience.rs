@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 fn interrupted_replay(sig: &str, expect: i32) {
@@ -52,21 +54,33 @@ fn interrupted_replay(sig: &str, expect: i32) {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "replay hung after {sig}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "replay hung after {sig}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert_eq!(status.code(), Some(expect), "exit status after SIG{sig}; stderr:\n{err}");
+    assert_eq!(
+        status.code(),
+        Some(expect),
+        "exit status after SIG{sig}; stderr:\n{err}"
+    );
     assert!(
         err.contains(&format!("interrupted by SIG{sig} after 727 packets")),
         "stderr says how much was read:\n{err}"
     );
     let out = fs::read_to_string(&eve).unwrap();
-    let flows = out.lines().filter(|l| l.contains("\"event_type\":\"flow\"")).count();
+    let flows = out
+        .lines()
+        .filter(|l| l.contains("\"event_type\":\"flow\""))
+        .count();
     assert_eq!(flows, 3, "every flow read so far is written");
     assert!(
-        out.lines().last().is_some_and(|l| l.contains("\"event_type\":\"stats\"")),
+        out.lines()
+            .last()
+            .is_some_and(|l| l.contains("\"event_type\":\"stats\"")),
         "the final stats event is written"
     );
     let _ = fs::remove_dir_all(&dir);
@@ -97,7 +111,10 @@ fn complete_replay_exits_0_and_reports_no_panic() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(!err.contains("interrupted") && !err.contains("internal error"), "{err}");
+    assert!(
+        !err.contains("interrupted") && !err.contains("internal error"),
+        "{err}"
+    );
     let out = fs::read_to_string(&eve).unwrap();
     let stats = out.lines().last().unwrap();
     assert!(stats.contains("\"worker_panics\":0"), "{stats}");
