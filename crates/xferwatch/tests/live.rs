@@ -1973,3 +1973,168 @@ fn captures_promiscuously_with_cap_net_raw_alone() {
         packets_on(&m.unwrap())
     );
 }
+
+/// (h) Issue 12: the capture interface deleted and re-created (a NIC reset, a VM migration) is
+/// reopened by itself; while it is gone the daemon says so (capture_up 0, STATUS=DEGRADED) and
+/// does not feed the watchdog; afterwards an upload is detected as before.
+#[test]
+fn lost_interface_is_reopened() {
+    const T: &str = "lost_interface_is_reopened";
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill"]) else {
+        return;
+    };
+    let file = pcap("ftp-passive-upload.pcap");
+    let (cfg, eve) = rig.config("daemon", 1, "");
+    let expected = replay(&cfg, &file, &rig.dir.join("replay.json"));
+    let want = alerts_by_sig(&expected)
+        .get("1173001")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(want >= 1.0, "the capture holds a large upload");
+    let mut d = rig.start_daemon("daemon", &cfg, &[("WATCHDOG_USEC", "1000000")]);
+    rig.wait_metrics(&mut d, "capture up", Duration::from_secs(10), |m| {
+        m.sum("xferwatch_capture_up", &[]) == 1.0
+    });
+    let ns = rig.ns.clone();
+    rig.ip_ok(&["-n", &ns, "link", "del", CAP_IF]);
+    rig.wait_metrics(&mut d, "capture_up 0", Duration::from_secs(15), |m| {
+        m.sum("xferwatch_capture_up", &[]) == 0.0
+    });
+    // What was sent until the daemon noticed (within a second) is read first; from then on, no
+    // watchdog ping while no capture is up.
+    d.messages.clear();
+    d.wait_notify("-", Duration::from_millis(1500));
+    let degraded = d.messages.iter().any(|m| m.contains("DEGRADED"));
+    d.messages.clear();
+    d.wait_notify("WATCHDOG=1", Duration::from_secs(3));
+    let pings = d
+        .messages
+        .iter()
+        .filter(|m| m.contains("WATCHDOG=1"))
+        .count();
+    rig.ip_ok(&[
+        "-n", &ns, "link", "add", CAP_IF, "type", "veth", "peer", "name", SEND_IF,
+    ]);
+    rig.ip_ok(&["-n", &ns, "link", "set", CAP_IF, "up"]);
+    rig.ip_ok(&["-n", &ns, "link", "set", SEND_IF, "up"]);
+    rig.wait_metrics(&mut d, "capture reopened", Duration::from_secs(20), |m| {
+        m.sum("xferwatch_capture_up", &[]) == 1.0
+            && m.sum("xferwatch_capture_reopens_total", &[]) >= 1.0
+    });
+    thread::sleep(Duration::from_millis(500));
+    let npkts = pcap_packets(&file) as f64;
+    rig.tcpreplay(&file);
+    rig.wait_metrics(
+        &mut d,
+        "every packet captured",
+        Duration::from_secs(15),
+        |m| packets_on(m) >= npkts,
+    );
+    let st = rig.stop_daemon(&mut d);
+    assert!(st.success(), "daemon exit status {st}{}", d.proc.diag());
+    assert_eq!(pings, 0, "the watchdog was fed while no capture was up");
+    assert!(degraded, "STATUS= said nothing: {:?}", d.messages);
+    let got = alerts_by_sig(&read_eve(&eve))
+        .get("1173001")
+        .copied()
+        .unwrap_or(0.0);
+    assert_eq!(got, want, "the upload after the reopening is detected");
+    println!("{T}: reopened; {got} large-outbound alert(s) after it, no watchdog ping while down");
+}
+
+/// (i) Issue 12: a full disk stops the EVE file, not the sensor: events are held (output_up 0,
+/// STATUS=DEGRADED), and once space returns they are written, nothing lost.
+#[test]
+fn full_disk_holds_events_until_space_returns() {
+    const T: &str = "full_disk_holds_events_until_space_returns";
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill", "mount", "umount"])
+    else {
+        return;
+    };
+    let file = pcap("ftp-passive-upload.pcap");
+    let (cfg, _) = rig.config("daemon", 1, "");
+    let expected = replay(&cfg, &file, &rig.dir.join("replay.json"));
+    let mnt = rig.dir.join("small");
+    fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new(rig.tools.get("mount"))
+        .args(["-t", "tmpfs", "-o", "size=1m", "xwtest"])
+        .arg(&mnt)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        skip(T, "cannot mount a tmpfs");
+        return;
+    }
+    struct Unmount(PathBuf, PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0).arg(&self.1).status();
+        }
+    }
+    let _unmount = Unmount(rig.tools.get("umount").to_path_buf(), mnt.clone());
+    let eve = mnt.join("eve.json");
+    let body = fs::read_to_string(&cfg).unwrap().replace(
+        "[output]\n",
+        &format!("[output]\neve_path = {}\n", toml_str(&eve)),
+    );
+    // The config's own eve_path line comes second: drop it.
+    let mut seen = false;
+    let body: String = body
+        .lines()
+        .filter(|l| {
+            if l.starts_with("eve_path") {
+                let keep = !seen;
+                seen = true;
+                keep
+            } else {
+                true
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&cfg, body).unwrap();
+    let mut d = rig.start_daemon("daemon", &cfg, &[]);
+    // Fill the file system.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    rig.tcpreplay(&file);
+    rig.wait_metrics(&mut d, "output_up 0", Duration::from_secs(15), |m| {
+        m.sum("xferwatch_output_up", &[]) == 0.0
+    });
+    let degraded = d.wait_notify(
+        "STATUS=DEGRADED: EVE output failing (No space left on device (os error 28))",
+        Duration::from_secs(5),
+    ) || d.messages.iter().any(|m| m.contains("EVE output failing"));
+    fs::remove_file(&filler).unwrap();
+    rig.wait_metrics(&mut d, "output_up 1", Duration::from_secs(20), |m| {
+        m.sum("xferwatch_output_up", &[]) == 1.0
+    });
+    let st = rig.stop_daemon(&mut d);
+    assert!(st.success(), "daemon exit status {st}{}", d.proc.diag());
+    assert!(degraded, "STATUS= said nothing: {:?}", d.messages);
+    let ev = read_eve(&eve);
+    assert_eq!(
+        flow_keys(&ev),
+        flow_keys(&expected),
+        "every flow record written after all"
+    );
+    assert_eq!(alerts_by_sig(&ev), alerts_by_sig(&expected));
+    let stats = ev
+        .iter()
+        .rev()
+        .find(|e| s(&e["event_type"]) == "stats")
+        .unwrap();
+    assert_eq!(
+        stats["xfer"]["events_dropped"].as_u64(),
+        Some(0),
+        "nothing dropped"
+    );
+    println!(
+        "{T}: held while the disk was full, {} events written after",
+        ev.len()
+    );
+}
