@@ -78,7 +78,7 @@ fn explain_open_error(interface: &str, e: &str) -> String {
         )
     } else if l.contains("permission") || l.contains("not permitted") {
         format!(
-            "capture.interfaces: {interface}: permission denied ({e}); run as root or grant CAP_NET_RAW (and CAP_NET_ADMIN), e.g. through the systemd unit"
+            "capture.interfaces: {interface}: permission denied ({e}); run as root or grant CAP_NET_RAW (the systemd unit does)"
         )
     } else if l.contains("not up") {
         format!("capture.interfaces: {interface}: the interface is down ({e}); `ip link set {interface} up`")
