@@ -193,6 +193,11 @@ fn read_classic_mapped(
     ingest: &mut Ingest,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Option<FileRead> {
+    // Looked at before opening: opening a FIFO (or a character device) would let its writer start,
+    // and closing it again for libpcap would break that writer's pipe.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
     let Ok(file) = std::fs::File::open(path) else {
         return None;
     };
