@@ -22,7 +22,8 @@ fn settings() -> &'static Settings {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let r = xferwatch::inprocess::replay_capture(settings(), 2, data).expect("replay ran");
+    let r = xferwatch_engine::inprocess::replay_capture(&settings().engine_config(2), data)
+        .expect("replay ran");
     let mut last = None;
     for line in r.eve.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("EVE line is JSON");

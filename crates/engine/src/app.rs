@@ -2,13 +2,14 @@
 //! datagrams) to the fingerprints until one decides, then stops buffering — after that a packet costs
 //! nothing here. Re-orients mid-stream flows when a fingerprint says the first sender was the server.
 
-use crate::worker::Shared;
+use crate::config::{AppConfig, Shared};
+use crate::counters::AppCounters;
 use xferwatch_fingerprint::{
     identify, smb_sync, AppProto, Dgram, Fingerprint, Identification, Observed, SmbFingerprint,
     SmbSync, Transport as FpTransport,
 };
-use xferwatch_parsers::ftp::{FtpConn, FtpEvent, FtpLimits};
-use xferwatch_parsers::smb::{SmbConn, SmbLimits, SmbTx};
+use xferwatch_parsers::ftp::{FtpConn, FtpEvent};
+use xferwatch_parsers::smb::{SmbConn, SmbTx};
 use xferwatch_parsers::tftp::{parse_request, Request, Transfer};
 use xferwatch_policy::is_file_transfer;
 use xferwatch_stream::{Budget, Dir, Flow, Reassembler};
@@ -39,18 +40,6 @@ pub struct Hunt {
     from: [u64; 2],
     /// The direction's buffer starts with a candidate message.
     found: [bool; 2],
-}
-
-#[derive(Clone, Debug)]
-pub struct AppConfig {
-    /// Bytes of each TCP direction buffered for identification.
-    pub depth: usize,
-    /// Reassembly memory per worker.
-    pub memcap: usize,
-    /// Payload needed on a well-known port before "nothing matched" is a mismatch.
-    pub mismatch_min_payload: u64,
-    pub ftp: FtpLimits,
-    pub smb: SmbLimits,
 }
 
 /// What a parser reported on this packet; the worker turns it into expectations, session facts and
@@ -175,60 +164,6 @@ pub struct App {
     pub alerted: bool,
     /// Offered once to FTP data-connection inference.
     pub infer_offered: bool,
-}
-
-/// Counters kept per worker, cheap, for the stats event and later the metrics.
-#[derive(Clone, Debug, Default)]
-pub struct AppCounters {
-    pub identified: u64,
-    pub unknown: u64,
-    pub reoriented: u64,
-    /// Unidentified connections picked up mid-stream searched for the next SMB message, and those
-    /// found to be SMB that way.
-    pub midstream_hunts: u64,
-    pub midstream_smb: u64,
-    /// Connections not searched because [`MAX_HUNTS`] were searched already.
-    pub midstream_hunts_refused: u64,
-    /// FTP data connections linked by inference (announcement missed), and inference entries
-    /// (activity, waiting connections) forgotten because their table was full.
-    pub ftp_data_inferred: u64,
-    pub ftp_infer_evictions: u64,
-    pub reassembly_gaps: u64,
-    pub reassembly_overlaps: u64,
-    pub reassembly_memcap_hits: u64,
-    /// Parser figures, added when each flow ends.
-    pub ftp_commands: u64,
-    pub ftp_limit_hits: u64,
-    pub ftp_bad_announcements: u64,
-    pub smb_messages: u64,
-    pub smb_malformed: u64,
-    pub smb_resyncs: u64,
-    pub smb_limit_hits: u64,
-    pub tftp_malformed: u64,
-}
-
-impl AppCounters {
-    pub fn merge(&mut self, o: &AppCounters) {
-        self.identified += o.identified;
-        self.unknown += o.unknown;
-        self.reoriented += o.reoriented;
-        self.midstream_hunts += o.midstream_hunts;
-        self.midstream_smb += o.midstream_smb;
-        self.midstream_hunts_refused += o.midstream_hunts_refused;
-        self.ftp_data_inferred += o.ftp_data_inferred;
-        self.ftp_infer_evictions += o.ftp_infer_evictions;
-        self.reassembly_gaps += o.reassembly_gaps;
-        self.reassembly_overlaps += o.reassembly_overlaps;
-        self.reassembly_memcap_hits += o.reassembly_memcap_hits;
-        self.ftp_commands += o.ftp_commands;
-        self.ftp_limit_hits += o.ftp_limit_hits;
-        self.ftp_bad_announcements += o.ftp_bad_announcements;
-        self.smb_messages += o.smb_messages;
-        self.smb_malformed += o.smb_malformed;
-        self.smb_resyncs += o.smb_resyncs;
-        self.smb_limit_hits += o.smb_limit_hits;
-        self.tftp_malformed += o.tftp_malformed;
-    }
 }
 
 pub struct AppState {

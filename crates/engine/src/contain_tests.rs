@@ -1,9 +1,10 @@
 //! A panic inside a worker (issue 12: one FTP reply killed a worker and every flow of its shard)
 //! is contained: the flow being handled is dropped and counted, the worker finishes its input.
 
-use crate::pipeline;
-use crate::settings::Settings;
-use crate::worker::{Out, Worker};
+use crate::counters::{Out, WorkerTotals};
+use crate::pipeline::EngineConfig;
+use crate::worker::Worker;
+use crate::writer::WriteSink;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -17,12 +18,11 @@ fn repo(rel: &str) -> PathBuf {
 
 /// Replays `pcaps` through one worker that panics on packet `panic_at`; the EVE lines and the
 /// worker's final counters.
-fn replay_with_panic(
-    pcaps: &[&str],
-    panic_at: Option<u64>,
-) -> (String, crate::worker::WorkerTotals) {
-    let s = Settings::load(Some(&repo("pcaps/demo.toml"))).expect("demo.toml");
-    let shared = Arc::new(pipeline::shared(&s, 1, None));
+fn replay_with_panic(pcaps: &[&str], panic_at: Option<u64>) -> (String, WorkerTotals) {
+    // pcaps/demo.toml: the default configuration, the threshold lowered to 100 KiB.
+    let mut c = EngineConfig::default();
+    c.detect.threshold_bytes = 100 << 10;
+    let shared = Arc::new(crate::pipeline::shared(&c, 1, None));
     let (tx, rx) = crossbeam_channel::bounded(8);
     let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(16);
     let (out_tx, out_rx) = crossbeam_channel::bounded::<Out>(64);
@@ -30,12 +30,12 @@ fn replay_with_panic(
     w.panic_at_packet = panic_at;
     let worker = std::thread::spawn(move || w.run(rx, recycle_tx, out_tx));
     let writer = std::thread::spawn(move || {
-        let mut buf = Vec::new();
+        let mut buf = WriteSink(Vec::new());
         let merged = crate::writer::run(out_rx, 1, &mut buf).expect("write to memory");
-        (String::from_utf8(buf).expect("utf-8"), merged)
+        (String::from_utf8(buf.0).expect("utf-8"), merged)
     });
     let d = Dispatcher::new(Mode::Replay, shared.shard.clone(), vec![tx], recycle_rx);
-    let mut ingest = Ingest::new(d, pipeline::defrag_limits(&s));
+    let mut ingest = Ingest::new(d, c.defrag);
     let outcome = read_files(
         &pcaps.iter().map(|p| repo(p)).collect::<Vec<_>>(),
         &mut ingest,

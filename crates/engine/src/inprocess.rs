@@ -1,16 +1,18 @@
 //! The whole sensor on capture bytes held in memory, in this process: the real file reader (the
 //! mapped classic-pcap path, libpcap for pcapng), decode, defragmentation, dispatch to worker
-//! threads, the workers and the EVE writer, exactly as `xferwatch replay` runs them. For fuzzing
+//! threads, the workers and the EVE writer, exactly as `xferwatch replay` runs them (through
+//! [`crate::replay::replay`]). For fuzzing
 //! and tests that start from bytes rather than a file on disk.
 //!
 //! The bytes go through a private scratch directory (created fresh with mode 0700 for each call and
 //! removed after) because the reader's contract is a path: the code under test is then the code
 //! that runs, with no in-memory stand-in for the file reader.
 
-use crate::settings::Settings;
+use crate::pipeline::{BaselineFile, EngineConfig};
+use crate::writer::WriteSink;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What one in-process replay produced.
 #[derive(Debug)]
@@ -49,15 +51,30 @@ impl Drop for Scratch {
     }
 }
 
-/// Replays `capture` (the bytes of a pcap or pcapng file) with `workers` worker threads.
-pub fn replay_capture(settings: &Settings, workers: usize, capture: &[u8]) -> Result<Replayed> {
+/// Replays `capture` (the bytes of a pcap or pcapng file) through an engine built from `config`.
+pub fn replay_capture(config: &EngineConfig, capture: &[u8]) -> Result<Replayed> {
     let scratch = Scratch::new()?;
     let input = scratch.0.join("input.pcap");
     let eve = scratch.0.join("eve.json");
     std::fs::write(&input, capture)
         .with_context(|| format!("{}: cannot write the capture", input.display()))?;
-    let eve_path = eve.to_str().context("scratch path is not UTF-8")?;
-    let exit_code = crate::replay::run(settings, eve_path, Some(workers.max(1)), true, &[input])?;
+    let file = std::fs::File::create(&eve)
+        .with_context(|| format!("{}: cannot create the EVE file", eve.display()))?;
+    let sink = Box::new(WriteSink(std::io::BufWriter::new(file)));
+    let r = crate::replay::replay(
+        config,
+        &BaselineFile::load(None, 3600),
+        &[input],
+        sink,
+        &AtomicBool::new(false),
+    )?;
+    let exit_code = if r.health.panics > 0 || r.dead_workers > 0 {
+        3
+    } else if r.outcome.any_unreadable() {
+        2
+    } else {
+        0
+    };
     let eve = std::fs::read_to_string(&eve)
         .with_context(|| format!("{}: cannot read the EVE output", eve.display()))?;
     Ok(Replayed { exit_code, eve })
@@ -71,7 +88,11 @@ mod tests {
     fn replays_capture_bytes_like_the_command() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pcaps/tftp-rrq-wrq.pcap");
         let bytes = std::fs::read(path).expect("bundled capture");
-        let r = replay_capture(&Settings::default(), 2, &bytes).expect("replay");
+        let c = EngineConfig {
+            workers: 2,
+            ..EngineConfig::default()
+        };
+        let r = replay_capture(&c, &bytes).expect("replay");
         assert_eq!(r.exit_code, 0);
         let lines: Vec<&str> = r.eve.lines().collect();
         assert!(lines.iter().any(|l| l.contains("\"app_proto\":\"tftp\"")));
@@ -80,7 +101,7 @@ mod tests {
 
     #[test]
     fn bytes_that_are_no_capture_exit_2_with_stats() {
-        let r = replay_capture(&Settings::default(), 1, b"not a capture").expect("replay");
+        let r = replay_capture(&EngineConfig::default(), b"not a capture").expect("replay");
         assert_eq!(r.exit_code, 2);
         assert_eq!(r.eve.lines().count(), 1, "only the stats record: {}", r.eve);
     }

@@ -1,21 +1,82 @@
-//! What `replay` and the live daemon build alike: the workers' shared configuration, the sharding
-//! rule, the worker threads and their queues, and the baseline state file.
+//! The engine: workers started from a typed [`EngineConfig`], packets fed in through [`Ingest`]
+//! (one per capture thread), events out through the writer. Replay and the live daemon build the
+//! same engine.
 
-use crate::app::AppConfig;
 use crate::baseline_state::Saved;
-use crate::settings::Settings;
-use crate::worker::{LiveShared, Out, Shared, Worker, WorkerTotals};
+use crate::config::{AppConfig, LiveShared, Shared};
+use crate::counters::{Out, WorkerTotals};
+use crate::health::Beat;
+use crate::worker::Worker;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
+use ipnet::IpNet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use xferwatch_capture::{shard_hash, Batch, DefragLimits, ShardFn};
+use xferwatch_capture::{shard_hash, Batch, DefragLimits, Dispatcher, Ingest, Mode, ShardFn};
 use xferwatch_parsers::ftp::FtpLimits;
 use xferwatch_parsers::smb::SmbLimits;
-use xferwatch_policy::Networks;
-use xferwatch_stream::ExpectLimits;
+use xferwatch_policy::detect::DetectConfig;
+use xferwatch_policy::{Networks, PortTable};
+use xferwatch_stream::{ExpectLimits, FlowTableConfig};
 use xferwatch_wire::Addr;
+
+/// Everything the engine needs, typed; the whole sensor's figures (the engine shares the limits
+/// out among its workers). The command line turns TOML into this at its edge.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Worker threads, at least 1 (see [`worker_count`]).
+    pub workers: usize,
+    /// Batches queued per worker before the capture side waits (replay) or drops (live).
+    pub queue_batches: usize,
+    /// Networks whose hosts are internal; everything else is external.
+    pub internal: Vec<IpNet>,
+    /// The protocol each well-known port implies (the mismatch rule reads it).
+    pub ports: PortTable,
+    /// The flow table: `max_flows` for the whole sensor, timeouts, emergency mode.
+    pub table: FlowTableConfig,
+    /// Bytes of each TCP direction buffered for identification (at most 1 MiB is used).
+    pub reassembly_depth: usize,
+    /// Reassembly memory, the whole sensor.
+    pub reassembly_memcap: usize,
+    /// Payload needed on a well-known port before "nothing matched" is a mismatch.
+    pub mismatch_min_payload: u64,
+    pub ftp: FtpLimits,
+    pub smb: SmbLimits,
+    /// Expected flows (announced FTP data channels, TFTP transfers), the whole sensor.
+    pub max_expectations: usize,
+    pub defrag: DefragLimits,
+    /// FTP passwords in events.
+    pub log_credentials: bool,
+    /// Detection, with roll-up and baseline table sizes for the whole sensor.
+    pub detect: DetectConfig,
+}
+
+impl Default for EngineConfig {
+    /// The sensor's documented defaults (`sensor.toml.example`), one worker.
+    fn default() -> Self {
+        EngineConfig {
+            workers: 1,
+            queue_batches: 16,
+            internal: xferwatch_policy::DEFAULT_INTERNAL
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+            ports: PortTable::default(),
+            table: FlowTableConfig::default(),
+            reassembly_depth: 4 << 10,
+            reassembly_memcap: 64 << 20,
+            mismatch_min_payload: 64,
+            ftp: FtpLimits::default(),
+            smb: SmbLimits::default(),
+            max_expectations: 65_536,
+            defrag: DefragLimits::default(),
+            log_credentials: false,
+            detect: DetectConfig::default(),
+        }
+    }
+}
 
 /// Worker threads for a configured count (0 = one per core), at most 256.
 pub fn worker_count(configured: usize) -> usize {
@@ -45,83 +106,203 @@ pub fn shard_fn(networks: Networks) -> ShardFn {
     )
 }
 
+/// One worker's share of the detection tables.
+pub fn detect_per_worker(d: &DetectConfig, workers: usize) -> DetectConfig {
+    let share = |n: usize| n.div_ceil(workers.max(1)).max(1);
+    let mut d = d.clone();
+    d.rollup_max_pairs = share(d.rollup_max_pairs);
+    d.baseline.max_hosts = share(d.baseline.max_hosts);
+    d
+}
+
 /// The configuration every one of `n` workers shares; the whole sensor's limits are shared out.
-pub fn shared(s: &Settings, n: usize, live: Option<LiveShared>) -> Shared {
-    let networks = Networks::new(s.network.internal.clone());
+pub(crate) fn shared(c: &EngineConfig, n: usize, live: Option<LiveShared>) -> Shared {
+    let networks = Networks::new(c.internal.clone());
     Shared {
         shard: shard_fn(networks.clone()),
         networks,
-        ports: s.port_table(),
+        ports: c.ports.clone(),
         table: {
-            let mut t = s.flow_table_config();
+            let mut t = c.table;
             t.max_flows = t.max_flows.div_ceil(n).max(1);
             t
         },
         app: AppConfig {
-            depth: s.limits.reassembly_flow_depth.0.min(1 << 20) as usize,
-            memcap: (s.limits.reassembly_memcap.0 as usize / n).max(1 << 16),
-            mismatch_min_payload: s.detect.mismatch.min_payload_bytes.0,
+            depth: c.reassembly_depth.min(1 << 20),
+            memcap: (c.reassembly_memcap / n).max(1 << 16),
+            mismatch_min_payload: c.mismatch_min_payload,
             ftp: FtpLimits {
-                log_credentials: s.output.log_credentials,
-                ..FtpLimits::default()
+                log_credentials: c.log_credentials,
+                ..c.ftp
             },
-            smb: SmbLimits::default(),
+            smb: c.smb,
         },
         expect: ExpectLimits {
-            max_total: (s.limits.max_expectations / n).max(64),
+            max_total: (c.max_expectations / n).max(64),
             ..ExpectLimits::default()
         },
-        log_credentials: s.output.log_credentials,
-        detect: s.detect_config(n),
+        log_credentials: c.log_credentials,
+        detect: detect_per_worker(&c.detect, n),
         live,
     }
 }
 
-pub fn defrag_limits(s: &Settings) -> DefragLimits {
-    DefragLimits {
-        max_datagrams: s.limits.defrag_max_datagrams,
-        max_per_source: s.limits.defrag_max_per_source,
-        max_total_bytes: s.limits.defrag_memcap.0 as usize,
-        timeout_us: s.timeouts.defrag.0 as i64 * 1_000_000,
+/// A running engine: its workers, the queues that feed them and the channel its events leave by.
+///
+/// Feed it through [`Engine::ingest`] (one per capture thread; [`Ingest::finish`] on one of them
+/// ends the input), write what [`Engine::take_events`] yields with [`crate::writer`], then
+/// [`Engine::join`].
+pub struct Engine {
+    shared: Arc<Shared>,
+    defrag: DefragLimits,
+    senders: Vec<Sender<Batch>>,
+    recycle: Receiver<Batch>,
+    handles: Vec<JoinHandle<()>>,
+    events_tx: Sender<Out>,
+    events: Option<Receiver<Out>>,
+}
+
+impl Engine {
+    /// Starts the workers; each takes the saved baselines of the hosts it owns. `live` adds the
+    /// side channel a daemon reads (counter snapshots, heartbeats, configuration reloads).
+    pub fn start(c: &EngineConfig, saved: &Saved, live: bool) -> Result<Engine> {
+        let n = c.workers.max(1);
+        let live = live.then(|| LiveShared {
+            slots: (0..n)
+                .map(|_| Mutex::new(WorkerTotals::default()))
+                .collect(),
+            detect: RwLock::new((0, detect_per_worker(&c.detect, n))),
+            detect_gen: AtomicU64::new(0),
+            save_gen: AtomicU64::new(0),
+            beats: (0..n).map(|_| Beat::now()).collect(),
+        });
+        let shared = Arc::new(shared(c, n, live));
+        let (events_tx, events) = crossbeam_channel::bounded(n * 64);
+        let (recycle_tx, recycle) = crossbeam_channel::bounded(n * (c.queue_batches + 4));
+        let mut senders = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for id in 0..n {
+            let (tx, rx) = crossbeam_channel::bounded(c.queue_batches);
+            senders.push(tx);
+            let mut w = Worker::new(id, shared.clone());
+            w.restore(saved, |k| (host_shard(k.0, k.1) % n as u64) as usize == id);
+            let (recycle, out) = (recycle_tx.clone(), events_tx.clone());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("xw-worker-{id}"))
+                    .spawn(move || w.run(rx, recycle, out))
+                    .context("cannot start a worker thread")?,
+            );
+        }
+        Ok(Engine {
+            shared,
+            defrag: c.defrag,
+            senders,
+            recycle,
+            handles,
+            events_tx,
+            events: Some(events),
+        })
     }
-}
 
-/// The worker threads, the queues that feed them and the pool their batches return to.
-pub struct Workers {
-    pub senders: Vec<Sender<Batch>>,
-    pub recycle: Receiver<Batch>,
-    pub handles: Vec<JoinHandle<()>>,
-}
+    /// Worker threads running.
+    pub fn workers(&self) -> usize {
+        self.senders.len()
+    }
 
-/// Starts `n` workers sending to `out`; each takes the saved baselines of the hosts it owns.
-pub fn spawn_workers(
-    s: &Settings,
-    shared: &Arc<Shared>,
-    n: usize,
-    saved: &Saved,
-    out: &Sender<Out>,
-) -> Result<Workers> {
-    let (recycle_tx, recycle) = crossbeam_channel::bounded(n * (s.engine.queue_batches + 4));
-    let mut senders = Vec::with_capacity(n);
-    let mut handles = Vec::with_capacity(n);
-    for id in 0..n {
-        let (tx, rx) = crossbeam_channel::bounded(s.engine.queue_batches);
-        senders.push(tx);
-        let mut w = Worker::new(id, shared.clone());
-        w.restore(saved, |k| (host_shard(k.0, k.1) % n as u64) as usize == id);
-        let (recycle, out) = (recycle_tx.clone(), out.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("xw-worker-{id}"))
-                .spawn(move || w.run(rx, recycle, out))
-                .context("cannot start a worker thread")?,
+    /// What the workers share (the live side channel among it).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// A packet entry point: frames in, decoded, defragmented and sharded onto the workers.
+    /// `Mode::Replay` waits for room in a full queue; `Mode::Live` drops (counted).
+    pub fn ingest(&self, mode: Mode) -> Ingest {
+        let d = Dispatcher::new(
+            mode,
+            self.shared.shard.clone(),
+            self.senders.clone(),
+            self.recycle.clone(),
         );
+        Ingest::new(d, self.defrag)
     }
-    Ok(Workers {
-        senders,
-        recycle,
-        handles,
-    })
+
+    /// The workers' events, for the writer (once).
+    pub fn take_events(&mut self) -> Option<Receiver<Out>> {
+        self.events.take()
+    }
+
+    /// Sends one record of the caller's own (the daemon's periodic stats) to the writer.
+    pub fn send_record(&self, line: String) {
+        let _ = self.events_tx.send(Out {
+            worker: self.workers(),
+            events: vec![((0, 0, 0), line)],
+            watermark: (0, 0, 0),
+            done: None,
+        });
+    }
+
+    /// The workers' threads, looked at by a watchdog.
+    pub fn threads(&self) -> &[JoinHandle<()>] {
+        &self.handles
+    }
+
+    /// Live: every worker's latest counters (baselines left out).
+    pub fn snapshot(&self) -> Vec<WorkerTotals> {
+        let Some(live) = self.shared.live.as_ref() else {
+            return Vec::new();
+        };
+        live.slots
+            .iter()
+            .filter_map(|s| {
+                s.lock().ok().map(|t| WorkerTotals {
+                    baselines: Vec::new(),
+                    ..t.clone()
+                })
+            })
+            .collect()
+    }
+
+    /// Live: new detection settings (whole-sensor figures), taken by every worker at its next batch.
+    pub fn reload_detect(&self, generation: u64, d: &DetectConfig) {
+        if let Some(live) = self.shared.live.as_ref() {
+            if let Ok(mut g) = live.detect.write() {
+                *g = (generation, detect_per_worker(d, self.workers()));
+            }
+            live.detect_gen.store(generation, Ordering::Release);
+        }
+    }
+
+    /// Live: saves the baselines the workers handed over since the last call, and asks for fresh ones.
+    pub fn save_baselines(&self, file: &BaselineFile) {
+        let Some(live) = self.shared.live.as_ref() else {
+            return;
+        };
+        if file.path.is_none() {
+            return;
+        }
+        let mut all = Vec::new();
+        for slot in &live.slots {
+            if let Ok(mut s) = slot.lock() {
+                all.extend(std::mem::take(&mut s.baselines));
+            }
+        }
+        if !all.is_empty() {
+            file.save_all(all);
+        }
+        live.save_gen.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Waits for every worker (the input must have been finished). Returns how many had died.
+    pub fn join(self) -> usize {
+        drop(self.senders);
+        drop(self.events_tx);
+        self.handles
+            .into_iter()
+            .map(|h| h.join())
+            .filter(|r| r.is_err())
+            .count()
+    }
 }
 
 /// The baseline state file, when baselines are kept: what it held at start, and where to save.
@@ -132,10 +313,8 @@ pub struct BaselineFile {
 }
 
 impl BaselineFile {
-    pub fn load(s: &Settings) -> BaselineFile {
-        let b = &s.detect.baseline;
-        let path = (b.enabled && !b.state_file.is_empty()).then(|| PathBuf::from(&b.state_file));
-        let window_secs = b.window.0;
+    /// Reads `path` (a missing or unreadable file is a warning: learning starts afresh).
+    pub fn load(path: Option<PathBuf>, window_secs: u64) -> BaselineFile {
         let saved = path
             .as_deref()
             .map(|p| crate::baseline_state::load(p, window_secs))

@@ -2,8 +2,9 @@
 //! everything else under `xfer`.
 
 use crate::app::{self, App, Proto};
+use crate::config::Shared;
+use crate::counters::{WorkerTotals, MAX_NOTABLE};
 use crate::session::Session;
-use crate::worker::{Shared, WorkerTotals, MAX_NOTABLE};
 use xferwatch_events::{write_event, write_flow, EventHeader, FlowRecord, JsonObject};
 use xferwatch_parsers::ftp::FtpTx;
 use xferwatch_parsers::smb::SmbTx;

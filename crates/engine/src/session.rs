@@ -5,6 +5,7 @@
 //! A worker owns the sessions of its shard. Sharding by host keeps every flow of a session on one
 //! worker, so no lock is needed and the order of events is the packet order.
 
+use crate::counters::SessionStats;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use xferwatch_parsers::tftp::Request;
@@ -43,21 +44,6 @@ pub struct Session {
     queued: VecDeque<FtpCmd>,
     /// FTP: data connections opened before their command (flow handle, flow id).
     waiting: VecDeque<FlowRef>,
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SessionStats {
-    pub created: u64,
-    pub refused: u64,
-    pub queue_limit_hits: u64,
-}
-
-impl SessionStats {
-    pub fn merge(&mut self, o: &SessionStats) {
-        self.created += o.created;
-        self.refused += o.refused;
-        self.queue_limit_hits += o.queue_limit_hits;
-    }
 }
 
 #[derive(Default)]

@@ -1,130 +1,25 @@
 //! A worker: owns one shard of the flow table, the transfer sessions and expected flows of that
 //! shard, and turns packets into EVE records.
 //!
-//! Packets are sharded by host (see `replay::shard_fn`), so every flow of one transfer — FTP control
+//! Packets are sharded by host (see [`crate::pipeline::shard_fn`]), so every flow of one transfer — FTP control
 //! and data, TFTP request and transfer — is on one worker: expectations, sessions and their totals
 //! need no lock and follow packet order. Events are tagged with an [`OrderKey`] derived from packet
 //! numbers only, so the writer merges the workers' streams into the same order whatever their number.
 
-use crate::app::{self, App, AppCounters, AppEv, AppState, DataInfo, Proto, TftpState};
+use crate::app::{self, App, AppEv, AppState, DataInfo, Proto, TftpState};
+use crate::config::Shared;
+use crate::counters::{Ev, OrderKey, Out, WorkerTotals, MAX_NOTABLE};
 use crate::render;
-use crate::session::{pair_key, Activity, Inference, Pending, PendingKind, SessionStats, Sessions};
+use crate::session::{pair_key, Activity, Inference, Pending, PendingKind, Sessions};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
-use xferwatch_capture::{Batch, Item, ShardFn};
+use xferwatch_capture::{Batch, Item};
 use xferwatch_parsers::ftp::FtpEvent;
 use xferwatch_parsers::tftp::Transfer;
-use xferwatch_policy::detect::{
-    DetectConfig, DetectStats, Detector, Raised, LARGE_OUTBOUND, OFF_PORT, PORT_OTHER_PROTO,
-};
-use xferwatch_policy::{Networks, PortTable};
-use xferwatch_stream::{
-    Dir, Expect, ExpectLimits, ExpectStats, Expectations, Flow, FlowTable, FlowTableConfig,
-    ListenerIs, TableStats,
-};
+use xferwatch_policy::detect::{Detector, Raised, LARGE_OUTBOUND, OFF_PORT, PORT_OTHER_PROTO};
+use xferwatch_policy::Networks;
+use xferwatch_stream::{Dir, Expect, Expectations, Flow, FlowTable, ListenerIs};
 use xferwatch_wire::{L4Packet, Transport};
-
-/// (packet number, phase, flow's first packet number): ticks (phase 0) sort before the packet they
-/// precede (phase 1: flows it ended; phase 2: what it caused); at one instant, flows are ordered by
-/// their first packet.
-pub type OrderKey = (u64, u8, u64);
-
-/// What a worker sends the writer: finished EVE lines.
-pub type Ev = String;
-
-pub struct Out {
-    pub worker: usize,
-    pub events: Vec<(OrderKey, Ev)>,
-    /// Every event this worker will still send has a key above this.
-    pub watermark: OrderKey,
-    pub done: Option<WorkerTotals>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct WorkerTotals {
-    pub table: TableStats,
-    pub app: AppCounters,
-    pub expect: ExpectStats,
-    pub sessions: SessionStats,
-    pub flows_tcp: u64,
-    pub flows_udp: u64,
-    pub flows_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
-    pub events_by_type: std::collections::BTreeMap<&'static str, u64>,
-    pub detect: DetectStats,
-    pub outbound_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
-    pub mismatch_by_app_proto: std::collections::BTreeMap<&'static str, u64>,
-    /// Reassembly memory in use, and batches waiting in the worker's queue (live snapshots).
-    pub reassembly_memory: u64,
-    pub queue_depth: u64,
-    /// Contained panics and work lost to them.
-    pub health: crate::health::WorkerHealth,
-    /// Alerts for the human summary, (packet, line), bounded.
-    pub alerts: Vec<(u64, String)>,
-    /// Baselines at the end, for the state file.
-    pub baselines: Vec<(
-        xferwatch_policy::detect::HostKey,
-        xferwatch_policy::detect::HostBaseline,
-    )>,
-    /// File-transfer and mismatching flows for the human summary, (first packet, line), bounded.
-    pub notable: Vec<(u64, String)>,
-}
-
-impl WorkerTotals {
-    /// Adds another worker's counters (not its summary lines or baselines).
-    pub fn merge(&mut self, o: &WorkerTotals) {
-        fn add(
-            a: &mut std::collections::BTreeMap<&'static str, u64>,
-            b: &std::collections::BTreeMap<&'static str, u64>,
-        ) {
-            for (k, v) in b {
-                *a.entry(k).or_default() += v;
-            }
-        }
-        self.table.merge(&o.table);
-        self.app.merge(&o.app);
-        self.expect.merge(&o.expect);
-        self.sessions.merge(&o.sessions);
-        self.detect.merge(&o.detect);
-        self.flows_tcp += o.flows_tcp;
-        self.flows_udp += o.flows_udp;
-        add(&mut self.flows_by_app_proto, &o.flows_by_app_proto);
-        add(&mut self.events_by_type, &o.events_by_type);
-        add(&mut self.outbound_by_app_proto, &o.outbound_by_app_proto);
-        add(&mut self.mismatch_by_app_proto, &o.mismatch_by_app_proto);
-        self.reassembly_memory += o.reassembly_memory;
-        self.queue_depth += o.queue_depth;
-        self.health.merge(&o.health);
-    }
-}
-
-/// Notable flows kept per worker for the summary.
-pub const MAX_NOTABLE: usize = 200;
-
-pub struct Shared {
-    pub networks: Networks,
-    pub ports: PortTable,
-    pub table: FlowTableConfig,
-    pub app: crate::app::AppConfig,
-    pub expect: ExpectLimits,
-    pub shard: ShardFn,
-    pub log_credentials: bool,
-    pub detect: DetectConfig,
-    /// The live daemon's side channel: snapshots for metrics and stats, configuration reloads.
-    pub live: Option<LiveShared>,
-}
-
-/// What the live daemon shares with its workers (touched once per batch, never per packet).
-pub struct LiveShared {
-    /// Each worker's latest counters.
-    pub slots: Vec<std::sync::Mutex<WorkerTotals>>,
-    /// Detection configuration and its generation: SIGHUP bumps the generation.
-    pub detect: std::sync::RwLock<(u64, DetectConfig)>,
-    pub detect_gen: std::sync::atomic::AtomicU64,
-    /// Baselines are handed over (for the state file) when this generation moves.
-    pub save_gen: std::sync::atomic::AtomicU64,
-    /// Each worker's heartbeat, stamped per batch.
-    pub beats: Vec<crate::health::Beat>,
-}
 
 /// How often a live worker publishes its counters.
 const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);

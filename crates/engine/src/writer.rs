@@ -1,8 +1,11 @@
-//! The writer: merges the workers' ordered event streams by [`OrderKey`](crate::worker::OrderKey) and
-//! writes EVE lines. An event is written once no worker can still produce an earlier one, so the file
+//! The writer: merges the workers' ordered event streams by [`OrderKey`] and hands EVE lines to an
+//! [`EventSink`]. An event is written once no worker can still produce an earlier one, so the file
 //! is identical for any number of workers and the writer holds only events not yet safe to write.
+//!
+//! Sinks: [`WriteSink`] (a file or standard output through any `Write`), [`ChannelSink`] (events
+//! to another thread, for embedding), [`EveSink`] (the live daemon's file that never gives up).
 
-use crate::worker::{Ev, OrderKey, Out, WorkerTotals};
+use crate::counters::{Ev, OrderKey, Out, WorkerTotals};
 use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -19,7 +22,54 @@ pub struct Merged {
     pub finished: usize,
 }
 
-pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::Result<Merged> {
+/// Where events leave the engine. Every record is one JSON object followed by a newline.
+pub trait EventSink: Send {
+    /// One record. An error ends a replay; a live sink keeps what it cannot write yet.
+    fn event(&mut self, line: &str) -> std::io::Result<()>;
+    /// Nothing more is ready for now: buffered records should go out.
+    fn flush(&mut self) -> std::io::Result<()>;
+}
+
+/// Records written to any `Write` (a buffered file, standard output, memory).
+pub struct WriteSink<W: Write + Send>(pub W);
+
+impl<W: Write + Send> EventSink for WriteSink<W> {
+    fn event(&mut self, line: &str) -> std::io::Result<()> {
+        self.0.write_all(line.as_bytes())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Records sent to another thread, one `String` each; a receiver gone is an error.
+pub struct ChannelSink(pub crossbeam_channel::Sender<String>);
+
+impl EventSink for ChannelSink {
+    fn event(&mut self, line: &str) -> std::io::Result<()> {
+        self.0
+            .send(line.to_owned())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "event receiver gone"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl EventSink for EveSink {
+    fn event(&mut self, line: &str) -> std::io::Result<()> {
+        self.write_line(line);
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.housekeeping();
+        Ok(())
+    }
+}
+
+/// Replay: writes the workers' events in packet order (the same for any number of workers) until
+/// every worker is done or gone.
+pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn EventSink) -> std::io::Result<Merged> {
     let mut queues: Vec<VecDeque<(OrderKey, Ev)>> = (0..workers).map(|_| VecDeque::new()).collect();
     let mut marks: Vec<OrderKey> = vec![(0, 0, 0); workers];
     let mut totals: Vec<Option<WorkerTotals>> = vec![None; workers];
@@ -55,7 +105,7 @@ pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn Write) -> std::io::R
 fn emit_safe(
     queues: &mut [VecDeque<(OrderKey, Ev)>],
     marks: &[OrderKey],
-    out: &mut dyn Write,
+    out: &mut dyn EventSink,
 ) -> std::io::Result<u64> {
     let mut written = 0;
     loop {
@@ -80,7 +130,7 @@ fn emit_safe(
         let Some((_, line)) = queues[i].pop_front() else {
             break;
         };
-        out.write_all(line.as_bytes())?;
+        out.event(&line)?;
         written += 1;
     }
     Ok(written)
@@ -383,7 +433,7 @@ impl EveSink {
 pub fn run_live(
     rx: Receiver<Out>,
     workers: usize,
-    sink: &mut EveSink,
+    sink: &mut dyn EventSink,
     beat: &crate::health::Beat,
 ) -> Merged {
     let mut totals: Vec<Option<WorkerTotals>> = vec![None; workers];
@@ -395,7 +445,7 @@ pub fn run_live(
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(msg) => {
                 for (_, line) in msg.events {
-                    sink.write_line(&line);
+                    let _ = sink.event(&line);
                     written += 1;
                 }
                 if let Some(t) = msg.done {
@@ -405,18 +455,18 @@ pub fn run_live(
                     }
                 }
                 if last_flush.elapsed() >= Duration::from_millis(200) {
-                    sink.housekeeping();
+                    let _ = sink.flush();
                     last_flush = Instant::now();
                 }
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                sink.housekeeping();
+                let _ = sink.flush();
                 last_flush = Instant::now();
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
     }
-    sink.housekeeping();
+    let _ = sink.flush();
     Merged {
         totals: totals.into_iter().map(|t| t.unwrap_or_default()).collect(),
         events: written,

@@ -15,7 +15,6 @@
 //! DEBUG and TRACE are never limited: the operator asked for them. Limits use wall-clock time
 //! (`Instant`), not packet time: they protect the log, not the detection.
 
-use crate::settings::Settings;
 use metrics::counter;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -47,7 +46,7 @@ const METRICS_LISTENER_TARGET: &str = "metrics_exporter_prometheus";
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use xferwatch::logging::RateLimited;
+/// use xferwatch_logging::RateLimited;
 ///
 /// let mut write_errors = RateLimited::new(3, Duration::from_secs(10));
 /// for _ in 0..100 {
@@ -219,7 +218,7 @@ macro_rules! summary_meta {
     ($i:expr, $level:expr) => {
         Metadata::new(
             "rate limit summary",
-            "xferwatch::logging",
+            "xferwatch_logging",
             $level,
             Some(file!()),
             Some(line!()),
@@ -326,19 +325,19 @@ where
     }
 }
 
-/// Installs the process's logger: `[log] level` (or `RUST_LOG`), text or JSON (`[log] format`) on
-/// standard error, ANSI colours only when standard error is a terminal (never into the journal or
+/// Installs the process's logger: `level` (an `EnvFilter` directive; `RUST_LOG` wins), text or
+/// JSON lines (`json`) on standard error, ANSI colours only when standard error is a terminal (never into the journal or
 /// a file), every call site rate-limited ([`LOG_BURST`] per [`LOG_INTERVAL`]). A second call
 /// does nothing.
-pub fn init_logging(s: &Settings) {
+pub fn init_logging(level: &str, json: bool) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{fmt, EnvFilter, Registry};
     type Filtered = tracing_subscriber::layer::Layered<EnvFilter, Registry>;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log.level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::stderr().is_terminal();
     let base = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let format: Box<dyn Layer<Filtered> + Send + Sync> = if s.log.format == "json" {
+    let format: Box<dyn Layer<Filtered> + Send + Sync> = if json {
         Box::new(base.json())
     } else {
         Box::new(base.with_target(false))
@@ -459,7 +458,7 @@ mod tests {
             summary[0]
         );
         assert!(summary[0].contains("WARN"), "{}", summary[0]);
-        assert!(summary[0].contains("logging.rs:"), "{}", summary[0]);
+        assert!(summary[0].contains("lib.rs:"), "{}", summary[0]);
         // The summary comes before the message that carried it.
         let at = |s: &str| lines.iter().position(|l| l.contains(s)).unwrap();
         assert!(at("48 similar") < at("noisy again"));

@@ -131,6 +131,29 @@ pub struct DetectConfig {
     pub baseline: BaselineConfig,
 }
 
+impl Default for DetectConfig {
+    /// The sensor's documented defaults (`sensor.toml.example`): 50 MiB per transfer, hourly
+    /// roll-ups and baselines over 100,000 pairs and hosts, 24 windows of learning, k = 3, a
+    /// 10 MiB floor.
+    fn default() -> Self {
+        DetectConfig {
+            threshold_bytes: 50 << 20,
+            per_protocol: Vec::new(),
+            allow: Vec::new(),
+            rollup_window_us: 3_600_000_000,
+            rollup_max_pairs: 100_000,
+            baseline: BaselineConfig {
+                enabled: true,
+                window_us: 3_600_000_000,
+                learning_windows: 24,
+                k: 3.0,
+                floor_bytes: 10 << 20,
+                max_hosts: 100_000,
+            },
+        }
+    }
+}
+
 impl DetectConfig {
     pub fn threshold(&self, proto: &str) -> u64 {
         self.per_protocol

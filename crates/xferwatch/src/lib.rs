@@ -1,22 +1,11 @@
-//! The sensor's pipeline as a library: configuration, the worker threads, the writer, replay and the
-//! live daemon. The binary (`src/main.rs`) is the command line over it; the fuzz targets and tests
-//! drive the same code in process.
+//! The `xferwatch` command: a thin shell over [`xferwatch_engine`]. It turns the command line and
+//! the TOML configuration into the engine's typed configuration ([`settings`]), runs the `replay`
+//! command and its summary ([`replay`]), and the live daemon's lifecycle — capture threads,
+//! signals, privilege drop, readiness and watchdog ([`run`], [`notify`]) — with its Prometheus
+//! endpoint ([`metrics`]). The binary (`src/main.rs`) parses arguments and calls these.
 
-pub mod app;
-pub mod baseline_state;
-pub mod health;
-pub mod inprocess;
-pub mod logging;
 pub mod metrics;
 pub mod notify;
-pub mod pipeline;
-pub mod render;
 pub mod replay;
 pub mod run;
-pub mod session;
 pub mod settings;
-pub mod worker;
-pub mod writer;
-
-#[cfg(test)]
-mod contain_tests;

@@ -1,8 +1,8 @@
 //! The `xferwatch` binary: the command line. Glue only — the pipeline is the `xferwatch` library
 //! (src/lib.rs), decoding, flows, identification, policy and output live in the workspace's crates.
 
-use xferwatch::logging::init_logging;
 use xferwatch::{replay, run, settings};
+use xferwatch_logging::init_logging;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            init_logging(&settings);
+            init_logging(&settings.log.level, settings.log.format == "json");
             match replay::run(&settings, &eve, workers, quiet, &pcaps) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            init_logging(&settings);
+            init_logging(&settings.log.level, settings.log.format == "json");
             match run::run(&settings, &config) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {

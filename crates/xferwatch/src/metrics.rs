@@ -3,10 +3,10 @@
 //! touched per packet. Labels come only from bounded sets: interface names from the configuration,
 //! protocol names, signature ids, decode-error reasons, worker numbers — never addresses or ports.
 
-use crate::worker::WorkerTotals;
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 use std::net::SocketAddr;
 use xferwatch_capture::live::CaptureReport;
+use xferwatch_engine::WorkerTotals;
 use xferwatch_wire::DecodeError;
 
 pub const SIGNATURE_IDS: [&str; 5] = ["1173001", "1173002", "1173003", "1173004", "1173005"];
@@ -49,7 +49,7 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
 
 /// What the daemon itself knows, beside the threads' counters.
 pub struct Daemon<'a> {
-    pub output: &'a crate::writer::OutputStatus,
+    pub output: &'a xferwatch_engine::writer::OutputStatus,
     pub stalled_threads: usize,
 }
 

@@ -1,18 +1,18 @@
-//! `xferwatch replay`: a reader thread decodes and shards packets into bounded queues (backpressure,
-//! nothing dropped), N workers keep the flow tables, one writer merges their events in a fixed order.
+//! `xferwatch replay`: the engine's [`replay`] (a reader thread
+//! shards packets into bounded queues, nothing dropped; N workers; one writer merging their events
+//! in a fixed order) with what the command adds: the EVE file or standard output, SIGINT/SIGTERM,
+//! the summary on standard error and the exit status.
 
-use crate::pipeline::{self, worker_count, BaselineFile};
 use crate::settings::Settings;
-use crate::worker::WorkerTotals;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use xferwatch_capture::{read_files, Dispatcher, Ingest, IngestStats, Mode};
-use xferwatch_events::{write_stats, StatsRecord};
-use xferwatch_wire::DecodeError;
+use xferwatch_engine::replay::{replay, Replayed};
+use xferwatch_engine::worker_count;
+use xferwatch_engine::writer::{EventSink, WriteSink};
 
 pub fn run(
     s: &Settings,
@@ -23,37 +23,16 @@ pub fn run(
 ) -> Result<u8> {
     let started = Instant::now();
     let n = worker_count(workers.unwrap_or(s.engine.workers));
-    let mut out: Box<dyn Write + Send> = if eve == "-" {
-        Box::new(std::io::BufWriter::with_capacity(
+    let sink: Box<dyn EventSink> = if eve == "-" {
+        Box::new(WriteSink(std::io::BufWriter::with_capacity(
             1 << 16,
             std::io::stdout(),
-        ))
+        )))
     } else {
         let f = std::fs::File::create(eve)
             .with_context(|| format!("{eve}: cannot create the EVE file"))?;
-        Box::new(std::io::BufWriter::with_capacity(1 << 16, f))
+        Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 16, f)))
     };
-    let shared = Arc::new(pipeline::shared(s, n, None));
-    // Baselines learnt before: each worker takes the hosts of its shard.
-    let baselines = BaselineFile::load(s);
-    let (out_tx, out_rx) = crossbeam_channel::bounded(n * 64);
-    let workers = pipeline::spawn_workers(s, &shared, n, &baselines.saved, &out_tx)?;
-    drop(out_tx);
-    let writer = std::thread::Builder::new()
-        .name("xw-writer".into())
-        .spawn(move || {
-            let r = crate::writer::run(out_rx, n, &mut *out);
-            (r, out)
-        })
-        .context("cannot start the writer thread")?;
-
-    let dispatcher = Dispatcher::new(
-        Mode::Replay,
-        shared.shard.clone(),
-        workers.senders,
-        workers.recycle,
-    );
-    let mut ingest = Ingest::new(dispatcher, pipeline::defrag_limits(s));
     // SIGINT/SIGTERM stop reading; every flow read so far still gets its record, and the exit
     // status (130/143) tells a script the run was cut short.
     let stop = Arc::new(AtomicBool::new(false));
@@ -69,48 +48,9 @@ pub fn run(
             .and_then(|_| signal_hook::flag::register(sig, flag.clone()))
             .context("cannot install the signal handlers")?;
     }
-    let outcome = read_files(pcaps, &mut ingest, &stop, |p| tracing::warn!("{p}"));
-    ingest.finish();
-    let mut dead_workers = 0usize;
-    for h in workers.handles {
-        if h.join().is_err() {
-            dead_workers += 1;
-        }
-    }
-    let (merged, mut out) = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-    let mut merged = merged.context("cannot write the EVE output")?;
-    dead_workers = dead_workers.max(n.saturating_sub(merged.finished));
-
-    baselines.save(&mut merged.totals);
-    let stats = stats_record(
-        &ingest.stats,
-        &ingest.defrag.stats,
-        &merged.totals,
-        ingest.last_ts_us(),
-        // Replay output must not depend on the wall clock: uptime is the packet time the input spans.
-        (ingest.last_ts_us() - ingest.first_ts_us()).max(0) / 1_000_000,
-    );
-    let mut line = String::new();
-    write_stats(&mut line, &stats);
-    out.write_all(line.as_bytes())
-        .and_then(|_| out.flush())
-        .context("cannot write the EVE output")?;
-
+    let r = replay(&s.engine_config(n), &s.baseline_file(), pcaps, sink, &stop)?;
     if !quiet {
-        summary(
-            &ingest.stats,
-            &stats,
-            &merged.totals,
-            merged.events,
-            started,
-            &outcome,
-        );
-    }
-    let mut health = crate::health::WorkerHealth::default();
-    for t in &merged.totals {
-        health.merge(&t.health);
+        summary(&r, started);
     }
     let interrupted = if sigterm.load(Ordering::Relaxed) {
         Some(("SIGTERM", 143))
@@ -123,20 +63,21 @@ pub fn run(
         eprintln!(
             "xferwatch replay: interrupted by {sig} after {} packets ({} bytes) of {} file(s); \
              the flows read so far were written",
-            ingest.stats.frames, ingest.stats.bytes, outcome.files_read
+            r.ingest.frames, r.ingest.bytes, r.outcome.files_read
         );
     }
-    if health.panics > 0 || dead_workers > 0 {
+    let internal_error = r.health.panics > 0 || r.dead_workers > 0;
+    if internal_error {
         eprintln!(
             "xferwatch replay: internal error: {} panic(s) contained, {} flow(s) lost with them, \
-             {dead_workers} worker(s) died; the output is incomplete (exit status 3)",
-            health.panics, health.panic_lost_flows
+             {} worker(s) died; the output is incomplete (exit status 3)",
+            r.health.panics, r.health.panic_lost_flows, r.dead_workers
         );
     }
     Ok(exit_code(
         interrupted.map(|i| i.1),
-        health.panics > 0 || dead_workers > 0,
-        outcome.any_unreadable(),
+        internal_error,
+        r.outcome.any_unreadable(),
     ))
 }
 
@@ -151,117 +92,9 @@ pub fn exit_code(signal: Option<u8>, internal_error: bool, unreadable: bool) -> 
     }
 }
 
-/// The `stats` event from the counters of the capture side and of every worker.
-pub fn stats_record(
-    st: &IngestStats,
-    d: &xferwatch_capture::DefragStats,
-    totals: &[WorkerTotals],
-    ts_us: i64,
-    uptime_secs: i64,
-) -> StatsRecord {
-    let mut t = WorkerTotals::default();
-    for w in totals {
-        t.merge(w);
-    }
-    let (table, app, x, det, sessions) = (t.table, &t.app, t.expect, t.detect, t.sessions);
-    StatsRecord {
-        ts_us,
-        uptime_secs,
-        pkts: st.frames,
-        bytes: st.bytes,
-        invalid: st.invalid(),
-        ipv4: st.ipv4,
-        ipv6: st.ipv6,
-        tcp: st.tcp,
-        udp: st.udp,
-        vlan: st.vlan,
-        fragments: d.fragments,
-        reassembled: d.reassembled,
-        flows_active: table.active,
-        flows_total: table.created,
-        flows_tcp: t.flows_tcp,
-        flows_udp: t.flows_udp,
-        flows_by_app_proto: t
-            .flows_by_app_proto
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| (k.to_string(), *n))
-            .collect(),
-        decode_errors: DecodeError::ALL
-            .iter()
-            .map(|e| (e.reason(), st.decode[e.index()]))
-            .filter(|(_, v)| *v > 0)
-            .collect(),
-        ended_by_reason: vec![
-            ("timeout", table.ended_timeout),
-            ("closed", table.ended_closed),
-            ("evicted", table.ended_evicted),
-            ("shutdown", table.ended_shutdown),
-        ],
-        extra: vec![
-            ("flows_port_reuse", table.port_reuse),
-            ("flows_evicted_half_open", table.evicted_half_open),
-            ("flows_evicted_unprotected", table.evicted_unprotected),
-            ("flows_evicted_protected", table.evicted_protected),
-            ("flows_emergency_entered", table.emergency_entered),
-            ("flows_emergency_left", table.emergency_left),
-            ("flows_emergency_timeouts", table.emergency_timeouts),
-            ("flows_emergency", table.emergency),
-            ("identified", app.identified),
-            ("identification_gave_up", app.unknown),
-            ("reoriented", app.reoriented),
-            ("reassembly_gaps", app.reassembly_gaps),
-            ("reassembly_overlaps", app.reassembly_overlaps),
-            ("reassembly_memcap_hits", app.reassembly_memcap_hits),
-            ("ftp_commands", app.ftp_commands),
-            ("ftp_limit_hits", app.ftp_limit_hits),
-            ("ftp_bad_announcements", app.ftp_bad_announcements),
-            ("smb_messages", app.smb_messages),
-            ("smb_malformed", app.smb_malformed),
-            ("smb_resyncs", app.smb_resyncs),
-            ("smb_limit_hits", app.smb_limit_hits),
-            ("midstream_hunts", app.midstream_hunts),
-            ("midstream_smb", app.midstream_smb),
-            ("midstream_hunts_refused", app.midstream_hunts_refused),
-            ("ftp_data_inferred", app.ftp_data_inferred),
-            ("ftp_infer_evictions", app.ftp_infer_evictions),
-            ("tftp_malformed", app.tftp_malformed),
-            ("defrag_timeouts", d.timeouts),
-            ("defrag_overlaps", d.overlaps),
-            ("defrag_limit_drops", d.dropped_limit),
-            ("defrag_malformed", d.malformed),
-            ("defrag_evicted", d.evicted),
-            ("defrag_source_refused", d.source_refused),
-            ("expectations_created", x.created),
-            ("expectations_matched", x.matched),
-            ("expectations_expired", x.expired),
-            ("expectations_refused", x.refused),
-            ("expectations_evicted", x.evicted),
-            ("alerts_1173001", det.alerts[0]),
-            ("alerts_1173002", det.alerts[1]),
-            ("alerts_1173003", det.alerts[2]),
-            ("alerts_1173004", det.alerts[3]),
-            ("alerts_1173005", det.alerts[4]),
-            ("alerts_suppressed", det.suppressed.iter().sum()),
-            ("rollup_evictions", det.rollup_evictions),
-            ("baseline_evictions", det.baseline_evictions),
-            ("sessions_created", sessions.created),
-            ("sessions_refused", sessions.refused),
-            ("session_queue_limit_hits", sessions.queue_limit_hits),
-            ("worker_panics", t.health.panics),
-            ("worker_panic_lost_flows", t.health.panic_lost_flows),
-        ],
-    }
-}
-
-fn summary(
-    st: &IngestStats,
-    stats: &StatsRecord,
-    totals: &[WorkerTotals],
-    events: u64,
-    started: Instant,
-    outcome: &xferwatch_capture::ReadOutcome,
-) {
+fn summary(r: &Replayed, started: Instant) {
+    let (st, stats, totals, events, outcome) =
+        (&r.ingest, &r.stats, &r.totals[..], r.events, &r.outcome);
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     let mut e = std::io::stderr().lock();
     let _ = writeln!(

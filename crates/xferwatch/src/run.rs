@@ -1,25 +1,23 @@
-//! `xferwatch run`: the live sensor. Capture threads (one or more per interface, joined in a
+//! `xferwatch run`: the live sensor, the daemon around an [`Engine`]. Capture threads (one or more per interface, joined in a
 //! PACKET_FANOUT group) decode and shard packets by host onto bounded per-worker queues — never
 //! blocking: a full queue drops the batch and counts it — the workers of replay keep flows, sessions
 //! and detection, and a writer appends EVE lines to `[output] eve_path`. The main thread serves
 //! signals (SIGTERM/SIGINT: stop, drain, every flow written, exit 0; SIGHUP: reopen the EVE file,
 //! reload the allowlist and thresholds), metrics, periodic `stats` events and the systemd watchdog.
 
-use crate::health::{Beat, Verdict, STALL_AFTER};
-use crate::pipeline::{self, worker_count, BaselineFile};
-use crate::replay::stats_record;
 use crate::settings::Settings;
-use crate::worker::{LiveShared, Out, Shared, WorkerTotals};
-use crate::writer::{EveSink, Merged, OutputStatus};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use xferwatch_capture::live::{self, CaptureReport, LiveConfig};
-use xferwatch_capture::{DefragStats, Dispatcher, Ingest, IngestStats, Mode};
-use xferwatch_events::write_stats;
+use xferwatch_capture::{Ingest, Mode};
+use xferwatch_engine::health::{Beat, Verdict, STALL_AFTER};
+use xferwatch_engine::stats::live_stats_line;
+use xferwatch_engine::writer::{EveSink, Merged, OutputStatus};
+use xferwatch_engine::{worker_count, Engine};
 
 pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     let started = Instant::now();
@@ -63,25 +61,14 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
             eve_path.display()
         )
     })?;
-    let mut baselines = BaselineFile::load(s);
+    let mut baselines = s.baseline_file();
     if let Some(user) = s.service.user.as_deref().filter(|u| !u.is_empty()) {
         drop_privileges(user).map_err(anyhow::Error::msg)?;
     }
 
     let n = worker_count(s.engine.workers);
-    let live_shared = LiveShared {
-        slots: (0..n)
-            .map(|_| Mutex::new(WorkerTotals::default()))
-            .collect(),
-        detect: RwLock::new((0, s.detect_config(n))),
-        detect_gen: AtomicU64::new(0),
-        save_gen: AtomicU64::new(0),
-        beats: (0..n).map(|_| Beat::now()).collect(),
-    };
-    let shared = Arc::new(pipeline::shared(s, n, Some(live_shared)));
-    let (out_tx, out_rx) = crossbeam_channel::bounded::<Out>(n * 64);
-    let workers = pipeline::spawn_workers(s, &shared, n, &baselines.saved, &out_tx)?;
-    baselines.saved = Vec::new();
+    let mut engine = Engine::start(&s.engine_config(n), &baselines.saved, true)?;
+    let out_rx = engine.take_events().context("events already taken")?;
     let reopen = sink.reopen.clone();
     let output = sink.status.clone();
     let writer_beat = Arc::new(Beat::now());
@@ -90,7 +77,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         std::thread::Builder::new()
             .name("xw-writer".into())
             .spawn(move || {
-                let r = crate::writer::run_live(out_rx, n, &mut sink, &beat);
+                let r = xferwatch_engine::writer::run_live(out_rx, n, &mut sink, &beat);
                 (r, sink)
             })?
     };
@@ -109,22 +96,15 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
             .collect(),
     );
     let capture_beats: Arc<Vec<Beat>> = Arc::new(handles.iter().map(|_| Beat::now()).collect());
-    let limits = pipeline::defrag_limits(s);
     let mut capture_threads = Vec::new();
     for (i, (h, group)) in handles.into_iter().enumerate() {
-        let dispatcher = Dispatcher::new(
-            Mode::Live,
-            shared.shard.clone(),
-            workers.senders.clone(),
-            workers.recycle.clone(),
-        );
+        let mut ingest = engine.ingest(Mode::Live);
         let (stop, reports, beats) = (stop.clone(), reports.clone(), capture_beats.clone());
         let (iface, lc) = (h.interface.clone(), lc.clone());
         capture_threads.push(
             std::thread::Builder::new()
                 .name(format!("xw-capture-{i}"))
                 .spawn(move || {
-                    let mut ingest = Ingest::new(dispatcher, limits);
                     let reopen = || live::open(&iface, &lc, group);
                     live::capture_loop(h, &mut ingest, &stop, reopen, |r| {
                         beats[i].stamp();
@@ -136,8 +116,6 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
                 })?,
         );
     }
-    let worker_threads = workers.handles;
-    drop(workers.senders);
 
     // Signals: the handlers only set flags; this thread acts on them.
     let term = Arc::new(AtomicBool::new(false));
@@ -155,8 +133,12 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     crate::notify::notify("READY=1");
     let watchdog = crate::notify::watchdog_interval();
     let threads = Threads {
-        workers: &worker_threads,
-        worker_beats: shared.live.as_ref().map_or(&[][..], |l| &l.beats[..]),
+        workers: engine.threads(),
+        worker_beats: engine
+            .shared()
+            .live
+            .as_ref()
+            .map_or(&[][..], |l| &l.beats[..]),
         writer: &writer,
         writer_beat: &writer_beat,
         captures: &capture_threads,
@@ -181,12 +163,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
             match Settings::load(Some(config_path)) {
                 Ok(new) => {
                     detect_gen += 1;
-                    if let Some(live) = shared.live.as_ref() {
-                        if let Ok(mut g) = live.detect.write() {
-                            *g = (detect_gen, new.detect_config(n));
-                        }
-                        live.detect_gen.store(detect_gen, Ordering::Release);
-                    }
+                    engine.reload_detect(detect_gen, &new.detect_config());
                     tracing::info!(
                         "SIGHUP: EVE file reopened; {} allow entries and the thresholds reloaded from {}",
                         new.allow.len(),
@@ -228,7 +205,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
                 last_status = status;
             }
             if settings.metrics.enabled {
-                let (w, c) = snapshot(&shared, &reports);
+                let (w, c) = (engine.snapshot(), reports_now(&reports));
                 crate::metrics::publish(
                     &w,
                     &c,
@@ -241,15 +218,9 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         }
         if last_stats.elapsed() >= stats_every {
             last_stats = Instant::now();
-            let (w, c) = snapshot(&shared, &reports);
-            let line = stats_line(&w, &c, &output, started);
-            let _ = out_tx.send(Out {
-                worker: n,
-                events: vec![((0, 0, 0), line)],
-                watermark: (0, 0, 0),
-                done: None,
-            });
-            save_baselines(&shared, &baselines);
+            let (w, c) = (engine.snapshot(), reports_now(&reports));
+            engine.send_record(live_stats_line(&w, &c, &output, started));
+            engine.save_baselines(&baselines);
         }
     }
 
@@ -267,21 +238,16 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     if let Some(first) = ingests.first_mut() {
         first.finish();
     }
-    for (i, w) in worker_threads.into_iter().enumerate() {
-        if w.join().is_err() {
-            tracing::error!("worker {i} had died; the flows of its shard were lost");
-        }
+    let dead = engine.join();
+    if dead > 0 {
+        tracing::error!("{dead} worker(s) had died; the flows of their shards were lost");
     }
-    drop(out_tx);
     let (mut merged, mut sink) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-    let captures: Vec<CaptureReport> = reports
-        .iter()
-        .filter_map(|r| r.lock().ok().map(|r| r.clone()))
-        .collect();
+    let captures = reports_now(&reports);
     baselines.save(&mut merged.totals);
-    let line = stats_line(&merged.totals, &captures, &output, started);
+    let line = live_stats_line(&merged.totals, &captures, &output, started);
     sink.write_line(&line);
     sink.finish(Duration::from_secs(10));
     if settings.metrics.enabled {
@@ -298,78 +264,12 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     Ok(0)
 }
 
-/// The latest counters of every worker and capture thread.
-fn snapshot(
-    shared: &Shared,
-    reports: &[Mutex<CaptureReport>],
-) -> (Vec<WorkerTotals>, Vec<CaptureReport>) {
-    let workers = shared
-        .live
-        .as_ref()
-        .map(|l| {
-            l.slots
-                .iter()
-                .filter_map(|s| {
-                    s.lock().ok().map(|t| WorkerTotals {
-                        baselines: Vec::new(),
-                        ..t.clone()
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let captures = reports
+/// The latest report of every capture thread.
+fn reports_now(reports: &[Mutex<CaptureReport>]) -> Vec<CaptureReport> {
+    reports
         .iter()
         .filter_map(|r| r.lock().ok().map(|r| r.clone()))
-        .collect();
-    (workers, captures)
-}
-
-fn stats_line(
-    workers: &[WorkerTotals],
-    captures: &[CaptureReport],
-    output: &OutputStatus,
-    started: Instant,
-) -> String {
-    let mut st = IngestStats::default();
-    let mut d = DefragStats::default();
-    for c in captures {
-        st.merge(&c.ingest);
-        d.merge(&c.defrag);
-    }
-    let mut rec = stats_record(
-        &st,
-        &d,
-        workers,
-        live::wall_us(),
-        started.elapsed().as_secs() as i64,
-    );
-    let (kd, idrop, qd): (u64, u64, u64) = captures.iter().fold((0, 0, 0), |a, c| {
-        (
-            a.0 + c.pcap.kernel_drops,
-            a.1 + c.pcap.interface_drops,
-            a.2 + c.queue_drops_packets,
-        )
-    });
-    rec.extra.push(("capture_kernel_drops", kd));
-    rec.extra.push(("capture_interface_drops", idrop));
-    rec.extra.push(("capture_queue_drops", qd));
-    rec.extra.push((
-        "capture_dead_worker_drops",
-        captures.iter().map(|c| c.dead_worker_packets).sum(),
-    ));
-    rec.extra
-        .push(("capture_reopens", captures.iter().map(|c| c.reopens).sum()));
-    let writer_gone: u64 = workers.iter().map(|w| w.health.writer_gone_events).sum();
-    rec.extra
-        .push(("events_dropped", output.dropped() + writer_gone));
-    rec.extra.push((
-        "output_write_errors",
-        output.write_errors.load(Ordering::Relaxed),
-    ));
-    let mut line = String::new();
-    write_stats(&mut line, &rec);
-    line
+        .collect()
 }
 
 /// The daemon's long-lived threads and their heartbeats, looked at once a second.
@@ -446,26 +346,6 @@ fn status_line(s: &Settings, v: &Verdict, output: &OutputStatus) -> String {
     } else {
         format!("DEGRADED: {}", problems.join("; "))
     }
-}
-
-/// Asks the workers for their baselines and saves what they handed over last time.
-fn save_baselines(shared: &Shared, file: &BaselineFile) {
-    let Some(live) = shared.live.as_ref() else {
-        return;
-    };
-    if file.path.is_none() {
-        return;
-    }
-    let mut all = Vec::new();
-    for slot in &live.slots {
-        if let Ok(mut s) = slot.lock() {
-            all.extend(std::mem::take(&mut s.baselines));
-        }
-    }
-    if !all.is_empty() {
-        file.save_all(all);
-    }
-    live.save_gen.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Started as root with `[service] user` set: become that user, with no capability left, once the

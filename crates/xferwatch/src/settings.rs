@@ -489,10 +489,8 @@ impl Default for Rollup {
 pub const SIGNATURE_IDS: [u32; 5] = [1_173_001, 1_173_002, 1_173_003, 1_173_004, 1_173_005];
 
 impl Settings {
-    /// The detection configuration each of `workers` workers uses: the table caps are for the whole
-    /// sensor, so each worker holds its share.
-    pub fn detect_config(&self, workers: usize) -> xferwatch_policy::detect::DetectConfig {
-        let share = |n: usize| n.div_ceil(workers.max(1)).max(1);
+    /// Detection with the whole sensor's table sizes (the engine shares them out).
+    pub fn detect_config(&self) -> xferwatch_policy::detect::DetectConfig {
         use xferwatch_policy::detect::{AllowEntry, BaselineConfig, DetectConfig};
         let d = &self.detect;
         DetectConfig {
@@ -515,14 +513,14 @@ impl Settings {
                 })
                 .collect(),
             rollup_window_us: d.rollup.window.0 as i64 * 1_000_000,
-            rollup_max_pairs: share(d.rollup.max_pairs),
+            rollup_max_pairs: d.rollup.max_pairs,
             baseline: BaselineConfig {
                 enabled: d.baseline.enabled,
                 window_us: d.baseline.window.0 as i64 * 1_000_000,
                 learning_windows: d.baseline.learning_windows,
                 k: d.baseline.k,
                 floor_bytes: d.baseline.floor_bytes.0,
-                max_hosts: share(d.baseline.max_hosts),
+                max_hosts: d.baseline.max_hosts,
             },
         }
     }
@@ -664,6 +662,39 @@ impl Settings {
             .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 
+    /// The engine's typed configuration, for `workers` worker threads.
+    pub fn engine_config(&self, workers: usize) -> xferwatch_engine::EngineConfig {
+        xferwatch_engine::EngineConfig {
+            workers: workers.max(1),
+            queue_batches: self.engine.queue_batches,
+            internal: self.network.internal.clone(),
+            ports: self.port_table(),
+            table: self.flow_table_config(),
+            reassembly_depth: self.limits.reassembly_flow_depth.0.min(1 << 20) as usize,
+            reassembly_memcap: self.limits.reassembly_memcap.0 as usize,
+            mismatch_min_payload: self.detect.mismatch.min_payload_bytes.0,
+            ftp: xferwatch_parsers::ftp::FtpLimits::default(),
+            smb: xferwatch_parsers::smb::SmbLimits::default(),
+            max_expectations: self.limits.max_expectations,
+            defrag: xferwatch_capture::DefragLimits {
+                max_datagrams: self.limits.defrag_max_datagrams,
+                max_per_source: self.limits.defrag_max_per_source,
+                max_total_bytes: self.limits.defrag_memcap.0 as usize,
+                timeout_us: self.timeouts.defrag.0 as i64 * 1_000_000,
+            },
+            log_credentials: self.output.log_credentials,
+            detect: self.detect_config(),
+        }
+    }
+
+    /// The baseline state file (`[detect.baseline] state_file`), read now when baselines are kept.
+    pub fn baseline_file(&self) -> xferwatch_engine::BaselineFile {
+        let b = &self.detect.baseline;
+        let path = (b.enabled && !b.state_file.is_empty())
+            .then(|| std::path::PathBuf::from(&b.state_file));
+        xferwatch_engine::BaselineFile::load(path, b.window.0)
+    }
+
     pub fn port_table(&self) -> xferwatch_policy::PortTable {
         let mut t = xferwatch_policy::PortTable::default();
         for (proto, ports) in &self.detect.mismatch.expected_ports {
@@ -701,6 +732,17 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The engine's own defaults (for those who embed it) are the sensor's documented defaults.
+    #[test]
+    fn engine_defaults_are_the_sensors() {
+        let from_toml = Settings::default().engine_config(3);
+        let engine = xferwatch_engine::EngineConfig {
+            workers: 3,
+            ..Default::default()
+        };
+        assert_eq!(format!("{from_toml:?}"), format!("{engine:?}"));
+    }
 
     #[test]
     fn byte_sizes() {

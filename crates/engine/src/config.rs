@@ -1,0 +1,49 @@
+//! What every worker shares: the engine's typed configuration as each worker sees it (the whole
+//! sensor's limits shared out), and the live side channel. Below the worker, the per-flow state
+//! and the renderer, which all read it.
+
+use crate::counters::WorkerTotals;
+use xferwatch_capture::ShardFn;
+use xferwatch_parsers::ftp::FtpLimits;
+use xferwatch_parsers::smb::SmbLimits;
+use xferwatch_policy::detect::DetectConfig;
+use xferwatch_policy::{Networks, PortTable};
+use xferwatch_stream::{ExpectLimits, FlowTableConfig};
+
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    /// Bytes of each TCP direction buffered for identification.
+    pub depth: usize,
+    /// Reassembly memory per worker.
+    pub memcap: usize,
+    /// Payload needed on a well-known port before "nothing matched" is a mismatch.
+    pub mismatch_min_payload: u64,
+    pub ftp: FtpLimits,
+    pub smb: SmbLimits,
+}
+
+pub struct Shared {
+    pub networks: Networks,
+    pub ports: PortTable,
+    pub table: FlowTableConfig,
+    pub app: AppConfig,
+    pub expect: ExpectLimits,
+    pub shard: ShardFn,
+    pub log_credentials: bool,
+    pub detect: DetectConfig,
+    /// The live daemon's side channel: snapshots for metrics and stats, configuration reloads.
+    pub live: Option<LiveShared>,
+}
+
+/// What the live daemon shares with its workers (touched once per batch, never per packet).
+pub struct LiveShared {
+    /// Each worker's latest counters.
+    pub slots: Vec<std::sync::Mutex<WorkerTotals>>,
+    /// Detection configuration and its generation: SIGHUP bumps the generation.
+    pub detect: std::sync::RwLock<(u64, DetectConfig)>,
+    pub detect_gen: std::sync::atomic::AtomicU64,
+    /// Baselines are handed over (for the state file) when this generation moves.
+    pub save_gen: std::sync::atomic::AtomicU64,
+    /// Each worker's heartbeat, stamped per batch.
+    pub beats: Vec<crate::health::Beat>,
+}

@@ -1,0 +1,88 @@
+//! Capture files through the engine as one timeline, events in packet order, the `stats` record
+//! last: the same bytes for the same files whatever the number of workers.
+
+use crate::counters::WorkerTotals;
+use crate::health::WorkerHealth;
+use crate::pipeline::{BaselineFile, Engine, EngineConfig};
+use crate::stats::stats_record;
+use crate::writer::EventSink;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use xferwatch_capture::{read_files, IngestStats, Mode, ReadOutcome};
+use xferwatch_events::{write_stats, StatsRecord};
+
+/// What a replay did.
+pub struct Replayed {
+    /// The files read, and the problems met (each also logged as a warning).
+    pub outcome: ReadOutcome,
+    pub ingest: IngestStats,
+    /// The `stats` record written last.
+    pub stats: StatsRecord,
+    /// Every worker's final counters, summary lines included.
+    pub totals: Vec<WorkerTotals>,
+    /// Records written, the `stats` record not counted.
+    pub events: u64,
+    /// Workers that died (a panic that was not contained), and the panics that were.
+    pub dead_workers: usize,
+    pub health: WorkerHealth,
+}
+
+/// Replays `files` in order through an engine built from `c`, writing every event to `sink`.
+/// Baselines start from `baselines` and are saved back to it. Setting `stop` ends the reading
+/// early; every flow read so far still gets its record.
+pub fn replay(
+    c: &EngineConfig,
+    baselines: &BaselineFile,
+    files: &[PathBuf],
+    mut sink: Box<dyn EventSink>,
+    stop: &AtomicBool,
+) -> Result<Replayed> {
+    let mut engine = Engine::start(c, &baselines.saved, false)?;
+    let n = engine.workers();
+    let rx = engine.take_events().context("events already taken")?;
+    let writer = std::thread::Builder::new()
+        .name("xw-writer".into())
+        .spawn(move || {
+            let r = crate::writer::run(rx, n, &mut *sink);
+            (r, sink)
+        })
+        .context("cannot start the writer thread")?;
+    let mut ingest = engine.ingest(Mode::Replay);
+    let outcome = read_files(files, &mut ingest, stop, |p| tracing::warn!("{p}"));
+    ingest.finish();
+    let mut dead_workers = engine.join();
+    let (merged, mut sink) = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    let mut merged = merged.context("cannot write the EVE output")?;
+    dead_workers = dead_workers.max(n.saturating_sub(merged.finished));
+
+    baselines.save(&mut merged.totals);
+    let stats = stats_record(
+        &ingest.stats,
+        &ingest.defrag.stats,
+        &merged.totals,
+        ingest.last_ts_us(),
+        // Replay output must not depend on the wall clock: uptime is the packet time the input spans.
+        (ingest.last_ts_us() - ingest.first_ts_us()).max(0) / 1_000_000,
+    );
+    let mut line = String::new();
+    write_stats(&mut line, &stats);
+    sink.event(&line)
+        .and_then(|_| sink.flush())
+        .context("cannot write the EVE output")?;
+    let mut health = WorkerHealth::default();
+    for t in &merged.totals {
+        health.merge(&t.health);
+    }
+    Ok(Replayed {
+        outcome,
+        ingest: ingest.stats.clone(),
+        stats,
+        totals: merged.totals,
+        events: merged.events,
+        dead_workers,
+        health,
+    })
+}
