@@ -1,7 +1,8 @@
 //! Policy: every opinion the sensor holds about traffic, kept out of the decoders and parsers.
 //!
-//! Owns: which networks are internal (and so which way a flow goes), which protocol a server port implies.
-//! Later: thresholds, allowlists, baselines. Parsers report facts; this crate decides what they mean.
+//! Owns: which networks are internal (and so which way a flow goes), which protocol a server port
+//! implies, and in [`detect`] the signatures, thresholds, roll-ups, baselines and allowlists.
+//! Parsers report facts; this crate decides what they mean.
 //! Invariants: lookups are allocation-free; tables are built once from validated configuration.
 
 #![forbid(unsafe_code)]
