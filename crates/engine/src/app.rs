@@ -11,7 +11,7 @@ use xferwatch_fingerprint::{
 use xferwatch_parsers::ftp::{FtpConn, FtpEvent};
 use xferwatch_parsers::smb::{SmbConn, SmbTx};
 use xferwatch_parsers::tftp::{parse_request, Request, Transfer};
-use xferwatch_policy::is_file_transfer;
+use xferwatch_policy::rules::{self, Identified};
 use xferwatch_stream::{Budget, Dir, Flow, Reassembler};
 use xferwatch_wire::{Addr, L4Packet, Transport};
 
@@ -40,6 +40,69 @@ pub struct Hunt {
     from: [u64; 2],
     /// The direction's buffer starts with a candidate message.
     found: [bool; 2],
+}
+
+/// Something odd about a flow, listed in its record's `xfer.anomalies` (in this order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anomaly {
+    /// An SMB connection picked up in the middle (the bytes before count as a lower bound).
+    SmbMidstreamPickup,
+    /// An FTP PORT/EPRT naming a third host (see `xferwatch_policy::rules::ftp_bounce`).
+    FtpBounce,
+    /// An announced data channel could not be expected (table full).
+    ExpectationRefused,
+    FtpLimitReached,
+    SmbLimitReached,
+    SmbMalformed,
+    TftpMalformed,
+}
+
+impl Anomaly {
+    const ALL: [Anomaly; 7] = [
+        Anomaly::SmbMidstreamPickup,
+        Anomaly::FtpBounce,
+        Anomaly::ExpectationRefused,
+        Anomaly::FtpLimitReached,
+        Anomaly::SmbLimitReached,
+        Anomaly::SmbMalformed,
+        Anomaly::TftpMalformed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Anomaly::SmbMidstreamPickup => "smb_midstream_pickup",
+            Anomaly::FtpBounce => "ftp_bounce",
+            Anomaly::ExpectationRefused => "expectation_refused",
+            Anomaly::FtpLimitReached => "ftp_limit_reached",
+            Anomaly::SmbLimitReached => "smb_limit_reached",
+            Anomaly::SmbMalformed => "smb_malformed",
+            Anomaly::TftpMalformed => "tftp_malformed",
+        }
+    }
+}
+
+/// A flow's anomalies: a bit set (no allocation), each at most once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Anomalies(u8);
+
+impl Anomalies {
+    pub fn insert(&mut self, a: Anomaly) {
+        self.0 |= 1 << a as u8;
+    }
+    pub fn contains(&self, a: Anomaly) -> bool {
+        self.0 & (1 << a as u8) != 0
+    }
+    /// The names, in [`Anomaly`] order, for the flow record.
+    pub fn names(&self) -> ([&'static str; 7], usize) {
+        let mut out = [""; 7];
+        let mut n = 0;
+        for a in Anomaly::ALL {
+            if self.contains(a) {
+                out[n] = a.as_str();
+                n += 1;
+            }
+        }
+        (out, n)
+    }
 }
 
 /// What a parser reported on this packet; the worker turns it into expectations, session facts and
@@ -154,8 +217,8 @@ pub struct App {
     /// Which direction is outbound, for the client side it was computed for (flows can turn).
     pub out_cache: Option<(xferwatch_wire::Side, Option<Dir>)>,
     pub proto: Proto,
-    /// Caps this flow's parsers reached.
-    pub anomalies: Vec<&'static str>,
+    /// What was odd about this flow (caps its parsers reached, a bounce, a mid-stream pickup).
+    pub anomalies: Anomalies,
     /// A session was asked for once (the table may have been full).
     pub session_tried: bool,
     /// The port/protocol check was made (it is made once).
@@ -416,8 +479,7 @@ fn decide(
                 turn(flow, st);
             }
             flow.app.tftp_request = proto == AppProto::Tftp && tftp_request;
-            // Unicast DNS never targets a multicast group: DNS-format traffic there is LLMNR or mDNS.
-            if proto == AppProto::Dns && flow.server_endpoint().addr.is_multicast() {
+            if proto == AppProto::Dns && rules::dns_format_is_not_dns(flow.server_endpoint().addr) {
                 flow.app.ident = Ident::Unknown;
                 st.counters.unknown += 1;
                 release(flow, st);
@@ -540,7 +602,7 @@ fn hunt(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, final_: bool) 
             flow.app.ident = Ident::Found(AppProto::Smb);
             st.counters.identified += 1;
             st.counters.midstream_smb += 1;
-            flow.app.anomalies.push("smb_midstream_pickup");
+            flow.app.anomalies.insert(Anomaly::SmbMidstreamPickup);
             flow.app.proto = Proto::Smb(Box::new(SmbConn::new(cfg.smb)));
         }
         xferwatch_fingerprint::Verdict::NoMatch => {
@@ -644,7 +706,7 @@ pub fn on_end(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, evs: &mu
             counters.ftp_limit_hits += c.stats.limit_hits;
             counters.ftp_bad_announcements += c.stats.malformed_announcements;
             if c.stats.limit_hits > 0 {
-                anomaly = Some("ftp_limit_reached");
+                anomaly = Some(Anomaly::FtpLimitReached);
             }
         }
         Proto::Smb(c) => {
@@ -657,21 +719,21 @@ pub fn on_end(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, evs: &mu
             counters.smb_resyncs += s.resyncs;
             counters.smb_limit_hits += s.limit_hits;
             if s.limit_hits > 0 {
-                anomaly = Some("smb_limit_reached");
+                anomaly = Some(Anomaly::SmbLimitReached);
             } else if s.malformed > 0 {
-                anomaly = Some("smb_malformed");
+                anomaly = Some(Anomaly::SmbMalformed);
             }
         }
         Proto::Tftp(t) => {
             counters.tftp_malformed += t.transfer.malformed;
             if t.transfer.malformed > 0 {
-                anomaly = Some("tftp_malformed");
+                anomaly = Some(Anomaly::TftpMalformed);
             }
         }
         _ => {}
     }
     if let Some(a) = anomaly {
-        flow.app.anomalies.push(a);
+        flow.app.anomalies.insert(a);
     }
     release(flow, st);
 }
@@ -696,20 +758,19 @@ pub fn facts(flow: &Flow<App>, shared: &Shared) -> Facts {
         Ident::Pending | Ident::Linked => None,
     };
     let app_proto = flow.app.label.or(found);
-    let mismatch = match flow.app.ident {
-        // Data channels and TFTP transfers run on new ports by design: never a mismatch.
-        Ident::Linked => false,
-        Ident::Found(AppProto::Tftp) if !flow.app.tftp_request => false,
-        Ident::Found(p) if is_file_transfer(p.as_str()) => expected != Some(p.as_str()),
-        Ident::Found(p) => expected.is_some_and(|e| e != p.as_str()),
-        // "Nothing matched" on a well-known port counts only for a flow seen from its start: a
-        // capture that begins mid-stream shows bytes no fingerprint can place.
-        Ident::Unknown | Ident::Pending => {
-            expected.is_some()
-                && payload >= shared.app.mismatch_min_payload
-                && (flow.transport() == Transport::Udp || flow.syn_seen)
-        }
+    let identified = match flow.app.ident {
+        Ident::Linked => Identified::Linked,
+        Ident::Found(p) => Identified::Found {
+            proto: p.as_str(),
+            tftp_request: flow.app.tftp_request,
+        },
+        // A capture that begins mid-stream shows bytes no fingerprint can place.
+        Ident::Unknown | Ident::Pending => Identified::Nothing {
+            payload,
+            from_start: flow.transport() == Transport::Udp || flow.syn_seen,
+        },
     };
+    let mismatch = rules::port_mismatch(identified, expected, shared.app.mismatch_min_payload);
     Facts {
         app_proto,
         app_proto_ts: flow.app.split.map(|(ts, _)| ts.as_str()),

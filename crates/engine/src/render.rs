@@ -8,6 +8,7 @@ use crate::session::Session;
 use xferwatch_events::{write_event, write_flow, EventHeader, FlowRecord, JsonObject};
 use xferwatch_parsers::ftp::FtpTx;
 use xferwatch_parsers::smb::SmbTx;
+use xferwatch_policy::detect::Sid;
 use xferwatch_policy::{outbound_payload, Direction};
 use xferwatch_stream::Flow;
 
@@ -54,7 +55,7 @@ fn xfer_common(x: &mut JsonObject<'_>, f: &Flow<App>) {
 
 /// What an alert says besides its flow.
 pub struct AlertFacts {
-    pub sid: u32,
+    pub sid: Sid,
     pub internal: Option<xferwatch_wire::Addr>,
     pub external: Option<xferwatch_wire::Addr>,
     /// The session's outbound payload when the alert fired.
@@ -67,9 +68,7 @@ pub struct AlertFacts {
 
 /// An `alert` event, Suricata-shaped, raised at packet time `ts_us` on flow `f`.
 pub fn alert(f: &Flow<App>, a: &AlertFacts, ts_us: i64, shared: &Shared) -> String {
-    let Some(sig) = xferwatch_policy::detect::signature(a.sid) else {
-        return String::new();
-    };
+    let sig = a.sid.signature();
     let t = tuple(f);
     let facts = app::facts(f, shared);
     let mut out = String::with_capacity(900);
@@ -108,7 +107,7 @@ pub fn alert(f: &Flow<App>, a: &AlertFacts, ts_us: i64, shared: &Shared) -> Stri
                     if let Some(b) = r.baseline {
                         x.u64("baseline_bytes", b.round().max(0.0) as u64);
                     }
-                    if r.sid != xferwatch_policy::detect::LARGE_OUTBOUND {
+                    if r.sid != Sid::LargeOutbound {
                         x.u64("session_outbound_payload_bytes", a.session_total);
                     }
                 }
@@ -162,7 +161,7 @@ pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64) -> String {
         });
         o.obj("xfer", |x| {
             xfer_common(x, f);
-            if tx.mode == Some("active") && f.app.anomalies.contains(&"ftp_bounce") {
+            if tx.mode == Some("active") && f.app.anomalies.contains(app::Anomaly::FtpBounce) {
                 x.bool("ftp_bounce", true);
             }
         });
@@ -352,6 +351,7 @@ pub fn flow(
     let local_orig = shared.networks.is_internal(client.addr);
     let local_resp = shared.networks.is_internal(server.addr);
     let direction = Direction::of(local_orig, local_resp);
+    let (anomalies, n_anomalies) = f.app.anomalies.names();
     let t = tuple(f);
     let facts = app::facts(f, shared);
     match f.transport() {
@@ -395,7 +395,7 @@ pub fn flow(
         session_outbound_bytes: session.map(|s| s.outbound),
         tls_upgraded: f.app.tls_upgraded,
         linked_by_inference: app::inferred(f),
-        anomalies: &f.app.anomalies,
+        anomalies: &anomalies[..n_anomalies],
     };
     let file_transfer = facts
         .app_proto

@@ -9,6 +9,7 @@ use crate::counters::SessionStats;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use xferwatch_parsers::tftp::Request;
+use xferwatch_policy::detect::Sid;
 use xferwatch_wire::Addr;
 
 /// Sessions kept at once per worker; beyond, new flows count on their own (counted).
@@ -33,7 +34,7 @@ pub struct Session {
     /// Internal → external payload bytes of every flow of the session so far.
     pub outbound: u64,
     /// Signature ids already raised for this session.
-    pub alerted: Vec<u32>,
+    pub alerted: Vec<Sid>,
     /// Live flows and pending expectations that refer to the session.
     refs: u32,
     /// Live flows of the session.

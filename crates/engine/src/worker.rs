@@ -6,7 +6,7 @@
 //! need no lock and follow packet order. Events are tagged with an [`OrderKey`] derived from packet
 //! numbers only, so the writer merges the workers' streams into the same order whatever their number.
 
-use crate::app::{self, App, AppEv, AppState, DataInfo, Proto, TftpState};
+use crate::app::{self, Anomaly, App, AppEv, AppState, DataInfo, Proto, TftpState};
 use crate::config::Shared;
 use crate::counters::{Ev, OrderKey, Out, WorkerTotals, MAX_NOTABLE};
 use crate::render;
@@ -16,8 +16,8 @@ use std::sync::Arc;
 use xferwatch_capture::{Batch, Item};
 use xferwatch_parsers::ftp::FtpEvent;
 use xferwatch_parsers::tftp::Transfer;
-use xferwatch_policy::detect::{Detector, Raised, LARGE_OUTBOUND, OFF_PORT, PORT_OTHER_PROTO};
-use xferwatch_policy::Networks;
+use xferwatch_policy::detect::{Detector, Raised, Sid};
+use xferwatch_policy::{rules, Direction};
 use xferwatch_stream::{Dir, Expect, Expectations, Flow, FlowTable, ListenerIs};
 use xferwatch_wire::{L4Packet, Transport};
 
@@ -677,7 +677,12 @@ impl Alerts<'_> {
         let out = match flow.app.out_cache {
             Some((side, d)) if side == flow.client => d,
             _ => {
-                let d = outbound_dir(flow, &self.shared.networks);
+                let (c, s) = (flow.client_endpoint().addr, flow.server_endpoint().addr);
+                let d = match self.shared.networks.direction(c, s) {
+                    Direction::Outbound => Some(Dir::ToServer),
+                    Direction::Inbound => Some(Dir::ToClient),
+                    Direction::Internal | Direction::External => None,
+                };
                 flow.app.out_cache = Some((flow.client, d));
                 d
             }
@@ -694,7 +699,7 @@ impl Alerts<'_> {
         };
         s.outbound += delta;
         if let (Some(int), Some(_)) = (s.internal, s.external) {
-            let large = s.alerted.contains(&LARGE_OUTBOUND);
+            let large = s.alerted.contains(&Sid::LargeOutbound);
             self.detector.outbound(
                 ts_us,
                 int,
@@ -717,7 +722,7 @@ impl Alerts<'_> {
         let (Some(int), Some(ext)) = (s.internal, s.external) else {
             return;
         };
-        let large = s.alerted.contains(&LARGE_OUTBOUND);
+        let large = s.alerted.contains(&Sid::LargeOutbound);
         self.detector.session_end(
             ts_us,
             int,
@@ -775,12 +780,12 @@ impl Alerts<'_> {
             return;
         }
         let proto = m.app_proto.unwrap_or("failed");
-        let sid = if xferwatch_policy::is_file_transfer(proto) {
-            OFF_PORT
-        } else {
-            PORT_OTHER_PROTO
-        };
-        let (int, ext) = ends_any(flow, &self.shared.networks);
+        let sid = rules::mismatch_sid(proto);
+        // The internal and external ends; for flows that do not cross the boundary, client and
+        // server.
+        let (c, s) = (flow.client_endpoint().addr, flow.server_endpoint().addr);
+        let (int, ext) = self.shared.networks.ends(c, s).unwrap_or((c, s));
+        let (int, ext) = (Some(int), Some(ext));
         if self.detector.suppressed(sid, int, ext, proto).is_some() {
             return;
         }
@@ -810,7 +815,6 @@ impl Alerts<'_> {
         if self.totals.alerts.len() >= MAX_NOTABLE {
             return;
         }
-        let sig = xferwatch_policy::detect::signature(a.sid);
         let host = |x: Option<xferwatch_wire::Addr>| {
             x.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
         };
@@ -820,8 +824,8 @@ impl Alerts<'_> {
             key.0,
             format!(
                 "{} {:<60} {:>15} -> {:<15} {:<8} {:>10} B  port {}",
-                a.sid,
-                sig.map(|s| s.msg).unwrap_or("-"),
+                a.sid.id(),
+                a.sid.signature().msg,
                 host(a.internal.or(Some(flow.client_endpoint().addr))),
                 host(a.external.or(Some(flow.server_endpoint().addr))),
                 proto,
@@ -829,21 +833,6 @@ impl Alerts<'_> {
                 flow.server_endpoint().port
             ),
         ));
-    }
-}
-
-/// The internal and external ends of a flow; for flows that do not cross the boundary, client and
-/// server.
-fn ends_any(
-    flow: &Flow<App>,
-    networks: &Networks,
-) -> (Option<xferwatch_wire::Addr>, Option<xferwatch_wire::Addr>) {
-    match ends(flow, networks) {
-        (Some(i), Some(e)) => (Some(i), Some(e)),
-        _ => (
-            Some(flow.client_endpoint().addr),
-            Some(flow.server_endpoint().addr),
-        ),
     }
 }
 
@@ -857,30 +846,6 @@ fn queue(
 ) {
     *totals.events_by_type.entry(kind).or_default() += 1;
     events.push((key, line));
-}
-
-/// Which direction of the flow carries internal → external bytes.
-fn outbound_dir(flow: &Flow<App>, networks: &Networks) -> Option<Dir> {
-    let c = networks.is_internal(flow.client_endpoint().addr);
-    let s = networks.is_internal(flow.server_endpoint().addr);
-    match (c, s) {
-        (true, false) => Some(Dir::ToServer),
-        (false, true) => Some(Dir::ToClient),
-        _ => None,
-    }
-}
-
-/// The internal and external ends of a flow, when it crosses the boundary.
-fn ends(
-    flow: &Flow<App>,
-    networks: &Networks,
-) -> (Option<xferwatch_wire::Addr>, Option<xferwatch_wire::Addr>) {
-    let (c, s) = (flow.client_endpoint().addr, flow.server_endpoint().addr);
-    match (networks.is_internal(c), networks.is_internal(s)) {
-        (true, false) => (Some(c), Some(s)),
-        (false, true) => (Some(s), Some(c)),
-        _ => (None, None),
-    }
 }
 
 /// A flow's first packet matched an expectation: it joins the announcer's session.
@@ -979,7 +944,8 @@ fn start_session(
         return;
     }
     flow.app.session_tried = true;
-    let (internal, external) = ends(flow, &shared.networks);
+    let (c, s) = (flow.client_endpoint().addr, flow.server_endpoint().addr);
+    let (internal, external) = shared.networks.ends(c, s).unzip();
     if !sessions.start(flow.flow_id, name, internal, external, flow.key.vlan) {
         return;
     }
@@ -1004,7 +970,7 @@ fn start_session(
         if expects.insert(x, ts_us).is_ok() {
             sessions.hold(flow.flow_id);
         } else {
-            flow.app.anomalies.push("expectation_refused");
+            flow.app.anomalies.insert(Anomaly::ExpectationRefused);
         }
     }
 }
@@ -1028,11 +994,8 @@ fn announce_data(
     let announced = a.addr.filter(|x| *x != listener);
     if a.client_listens {
         if let Some(x) = announced {
-            // A PORT naming a third host is an FTP bounce — unless the client sits behind NAT
-            // (observed outside, announcing a private address).
-            let nat = !shared.networks.is_internal(client) && shared.networks.is_internal(x);
-            if x != server && !nat && !flow.app.anomalies.contains(&"ftp_bounce") {
-                flow.app.anomalies.push("ftp_bounce");
+            if rules::ftp_bounce(&shared.networks, client, server, x) {
+                flow.app.anomalies.insert(Anomaly::FtpBounce);
             }
         }
     }
@@ -1062,8 +1025,8 @@ fn announce_data(
     };
     if expects.insert(x, ts_us).is_ok() {
         sessions.hold(flow.app.session);
-    } else if !flow.app.anomalies.contains(&"expectation_refused") {
-        flow.app.anomalies.push("expectation_refused");
+    } else {
+        flow.app.anomalies.insert(Anomaly::ExpectationRefused);
     }
 }
 

@@ -21,15 +21,50 @@ pub struct Signature {
     pub techniques: &'static [&'static str],
 }
 
-pub const LARGE_OUTBOUND: u32 = 1_173_001;
-pub const OFF_PORT: u32 = 1_173_002;
-pub const PORT_OTHER_PROTO: u32 = 1_173_003;
-pub const OVER_BASELINE: u32 = 1_173_004;
-pub const ROLLUP: u32 = 1_173_005;
+/// The signatures this sensor raises (MITRE ATT&CK analytic AN1173), by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum Sid {
+    /// One transfer session's outbound volume crossed its threshold.
+    LargeOutbound = 1_173_001,
+    /// A file-transfer protocol on a port that is not its own.
+    OffPort = 1_173_002,
+    /// A well-known port carrying another protocol.
+    PortOtherProto = 1_173_003,
+    /// A host's outbound volume in a window above its learnt baseline.
+    OverBaseline = 1_173_004,
+    /// A host pair's sessions together crossed the threshold within the roll-up window.
+    Rollup = 1_173_005,
+}
+
+impl Sid {
+    pub const ALL: [Sid; 5] = [
+        Sid::LargeOutbound,
+        Sid::OffPort,
+        Sid::PortOtherProto,
+        Sid::OverBaseline,
+        Sid::Rollup,
+    ];
+    /// The signature id as written in events and named in configuration.
+    pub const fn id(self) -> u32 {
+        self as u32
+    }
+    /// 0 for 1173001, … 4 for 1173005: the index into per-signature counters.
+    pub const fn index(self) -> usize {
+        (self as u32 - Sid::LargeOutbound as u32) as usize
+    }
+    pub fn from_id(id: u32) -> Option<Sid> {
+        Sid::ALL.into_iter().find(|s| s.id() == id)
+    }
+    /// The signature's message, category, severity and techniques.
+    pub fn signature(self) -> &'static Signature {
+        &SIGNATURES[self.index()]
+    }
+}
 
 pub const SIGNATURES: [Signature; 5] = [
     Signature {
-        id: LARGE_OUTBOUND,
+        id: Sid::LargeOutbound.id(),
         rev: 1,
         msg: "XFERWATCH large outbound file transfer to an external host",
         category: "Potential Corporate Privacy Violation",
@@ -37,7 +72,7 @@ pub const SIGNATURES: [Signature; 5] = [
         techniques: &["T1048", "T1048.003"],
     },
     Signature {
-        id: OFF_PORT,
+        id: Sid::OffPort.id(),
         rev: 1,
         msg: "XFERWATCH file-transfer protocol on a non-standard port",
         category: "Potentially Bad Traffic",
@@ -45,7 +80,7 @@ pub const SIGNATURES: [Signature; 5] = [
         techniques: &["T1571", "T1048"],
     },
     Signature {
-        id: PORT_OTHER_PROTO,
+        id: Sid::PortOtherProto.id(),
         rev: 1,
         msg: "XFERWATCH well-known port carrying another protocol",
         category: "Potentially Bad Traffic",
@@ -53,7 +88,7 @@ pub const SIGNATURES: [Signature; 5] = [
         techniques: &["T1571"],
     },
     Signature {
-        id: OVER_BASELINE,
+        id: Sid::OverBaseline.id(),
         rev: 1,
         msg: "XFERWATCH outbound file-transfer volume above the host's baseline",
         category: "Potential Corporate Privacy Violation",
@@ -61,7 +96,7 @@ pub const SIGNATURES: [Signature; 5] = [
         techniques: &["T1048", "T1030"],
     },
     Signature {
-        id: ROLLUP,
+        id: Sid::Rollup.id(),
         rev: 1,
         msg: "XFERWATCH many transfers to one external host add up to a large outbound volume",
         category: "Potential Corporate Privacy Violation",
@@ -71,11 +106,7 @@ pub const SIGNATURES: [Signature; 5] = [
 ];
 
 pub fn signature(id: u32) -> Option<&'static Signature> {
-    SIGNATURES.iter().find(|s| s.id == id)
-}
-
-fn sig_index(id: u32) -> usize {
-    (id.saturating_sub(LARGE_OUTBOUND) as usize).min(4)
+    Sid::from_id(id).map(Sid::signature)
 }
 
 /// An approved path: the named signatures are not raised for matching traffic (still counted).
@@ -92,7 +123,7 @@ pub struct AllowEntry {
 impl AllowEntry {
     fn matches(
         &self,
-        sid: u32,
+        sid: Sid,
         internal: Option<Addr>,
         external: Option<Addr>,
         proto: &str,
@@ -102,7 +133,7 @@ impl AllowEntry {
             (Some(n), Some(a)) => n.contains(&a.to_ip()),
             (Some(_), None) => false,
         };
-        (self.signatures.is_empty() || self.signatures.contains(&sid))
+        (self.signatures.is_empty() || self.signatures.contains(&sid.id()))
             && net_ok(&self.internal, internal)
             && net_ok(&self.external, external)
             && self.app_proto.as_deref().is_none_or(|p| p == proto)
@@ -188,7 +219,7 @@ impl DetectStats {
 /// A signature that fired: what the alert record says besides the flow.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Raised {
-    pub sid: u32,
+    pub sid: Sid,
     /// The volume that crossed (session, roll-up window or baseline window).
     pub total: u64,
     pub threshold: u64,
@@ -281,7 +312,7 @@ impl Detector {
     /// Is `sid` suppressed for this traffic? Counts the suppression; returns the entry's reason.
     pub fn suppressed(
         &mut self,
-        sid: u32,
+        sid: Sid,
         internal: Option<Addr>,
         external: Option<Addr>,
         proto: &str,
@@ -291,13 +322,13 @@ impl Detector {
             .allow
             .iter()
             .position(|e| e.matches(sid, internal, external, proto))?;
-        self.stats.suppressed[sig_index(sid)] += 1;
+        self.stats.suppressed[sid.index()] += 1;
         Some(&self.cfg.allow[i].reason)
     }
 
     /// Counts a raised alert.
-    pub fn count(&mut self, sid: u32) {
-        self.stats.alerts[sig_index(sid)] += 1;
+    pub fn count(&mut self, sid: Sid) {
+        self.stats.alerts[sid.index()] += 1;
     }
 
     /// `delta` more outbound bytes in a session of `proto` from `internal` to the outside, whose total
@@ -321,7 +352,7 @@ impl Detector {
             && session_total.saturating_sub(delta) < threshold;
         if session_fires {
             out.push(Raised {
-                sid: LARGE_OUTBOUND,
+                sid: Sid::LargeOutbound,
                 total: session_total,
                 threshold,
                 baseline: None,
@@ -422,7 +453,7 @@ impl Detector {
         if quiet && r.sum >= threshold {
             r.last_alert_us = Some(now_us);
             out.push(Raised {
-                sid: ROLLUP,
+                sid: Sid::Rollup,
                 total: r.sum,
                 threshold,
                 baseline: None,
@@ -457,7 +488,7 @@ impl Detector {
         if b.current as f64 > limit {
             b.alerted = true;
             out.push(Raised {
-                sid: OVER_BASELINE,
+                sid: Sid::OverBaseline,
                 total: b.current,
                 threshold: limit.ceil() as u64,
                 baseline: Some(b.mean),
@@ -570,7 +601,7 @@ mod tests {
                 internal: Some("10.1.2.3/32".parse().unwrap()),
                 external: Some("203.0.113.0/24".parse().unwrap()),
                 app_proto: Some("ftp".into()),
-                signatures: vec![LARGE_OUTBOUND],
+                signatures: vec![Sid::LargeOutbound.id()],
                 reason: "partner".into(),
             }],
             rollup_window_us: 3_600_000_000,
@@ -600,9 +631,12 @@ mod tests {
         let mut d = Detector::new(cfg());
         let mut out = Vec::new();
         d.outbound(0, a(1), 0, "ftp", 600, 600, false, &mut out);
-        assert!(out.iter().all(|r| r.sid != LARGE_OUTBOUND));
+        assert!(out.iter().all(|r| r.sid != Sid::LargeOutbound));
         d.outbound(1, a(1), 0, "ftp", 1200, 600, false, &mut out);
-        assert_eq!(out.iter().filter(|r| r.sid == LARGE_OUTBOUND).count(), 1);
+        assert_eq!(
+            out.iter().filter(|r| r.sid == Sid::LargeOutbound).count(),
+            1
+        );
         out.clear();
         d.outbound(2, a(1), 0, "ftp", 1800, 600, true, &mut out);
         assert!(out.is_empty());
@@ -619,16 +653,16 @@ mod tests {
             // Each session 300 bytes: none crosses 1000 alone.
             d.session_end(i * 60_000_000, a(1), e(9), 0, "ftp", 300, false, &mut out);
         }
-        let r: Vec<_> = out.iter().filter(|r| r.sid == ROLLUP).collect();
+        let r: Vec<_> = out.iter().filter(|r| r.sid == Sid::Rollup).collect();
         assert_eq!(r.len(), 1, "{out:?}");
         assert_eq!(r[0].total, 1200);
         // Two hours later the window has slid: small sessions alone do not fire.
         out.clear();
         d.session_end(3 * H, a(1), e(9), 0, "ftp", 300, false, &mut out);
-        assert!(out.iter().all(|r| r.sid != ROLLUP));
+        assert!(out.iter().all(|r| r.sid != Sid::Rollup));
         // A session that alerted on its own feeds the window without a second alert.
         d.session_end(3 * H + 1, a(1), e(9), 0, "ftp", 5000, true, &mut out);
-        assert!(out.iter().all(|r| r.sid != ROLLUP));
+        assert!(out.iter().all(|r| r.sid != Sid::Rollup));
     }
 
     #[test]
@@ -636,17 +670,17 @@ mod tests {
         let mut d = Detector::new(cfg());
         let int = Addr::v4([10, 1, 2, 3]);
         assert_eq!(
-            d.suppressed(LARGE_OUTBOUND, Some(int), Some(e(5)), "ftp"),
+            d.suppressed(Sid::LargeOutbound, Some(int), Some(e(5)), "ftp"),
             Some("partner")
         );
         assert!(d
-            .suppressed(OFF_PORT, Some(int), Some(e(5)), "ftp")
+            .suppressed(Sid::OffPort, Some(int), Some(e(5)), "ftp")
             .is_none());
         assert!(d
-            .suppressed(LARGE_OUTBOUND, Some(int), Some(e(5)), "smb")
+            .suppressed(Sid::LargeOutbound, Some(int), Some(e(5)), "smb")
             .is_none());
         assert!(d
-            .suppressed(LARGE_OUTBOUND, Some(a(9)), Some(e(5)), "ftp")
+            .suppressed(Sid::LargeOutbound, Some(a(9)), Some(e(5)), "ftp")
             .is_none());
         assert_eq!(d.stats.suppressed[0], 1);
     }
@@ -659,17 +693,17 @@ mod tests {
         for h in 0..5 {
             d.outbound(h * H + 10, a(7), 0, "smb", 200, 200, true, &mut out);
         }
-        assert!(out.iter().all(|r| r.sid != OVER_BASELINE));
+        assert!(out.iter().all(|r| r.sid != Sid::OverBaseline));
         // Then 700 bytes in one hour: above 3 × 200.
         d.outbound(5 * H + 10, a(7), 0, "smb", 400, 400, true, &mut out);
-        assert!(out.iter().all(|r| r.sid != OVER_BASELINE));
+        assert!(out.iter().all(|r| r.sid != Sid::OverBaseline));
         d.outbound(5 * H + 20, a(7), 0, "smb", 300, 300, true, &mut out);
-        let b: Vec<_> = out.iter().filter(|r| r.sid == OVER_BASELINE).collect();
+        let b: Vec<_> = out.iter().filter(|r| r.sid == Sid::OverBaseline).collect();
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].total, 700);
         // Once per window.
         d.outbound(5 * H + 30, a(7), 0, "smb", 300, 300, true, &mut out);
-        assert_eq!(out.iter().filter(|r| r.sid == OVER_BASELINE).count(), 1);
+        assert_eq!(out.iter().filter(|r| r.sid == Sid::OverBaseline).count(), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod detect;
+pub mod rules;
 
 use ipnet::IpNet;
 use xferwatch_wire::{Addr, Transport};
@@ -72,6 +73,18 @@ impl Networks {
     }
     pub fn nets(&self) -> &[IpNet] {
         &self.nets
+    }
+    /// Which way a flow from `client` to `server` goes across the boundary.
+    pub fn direction(&self, client: Addr, server: Addr) -> Direction {
+        Direction::of(self.is_internal(client), self.is_internal(server))
+    }
+    /// The (internal, external) ends of a flow that crosses the boundary; None when it does not.
+    pub fn ends(&self, client: Addr, server: Addr) -> Option<(Addr, Addr)> {
+        match self.direction(client, server) {
+            Direction::Outbound => Some((client, server)),
+            Direction::Inbound => Some((server, client)),
+            Direction::Internal | Direction::External => None,
+        }
     }
 }
 
