@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build demo test test-rust test-eve test-live soak bench score lint fmt clean install fuzz fuzz-smoke
+.PHONY: all deps build demo test test-rust test-eve test-live soak bench score lint msrv fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -148,6 +148,21 @@ score: build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Builds the workspace with the toolchain of `rust-version` in Cargo.toml, installed with rustup
+# (minimal profile) when missing; skipped with a message where there is no rustup.
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"$$/\1/p' Cargo.toml)
+msrv: deps
+	@if ! command -v rustup >/dev/null; then \
+	  echo "SKIP msrv: no rustup to install Rust $(MSRV) with"; exit 0; \
+	fi; \
+	if ! rustup run $(MSRV) cargo --version >/dev/null 2>&1; then \
+	  echo "installing Rust $(MSRV) (rust-version in Cargo.toml)"; \
+	  rustup toolchain install $(MSRV) --profile minimal \
+	    || { echo "msrv: cannot install Rust $(MSRV)"; exit 1; }; \
+	fi; \
+	echo "rustup run $(MSRV) cargo build --workspace --locked"; \
+	rustup run $(MSRV) cargo build --workspace --locked
 
 fmt:
 	$(CARGO) fmt --all
