@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build demo test test-rust test-eve test-live soak bench score lint msrv fmt clean install fuzz fuzz-smoke
+.PHONY: all deps build demo test test-rust test-eve test-live soak bench score lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -163,6 +163,11 @@ msrv: deps
 	fi; \
 	echo "rustup run $(MSRV) cargo build --workspace --locked"; \
 	rustup run $(MSRV) cargo build --workspace --locked
+
+# cargo deny with deny.toml (installed when missing); advisories are skipped with a message when
+# the RustSec database cannot be fetched and no copy was fetched before. See .ci/deny.sh.
+deny:
+	bash .ci/deny.sh
 
 fmt:
 	$(CARGO) fmt --all
