@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build demo test test-rust test-eve test-live soak bench score lint fmt clean install fuzz fuzz-smoke
+.PHONY: all deps build demo test test-rust test-eve test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -145,9 +145,39 @@ bench: build
 score: build
 	python3 $(SHARED)/tools/score.py --bin $(BIN) --corpus $(SHARED)/corpus/public
 
+# Static checks, run by CI (.ci/run) before `make test`: formatting and clippy (make lint),
+# rustdoc with warnings denied, a build with the Rust version Cargo.toml declares (make msrv), and
+# cargo deny on licences, bans, sources and advisories (make deny). The lints and their levels are
+# [workspace.lints] in Cargo.toml.
+check: deps
+	@$(MAKE) --no-print-directory lint
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
+	@$(MAKE) --no-print-directory msrv
+	@$(MAKE) --no-print-directory deny
+
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# Builds the workspace with the toolchain of `rust-version` in Cargo.toml, installed with rustup
+# (minimal profile) when missing; skipped with a message where there is no rustup.
+MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"$$/\1/p' Cargo.toml)
+msrv: deps
+	@if ! command -v rustup >/dev/null; then \
+	  echo "SKIP msrv: no rustup to install Rust $(MSRV) with"; exit 0; \
+	fi; \
+	if ! rustup run $(MSRV) cargo --version >/dev/null 2>&1; then \
+	  echo "installing Rust $(MSRV) (rust-version in Cargo.toml)"; \
+	  rustup toolchain install $(MSRV) --profile minimal \
+	    || { echo "msrv: cannot install Rust $(MSRV)"; exit 1; }; \
+	fi; \
+	echo "rustup run $(MSRV) cargo build --workspace --locked"; \
+	rustup run $(MSRV) cargo build --workspace --locked
+
+# cargo deny with deny.toml (installed when missing); advisories are skipped with a message when
+# the RustSec database cannot be fetched and no copy was fetched before. See .ci/deny.sh.
+deny:
+	bash .ci/deny.sh
 
 fmt:
 	$(CARGO) fmt --all

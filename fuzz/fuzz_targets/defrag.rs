@@ -11,7 +11,10 @@ use xferwatch_wire::{decode, decode_l4, Decoded, LinkType};
 
 fuzz_target!(|data: &[u8]| {
     // Limits added later (per-source caps) keep their defaults.
-    #[allow(clippy::needless_update)]
+    #[allow(
+        clippy::needless_update,
+        reason = "limits added later (per-source caps) keep their defaults"
+    )]
     let mut defrag = Defrag::new(DefragLimits {
         max_datagrams: 8,
         max_total_bytes: 64 * 1024,

@@ -88,7 +88,10 @@ fn explain_open_error(interface: &str, e: &str) -> String {
 }
 
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
+#[allow(
+    unsafe_code,
+    reason = "setsockopt(PACKET_FANOUT) has no safe wrapper in pcap or std"
+)]
 fn join_fanout(cap: &pcap::Capture<pcap::Active>, group: u16) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     let fd = cap.as_raw_fd();
@@ -117,7 +120,10 @@ fn join_fanout(_cap: &pcap::Capture<pcap::Active>, _group: u16) -> Result<(), St
 }
 
 /// Waits until the handle has packets, or `max` passed.
-#[allow(unsafe_code)]
+#[allow(
+    unsafe_code,
+    reason = "poll(2) on the capture descriptor has no safe wrapper in pcap or std"
+)]
 fn wait_readable(cap: &pcap::Capture<pcap::Active>, max: Duration) {
     use std::os::fd::AsRawFd;
     let mut pfd = libc::pollfd {
@@ -209,7 +215,10 @@ pub fn capture_loop(
             match h.cap.next_packet() {
                 Ok(p) => {
                     n += 1;
-                    #[allow(clippy::unnecessary_cast)]
+                    #[allow(
+                        clippy::unnecessary_cast,
+                        reason = "timeval fields are i64 here but 32-bit on some platforms"
+                    )]
                     let ts = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
                     rep.bytes += p.data.len() as u64;
                     ingest.frame(link, ts, p.data, p.header.len);

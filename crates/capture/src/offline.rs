@@ -140,9 +140,15 @@ fn read_with_libpcap(
                 // timeval fields are 32-bit on some platforms. A pcapng timestamp is 64 bits of
                 // (by default) microseconds, so seconds beyond any real date are clamped: the
                 // product must not overflow, nor leave no room for the timeouts added to it.
-                #[allow(clippy::unnecessary_cast)]
+                #[allow(
+                    clippy::unnecessary_cast,
+                    reason = "timeval fields are i64 here but 32-bit on some platforms"
+                )]
                 let sec = (pkt.header.ts.tv_sec as i64).clamp(0, MAX_TS_SECS);
-                #[allow(clippy::unnecessary_cast)]
+                #[allow(
+                    clippy::unnecessary_cast,
+                    reason = "timeval fields are i64 here but 32-bit on some platforms"
+                )]
                 let ts = sec * 1_000_000 + (pkt.header.ts.tv_usec as i64).clamp(0, 999_999);
                 ingest.frame(link, ts, pkt.data, pkt.header.len);
             }
@@ -173,7 +179,10 @@ pub const MAX_TS_SECS: i64 = 253_402_300_799;
 const RELEASE_STEP: usize = 4 << 20;
 
 #[cfg(unix)]
-#[allow(unsafe_code)]
+#[allow(
+    unsafe_code,
+    reason = "madvise(MADV_DONTNEED) on the map is unsafe in memmap2"
+)]
 fn release_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
     // SAFETY: a read-only private mapping of a file: after MADV_DONTNEED a later read of these
     // pages faults them in again from the file, unchanged. Nothing reads them again anyway.
@@ -207,9 +216,12 @@ fn read_classic_mapped(
     if !meta.is_file() || meta.len() < 24 {
         return None;
     }
+    #[allow(
+        unsafe_code,
+        reason = "mapping a file is unsafe in memmap2 (the file could change under the map)"
+    )]
     // SAFETY: the map is read-only and private; a capture file changed while it is read could give
     // odd bytes, which every length check below (and the decoder) treats as untrusted anyway.
-    #[allow(unsafe_code)]
     let map = match unsafe { memmap2::Mmap::map(&file) } {
         Ok(m) => m,
         Err(_) => return None,

@@ -232,7 +232,7 @@ pub struct App {
 pub struct AppState {
     pub budget: Budget,
     pub counters: AppCounters,
-    /// Connections searched for the next SMB message now (at most [`MAX_HUNTS`]).
+    /// Connections searched for the next SMB message now (at most `MAX_HUNTS`).
     hunting: usize,
 }
 

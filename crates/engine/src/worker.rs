@@ -849,7 +849,10 @@ fn queue(
 }
 
 /// A flow's first packet matched an expectation: it joins the announcer's session.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the worker's tables are borrowed apart, not through self"
+)]
 fn link(
     flow: &mut Flow<App>,
     h: u32,

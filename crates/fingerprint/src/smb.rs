@@ -197,8 +197,8 @@ fn scan(buf: &[u8], final_: bool) -> Scan {
 /// Where a stream picked up in the middle (of a large WRITE, say) may start again: the next NBSS
 /// session message carrying an SMB header, checked as [`SmbFingerprint`] checks a first message
 /// (header fields, and the message after it when it is visible). Unlike the fingerprint's own
-/// resync this is not limited to the first [`SCAN_LIMIT`] bytes: the caller scans a stream window
-/// by window and bounds the whole search itself.
+/// resync this is not limited to the first `SCAN_LIMIT` (4096) bytes: the caller scans a stream
+/// window by window and bounds the whole search itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmbSync {
     /// A message starts at this offset.

@@ -1,5 +1,7 @@
 //! `xferwatch-gen`: writes a synthetic capture and, optionally, what xferwatch should report.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use std::fs::File;
 use std::io::BufWriter;

@@ -267,7 +267,10 @@ impl Conn {
 
     /// Writes one TCP segment from `side` with payload `a` followed by `b` and advances the
     /// connection's state. Returns the frame length.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one TCP segment: its time, side, flags and the two payload pieces"
+    )]
     pub fn tcp<W: Write>(
         &mut self,
         w: &mut PcapWriter<W>,

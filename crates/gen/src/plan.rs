@@ -72,7 +72,10 @@ pub enum FtpMode {
 }
 
 /// Kind of session.
-#[allow(missing_docs)]
+#[allow(
+    missing_docs,
+    reason = "short fields, named in the variant's doc where they need it"
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// FTP upload (STOR) with the control connection on `port`.
@@ -251,7 +254,10 @@ pub fn build(spec: &Spec, idx: u64, w: &mut World, x: &mut Expect) -> Session {
 }
 
 /// A client flow from a new port of internal host `i` to external host `j`.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "generator plumbing: world, rng and the flow's own parameters"
+)]
 fn client_flow(
     w: &mut World,
     i: u32,
@@ -271,7 +277,10 @@ fn client_flow(
 // FTP
 // ---------------------------------------------------------------------------------------------
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "generator plumbing: session, spec, world, expectations, rng, then the variant"
+)]
 fn ftp(
     s: &mut Session,
     spec: &Spec,
@@ -453,7 +462,10 @@ fn ftp(
 // TFTP
 // ---------------------------------------------------------------------------------------------
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "generator plumbing: session, spec, world, expectations, rng, then the variant"
+)]
 fn tftp(
     s: &mut Session,
     spec: &Spec,
@@ -554,7 +566,10 @@ impl Smb {
     }
 
     /// A request and its response.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one SMB request and response, each with its header fields and data size"
+    )]
     fn rr(
         &mut self,
         s: &mut Session,
@@ -586,7 +601,10 @@ impl Smb {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "generator plumbing: session, spec, world, expectations, rng, then the variant"
+)]
 fn smb(
     s: &mut Session,
     spec: &Spec,
@@ -737,7 +755,10 @@ fn srv_name(netbios: &str, r: &mut Rng) -> String {
 // Background: HTTP, TLS, DNS, SSH
 // ---------------------------------------------------------------------------------------------
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "generator plumbing: session, spec, world, expectations, rng and the flow's parameters"
+)]
 fn background_flow(
     s: &mut Session,
     spec: &Spec,

@@ -36,7 +36,10 @@ impl Content {
 }
 
 /// One operation of a session script.
-#[allow(missing_docs)]
+#[allow(
+    missing_docs,
+    reason = "short fields, named in the variant's doc where they need it"
+)]
 #[derive(Clone, Copy, Debug)]
 pub enum Op {
     /// TCP handshake of flow `c`.
@@ -317,7 +320,10 @@ impl Session {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the state of one TFTP transfer step, passed by value"
+    )]
     fn tftp_step(
         &mut self,
         c: u8,
@@ -488,7 +494,10 @@ impl Session {
     }
 
     /// A TFTP transfer.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parameters of one TFTP transfer (block size, window, size, options)"
+    )]
     pub fn tftp(
         &mut self,
         c: u8,

@@ -2,6 +2,8 @@
 //! datagrams (UDP) by the worker, keeps bounded state, and reports facts as small event values; it
 //! never allocates per packet once a transaction is open and never panics on any input.
 
+#![forbid(unsafe_code)]
+
 pub mod ftp;
 pub mod smb;
 pub mod tftp;

@@ -1525,7 +1525,10 @@ impl SmbConn {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one parsed SMB1 message, passed apart to avoid a struct per call"
+    )]
     fn smb1_command(
         &mut self,
         h: &H1,
@@ -1570,7 +1573,10 @@ impl SmbConn {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one parsed SMB1 message, passed apart to avoid a struct per call"
+    )]
     fn smb1_request(
         &mut self,
         h: &H1,

@@ -334,7 +334,10 @@ impl Detector {
     /// `delta` more outbound bytes in a session of `proto` from `internal` to the outside, whose total
     /// is now `session_total`. `session_alerted` says 1173001 already fired for the session. Pushes
     /// what fires (not yet checked against the allowlist).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the facts of one outbound delta, as the worker has them per packet"
+    )]
     pub fn outbound(
         &mut self,
         now_us: i64,
@@ -366,7 +369,10 @@ impl Detector {
     /// A session ended with `total` outbound bytes: it joins its host pair's roll-up, which fires
     /// 1173005 when the window's sum crosses the threshold — evaluated as sessions end, so a session
     /// that crosses on its own raises 1173001 instead and the roll-up does not repeat it.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the facts of one ended session, as the worker has them"
+    )]
     pub fn session_end(
         &mut self,
         now_us: i64,

@@ -612,7 +612,10 @@ impl<A: Default> FlowTable<A> {
         (h, dir)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the hot-path insert takes what the lookup computed (key, hash, side)"
+    )]
     fn create(
         &mut self,
         key: FlowKey,

@@ -5,7 +5,7 @@
 //! Must not know: flows, protocols above TCP/UDP, ports' meanings, networks, configuration.
 //! Invariants: never panics on any input; never allocates; every length is checked before slicing;
 //! tunnel nesting is bounded by [`MAX_ENCAP_DEPTH`]. IP fragments are reported as such
-//! ([`Decoded::fragment`]) so the caller can reassemble them (see `xferwatch-capture`'s defragmenter).
+//! ([`Decoded::Fragment`]) so the caller can reassemble them (see `xferwatch-capture`'s defragmenter).
 
 #![forbid(unsafe_code)]
 

@@ -350,7 +350,10 @@ fn status_line(s: &Settings, v: &Verdict, output: &OutputStatus) -> String {
 
 /// Started as root with `[service] user` set: become that user, with no capability left, once the
 /// capture handles, the metrics port and the EVE file are open.
-#[allow(unsafe_code)]
+#[allow(
+    unsafe_code,
+    reason = "getpwnam, setgroups, setgid, setuid and prctl have no safe wrapper in std"
+)]
 fn drop_privileges(user: &str) -> Result<(), String> {
     // SAFETY: plain libc calls on values owned here; getpwnam's result is read before any other
     // call that could overwrite its static buffer.

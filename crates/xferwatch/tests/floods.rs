@@ -68,7 +68,10 @@ impl Pcap {
     }
 
     /// An IPv4 packet; `frag` is the flags and fragment offset field (in 8-byte units).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "test packet builder: one argument per header field"
+    )]
     fn ipv4(
         &mut self,
         ts_us: i64,
@@ -123,7 +126,10 @@ impl Pcap {
         self.ip_id
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "test packet builder: one argument per header field"
+    )]
     fn tcp(
         &mut self,
         ts_us: i64,
@@ -164,7 +170,10 @@ impl Pcap {
     }
 
     /// One IPv4 fragment: `offset` in bytes (a multiple of 8).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "test packet builder: one argument per header field"
+    )]
     fn fragment(
         &mut self,
         ts_us: i64,
@@ -453,7 +462,10 @@ fn config(dir: &Path) -> PathBuf {
 /// Replays `pcap` with two workers, reading the EVE output as it comes (a flood writes a flow
 /// record per junk flow: they are counted, and a sample is checked, not kept). The child is
 /// reaped by [`wait_with_rusage`] (wait4), which clippy cannot see.
-#[allow(clippy::zombie_processes)]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait_with_rusage (wait4), which clippy cannot see"
+)]
 fn replay(dir: &Path, pcap: &Path) -> Run {
     // The child's peak resident set counts this process's peak too (it is spawned from our
     // address space): it must be small for the figure to be the sensor's.
@@ -532,10 +544,15 @@ fn own_peak_kib() -> i64 {
 }
 
 /// Waits for the child and returns its exit code and its own peak resident set (KiB).
+#[allow(
+    unsafe_code,
+    reason = "wait4(2) with the child's rusage has no safe wrapper in std"
+)]
 fn wait_with_rusage(pid: libc::pid_t) -> (i32, i64) {
     let mut status = 0;
-    // SAFETY: plain wait4 on our own child, with valid pointers to locals.
+    // SAFETY: rusage is a plain C struct of integers, for which all zeroes is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: plain wait4 on our own child, with valid pointers to locals.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
     let code = if libc::WIFEXITED(status) {

@@ -297,7 +297,10 @@ fn ftp_transactions() {
 }
 
 /// One Ethernet/IPv4/TCP frame (checksums left zero: the sensor does not verify them).
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "test packet builder: one argument per header field"
+)]
 fn tcp_frame(
     src: [u8; 4],
     sport: u16,

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "shared helpers: each test module uses only some")]
 
 use crate::fixtures::*;
 use xferwatch_fingerprint::{AppProto, Dgram, Identification, Observed, Transport};

@@ -1,5 +1,8 @@
 //! Decoding of generated captures for the tests: every frame is checked on the way.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "shared by several test binaries, each using only some helpers"
+)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use xferwatch_gen::pcap::{csum_add, csum_fold, Reader};
