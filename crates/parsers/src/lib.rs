@@ -9,3 +9,4 @@ pub mod ftp;
 pub mod smb;
 pub mod smb_records;
 pub mod tftp;
+pub mod tftp_records;
