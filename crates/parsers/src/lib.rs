@@ -6,6 +6,7 @@
 //! protocol's module, which keeps the state machine.
 
 pub mod ftp;
+pub mod ftp_records;
 pub mod smb;
 pub mod smb_records;
 pub mod tftp;
