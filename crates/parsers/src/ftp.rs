@@ -5,9 +5,13 @@
 //! Fed complete lines (the caller splits the reassembled stream at `\n`, bounded). Limits: commands
 //! awaiting a reply ([`FtpLimits::max_pending`]), reply lines kept per transaction, text kept per
 //! line; a cap reached is counted in [`FtpStats::limit_hits`], never an error.
+//!
+//! Command and reply lines and the address forms are decoded by [`crate::ftp_records`]; this
+//! module is the state machine.
 
+use crate::ftp_records as rec;
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use xferwatch_wire::Addr;
 
 #[derive(Clone, Copy, Debug)]
@@ -135,19 +139,15 @@ impl FtpConn {
 
     fn command(&mut self, text: &str, cut: bool, out: &mut Vec<FtpEvent>) {
         // Stray bytes in front of the verb (as the fingerprint tolerates them) do not hide it.
-        let text = text
-            .trim_start_matches(|c: char| c.is_whitespace() || c.is_control() || c == '\u{FFFD}');
-        if text.is_empty() {
+        let Ok((_, rec::CommandLine { verb, arg })) = rec::command_line(text) else {
             return;
-        }
+        };
         self.stats.commands += 1;
-        let (verb, arg) = text.split_once(' ').unwrap_or((text, ""));
         let verb_uc: String = verb
             .chars()
             .take(16)
             .map(|c| c.to_ascii_uppercase())
             .collect();
-        let arg = arg.trim();
         let mut tx = FtpTx {
             command: verb_uc.clone(),
             command_truncated: cut || arg.len() > self.limits.max_text,
@@ -212,15 +212,17 @@ impl FtpConn {
     }
 
     fn reply(&mut self, text: &str, out: &mut Vec<FtpEvent>) {
-        let b = text.as_bytes();
-        let coded = b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit);
-        let code = if coded { &text[..3] } else { "" };
-        let sep = b.get(3).copied();
+        let line = rec::reply_line(text).ok().map(|(_, r)| r);
+        let coded = line.is_some();
+        let code = line.map_or("", |r| r.code);
+        let more = line.is_some_and(|r| r.more);
+        // The text after the code and its separator; a line without a code is kept whole.
+        let shown = line.map_or(text, |r| r.text);
         if let Some((mcode, lines, cut)) = &mut self.multi {
             // Inside a multi-line reply: it ends at "<code> ".
-            let ends = coded && code == mcode.as_str() && sep != Some(b'-');
+            let ends = coded && code == mcode.as_str() && !more;
             if lines.len() < self.limits.max_reply_lines {
-                lines.push(keep(reply_text(text, coded), self.limits.max_text));
+                lines.push(keep(shown, self.limits.max_text));
             } else {
                 *cut = true;
             }
@@ -234,17 +236,17 @@ impl FtpConn {
         if !coded {
             return;
         }
-        if sep == Some(b'-') {
+        if more {
             self.multi = Some((
                 code.to_string(),
-                vec![keep(reply_text(text, true), self.limits.max_text)],
+                vec![keep(shown, self.limits.max_text)],
                 false,
             ));
             return;
         }
         self.finish_reply(
             code,
-            vec![keep(reply_text(text, true), self.limits.max_text)],
+            vec![keep(shown, self.limits.max_text)],
             false,
             text,
             out,
@@ -399,17 +401,6 @@ fn clean<'a>(raw: &[u8], buf: &'a mut [u8; CLEAN_ROOM]) -> &'a str {
     std::str::from_utf8(&buf[..len]).unwrap_or("")
 }
 
-/// The text of a reply line after its code and separator. Only the three code bytes are known to
-/// be ASCII: whatever follows them (a space, a dash, or a multi-byte character straight after the
-/// code, as in `331少`) is cut on a character boundary, never at a fixed byte offset.
-fn reply_text(text: &str, coded: bool) -> &str {
-    if !coded {
-        return text;
-    }
-    let rest = text.get(3..).unwrap_or("");
-    rest.strip_prefix([' ', '-']).unwrap_or(rest)
-}
-
 fn keep(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -421,44 +412,20 @@ fn keep(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-/// The first `h1,h2,h3,h4,p1,p2` in the text.
+/// The first `h1,h2,h3,h4,p1,p2` in the text (see [`rec::host_port`]); not port 0.
 pub fn six_numbers(text: &str) -> Option<(Option<Addr>, u16)> {
-    let start = text.find(|c: char| c.is_ascii_digit())?;
-    let mut nums = [0u32; 6];
-    let mut it = text[start..].split(',');
-    for n in &mut nums {
-        let t = it.next()?.trim();
-        let digits = t.trim_end_matches(|c: char| !c.is_ascii_digit());
-        if digits.is_empty() || digits.len() > 3 {
-            return None;
-        }
-        *n = digits.parse().ok()?;
-        if *n > 255 {
-            return None;
-        }
-    }
-    let port = (nums[4] * 256 + nums[5]) as u16;
-    let ip = Ipv4Addr::new(nums[0] as u8, nums[1] as u8, nums[2] as u8, nums[3] as u8);
-    (port != 0).then_some((Some(Addr::from(IpAddr::V4(ip))), port))
+    let (_, hp) = rec::host_port(text).ok()?;
+    (hp.port != 0).then_some((Some(Addr::from(IpAddr::V4(hp.ip))), hp.port))
 }
 
-/// `|1|132.235.1.2|6275|` or `|2|::1|6275|` (any delimiter).
+/// `|1|132.235.1.2|6275|` or `|2|::1|6275|` (any delimiter; see [`rec::eprt_arg`]); not port 0.
 pub fn eprt(arg: &str) -> Option<(Option<Addr>, u16)> {
-    let arg = arg.trim();
-    let delim = arg.chars().next()?;
-    let mut parts = arg.split(delim);
-    let _ = parts.next();
-    let _af = parts.next()?;
-    let ip: IpAddr = parts.next()?.parse().ok()?;
-    let port: u16 = parts.next()?.parse().ok()?;
-    (port != 0).then_some((Some(Addr::from(ip)), port))
+    let (_, e) = rec::eprt_arg(arg).ok()?;
+    (e.port != 0).then_some((Some(Addr::from(e.ip)), e.port))
 }
 
-/// `229 Entering Extended Passive Mode (|||6446|)`.
+/// `229 Entering Extended Passive Mode (|||6446|)` (see [`rec::epsv_port`]); not port 0.
 pub fn epsv(text: &str) -> Option<u16> {
-    let open = text.find('(')?;
-    let inner = &text[open + 1..];
-    let delim = inner.chars().next()?;
-    let port: u16 = inner.split(delim).nth(3)?.parse().ok()?;
+    let (_, port) = rec::epsv_port(text).ok()?;
     (port != 0).then_some(port)
 }

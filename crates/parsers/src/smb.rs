@@ -62,7 +62,12 @@
 //! `0x00`, a 24-bit length, an SMB magic and (for SMB2) the header's StructureSize 64, with a
 //! length no smaller than that protocol's header. [`SmbConn::gap`] starts the same scan.
 //! `resyncs` counts the headers found by a scan. A message whose SMB content is truncated or
-//! inconsistent counts as `malformed` but does not break the framing.
+//! inconsistent counts as `malformed` but does not break the framing. A field the parser reads
+//! with a default when it is missing (a request body cut short: an offset, a length, a name's
+//! descriptor) counts as `field_errors` and the message is used with that default.
+//!
+//! The wire records (NBSS header, SMB1/SMB2 headers, transform header, command bodies, NTLMSSP)
+//! are decoded by [`crate::smb_records`]; this module is the state machine.
 //!
 //! # Not parsed
 //!
@@ -72,6 +77,11 @@
 //! SMB2 IOCTL/QUERY_DIRECTORY/QUERY_INFO/SET_INFO (renames, deletes), DCE/RPC over named pipes,
 //! file contents, SMB over QUIC or RDMA, and the NBSS 17-bit length form's extension bit for
 //! message types other than 0x81-0x85 (session messages use the 24-bit SMB2 framing).
+
+use crate::smb_records::{
+    self as rec, Magic, Smb1Header, Smb2Header, COMPRESSED_HDR, NBSS_HDR, SMB1_HDR, SMB2_HDR,
+    TRANSFORM_HDR,
+};
 
 /// Parser limits; every table the parser keeps is bounded by one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +119,9 @@ pub struct SmbStats {
     pub resyncs: u64,
     /// Malformed framing or SMB content.
     pub malformed: u64,
+    /// Fields that could not be read and were taken as their default (zero, empty, absent): a
+    /// record cut short inside a message that is otherwise used. Not part of `malformed`.
+    pub field_errors: u64,
     /// A table cap was reached (oldest entry evicted) or a table was configured with 0 entries.
     pub limit_hits: u64,
     /// SMB2 dialect revision from the NEGOTIATE response (e.g. 0x0311). `None` for SMB1.
@@ -168,16 +181,6 @@ pub mod cmd {
 // Constants
 // ---------------------------------------------------------------------------------------------
 
-const MAGIC_SMB1: [u8; 4] = [0xff, b'S', b'M', b'B'];
-const MAGIC_SMB2: [u8; 4] = [0xfe, b'S', b'M', b'B'];
-const MAGIC_TRANSFORM: [u8; 4] = [0xfd, b'S', b'M', b'B'];
-const MAGIC_COMPRESSED: [u8; 4] = [0xfc, b'S', b'M', b'B'];
-
-const NBSS_HDR: usize = 4;
-const SMB1_HDR: usize = 32;
-const SMB2_HDR: usize = 64;
-const TRANSFORM_HDR: usize = 52;
-const COMPRESSED_HDR: usize = 16;
 /// Smallest SMB1 message: header, WordCount and ByteCount.
 const SMB1_MIN: usize = SMB1_HDR + 3;
 /// Any message longer than this is absurd (the 24-bit framing cannot exceed it anyway).
@@ -249,39 +252,6 @@ const SMB1_MAX_DIALECTS: usize = 32;
 // ---------------------------------------------------------------------------------------------
 // Little helpers (all bounds-checked)
 // ---------------------------------------------------------------------------------------------
-
-fn rd_u16(b: &[u8], o: usize) -> Option<u16> {
-    let s = b.get(o..o.checked_add(2)?)?;
-    Some(u16::from_le_bytes([s[0], s[1]]))
-}
-
-fn rd_u32(b: &[u8], o: usize) -> Option<u32> {
-    let s: [u8; 4] = b.get(o..o.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_le_bytes(s))
-}
-
-fn rd_u64(b: &[u8], o: usize) -> Option<u64> {
-    let s: [u8; 8] = b.get(o..o.checked_add(8)?)?.try_into().ok()?;
-    Some(u64::from_le_bytes(s))
-}
-
-fn rd_16(b: &[u8], o: usize) -> Option<[u8; 16]> {
-    b.get(o..o.checked_add(16)?)?.try_into().ok()
-}
-
-fn u24_be(b: &[u8]) -> usize {
-    match b {
-        [_, a, c, d, ..] => ((*a as usize) << 16) | ((*c as usize) << 8) | (*d as usize),
-        _ => 0,
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
 
 /// UTF-16LE up to the first NUL unit, lossy, cut to `max` bytes of UTF-8.
 fn utf16_name(b: &[u8], max: usize) -> String {
@@ -448,22 +418,24 @@ fn fuid_string(key: &FileKey) -> String {
     }
 }
 
-/// Names from an NTLMSSP AUTHENTICATE message found anywhere in a security blob.
-fn ntlm_auth(blob: &[u8], max: usize) -> Option<Ntlm> {
-    let at = find(blob, b"NTLMSSP\0")?;
-    let m = blob.get(at..)?;
-    if rd_u32(m, 8)? != 3 {
-        return None;
-    }
-    let flags = rd_u32(m, 60).unwrap_or(1);
-    let unicode = flags & 1 != 0;
-    let field = |o: usize| -> String {
-        let len = rd_u16(m, o).unwrap_or(0) as usize;
-        let off = rd_u32(m, o + 4).unwrap_or(0) as usize;
-        let bytes = off
-            .checked_add(len)
-            .and_then(|end| m.get(off..end))
-            .unwrap_or(&[]);
+/// Names from an NTLMSSP AUTHENTICATE message found anywhere in a security blob. Descriptors or
+/// flags cut off by the end of the blob are counted in `field_errors` (names empty, Unicode).
+fn ntlm_auth(blob: &[u8], max: usize, field_errors: &mut u64) -> Option<Ntlm> {
+    let m = rec::find_ntlmssp(blob)?;
+    let (_, a) = rec::ntlmssp_authenticate(m).ok()?;
+    let flags = a.negotiate_flags.unwrap_or_else(|| {
+        *field_errors += 1;
+        rec::NTLMSSP_NEGOTIATE_UNICODE
+    });
+    let unicode = flags & rec::NTLMSSP_NEGOTIATE_UNICODE != 0;
+    let mut field = |f: Option<rec::SecBuf>| -> String {
+        let bytes = match f {
+            Some(f) => f.bytes(m).unwrap_or(&[]),
+            None => {
+                *field_errors += 1;
+                &[]
+            }
+        };
         if unicode {
             utf16_name(bytes, max)
         } else {
@@ -471,9 +443,9 @@ fn ntlm_auth(blob: &[u8], max: usize) -> Option<Ntlm> {
         }
     };
     Some(Ntlm {
-        domain: field(28),
-        user: field(36),
-        host: field(44),
+        domain: field(a.domain),
+        user: field(a.user),
+        host: field(a.workstation),
     })
 }
 
@@ -566,6 +538,19 @@ struct H2 {
     session_id: u64,
 }
 
+impl H2 {
+    fn new(h: &Smb2Header<'_>) -> Self {
+        H2 {
+            cmd: h.command,
+            status: h.status,
+            flags: h.flags,
+            msg_id: h.message_id,
+            tree_id: h.tree_id,
+            session_id: h.session_id,
+        }
+    }
+}
+
 /// Parsed SMB1 header fields.
 #[derive(Clone, Copy, Debug)]
 struct H1 {
@@ -575,6 +560,21 @@ struct H1 {
     key: u64,
     tid: u16,
     uid: u16,
+}
+
+impl H1 {
+    fn new(h: &Smb1Header<'_>) -> Self {
+        H1 {
+            // With FLAGS2_NT_STATUS this is an NT status; otherwise a DOS error (class, reserved,
+            // code) kept raw: zero is success either way and any other value names as "UNKNOWN".
+            status: h.status,
+            reply: h.flags & SMB1_FLAGS_REPLY != 0,
+            unicode: h.flags2 & SMB1_FLAGS2_UNICODE != 0,
+            key: ((h.pid_high as u64) << 32) | ((h.pid_low as u64) << 16) | h.mid as u64,
+            tid: h.tid,
+            uid: h.uid,
+        }
+    }
 }
 
 enum Scan {
@@ -608,24 +608,19 @@ fn dir_index(to_server: bool) -> usize {
 
 /// Is `h` (at least 10 bytes, starting at an NBSS type byte) a plausible SMB message header?
 fn plausible_header(h: &[u8]) -> bool {
-    if h.len() < 10 || h[0] != 0 {
+    let Ok((_, f)) = rec::frame_start(h) else {
+        return false;
+    };
+    let len = f.nbss.length as usize;
+    if f.nbss.kind != 0 || len > MAX_MSG_LEN {
         return false;
     }
-    let len = u24_be(h);
-    if len > MAX_MSG_LEN {
-        return false;
-    }
-    let magic = &h[4..8];
-    if magic == MAGIC_SMB2 {
-        len >= SMB2_HDR && h[8] == 64 && h[9] == 0
-    } else if magic == MAGIC_TRANSFORM {
-        len >= TRANSFORM_HDR
-    } else if magic == MAGIC_SMB1 {
-        len >= SMB1_MIN
-    } else if magic == MAGIC_COMPRESSED {
-        len >= COMPRESSED_HDR
-    } else {
-        false
+    match f.magic {
+        Magic::Smb2 => len >= SMB2_HDR && f.structure_size == SMB2_HDR as u16,
+        Magic::Transform => len >= TRANSFORM_HDR,
+        Magic::Smb1 => len >= SMB1_MIN,
+        Magic::Compressed => len >= COMPRESSED_HDR,
+        Magic::Other => false,
     }
 }
 
@@ -741,17 +736,15 @@ impl SmbConn {
                 }
             }
             let rest = &data[pos..];
-            if rest.len() < NBSS_HDR {
+            let Ok((after, nbss)) = rec::nbss_header(rest) else {
                 return pos;
-            }
-            match rest[0] {
+            };
+            match nbss.kind {
                 0x00 => {}
                 0x81..=0x85 => {
                     // Session request / responses / retarget / keep-alive: 17-bit length.
-                    let len =
-                        (((rest[1] & 1) as u64) << 16) | ((rest[2] as u64) << 8) | (rest[3] as u64);
                     pos += NBSS_HDR;
-                    self.dirs[d].skip = len;
+                    self.dirs[d].skip = nbss.length17() as u64;
                     continue;
                 }
                 _ => {
@@ -760,7 +753,7 @@ impl SmbConn {
                     continue;
                 }
             }
-            let len = u24_be(rest);
+            let len = nbss.length as usize;
             if len == 0 {
                 pos += NBSS_HDR;
                 continue;
@@ -770,56 +763,44 @@ impl SmbConn {
                 pos += 1;
                 continue;
             }
-            if rest.len() < NBSS_HDR + 4 {
+            let Ok((_, magic)) = rec::magic(after) else {
                 return pos;
-            }
-            let magic = &rest[4..8];
-            let want = if magic == MAGIC_SMB2 {
-                if len < SMB2_HDR {
-                    self.malformed_framing(d);
-                    pos += 1;
-                    continue;
-                }
-                match rest.get(NBSS_HDR..NBSS_HDR + SMB2_HDR) {
-                    Some(h) => Self::smb2_want(h, len),
-                    None => return pos,
-                }
-            } else if magic == MAGIC_TRANSFORM {
-                if len < TRANSFORM_HDR {
-                    self.malformed_framing(d);
-                    pos += 1;
-                    continue;
-                }
-                TRANSFORM_HDR
-            } else if magic == MAGIC_COMPRESSED {
-                0
-            } else if magic == MAGIC_SMB1 {
-                if len < SMB1_MIN {
-                    self.malformed_framing(d);
-                    pos += 1;
-                    continue;
-                }
-                match rest.get(NBSS_HDR..NBSS_HDR + SMB1_HDR) {
-                    Some(h) => Self::smb1_want(h, len),
-                    None => return pos,
-                }
-            } else {
+            };
+            // The smallest message of each protocol; not an SMB magic: malformed.
+            let min_len = match magic {
+                Magic::Smb2 => Some(SMB2_HDR),
+                Magic::Transform => Some(TRANSFORM_HDR),
+                Magic::Smb1 => Some(SMB1_MIN),
+                Magic::Compressed => Some(0),
+                Magic::Other => None,
+            };
+            if min_len.is_none_or(|min| len < min) {
                 self.malformed_framing(d);
                 pos += 1;
                 continue;
+            }
+            let want = match magic {
+                Magic::Smb2 => match rec::smb2_header(after) {
+                    Ok((_, h)) => Self::smb2_want(&h, len),
+                    Err(_) => return pos,
+                },
+                Magic::Smb1 => match rec::smb1_header(after) {
+                    Ok((_, h)) => Self::smb1_want(&h, len),
+                    Err(_) => return pos,
+                },
+                Magic::Transform => TRANSFORM_HDR,
+                Magic::Compressed | Magic::Other => 0,
             };
             let want = want.min(len);
-            let msg = match rest.get(NBSS_HDR..NBSS_HDR + want) {
-                Some(m) => m,
-                None => return pos,
+            let Some(msg) = after.get(..want) else {
+                return pos;
             };
             self.stats.messages += 1;
-            if magic == MAGIC_SMB2 {
-                self.smb2_message(msg, len, out);
-            } else if magic == MAGIC_TRANSFORM {
-                self.transform(d, msg, len, out);
-            } else if magic == MAGIC_SMB1 {
-                self.smb1_message(msg, len, out);
+            match magic {
+                Magic::Smb2 => self.smb2_message(msg, len, out),
+                Magic::Transform => self.transform(d, msg, len, out),
+                Magic::Smb1 => self.smb1_message(msg, len, out),
+                Magic::Compressed | Magic::Other => {}
             }
             pos += NBSS_HDR + want;
             self.dirs[d].skip = (len - want) as u64;
@@ -832,11 +813,10 @@ impl SmbConn {
     }
 
     /// How much of an SMB2 message (of `len` bytes, first header `h`) to read.
-    fn smb2_want(h: &[u8], len: usize) -> usize {
-        let cmd = rd_u16(h, 12).unwrap_or(0xffff);
-        let flags = rd_u32(h, 16).unwrap_or(0);
-        let next = rd_u32(h, 20).unwrap_or(0);
-        let response = flags & SMB2_FLAGS_SERVER_TO_REDIR != 0;
+    fn smb2_want(h: &Smb2Header<'_>, len: usize) -> usize {
+        let cmd = h.command;
+        let next = h.next_command;
+        let response = h.flags & SMB2_FLAGS_SERVER_TO_REDIR != 0;
         let full = len.min(Self::MAX_BODY);
         if next != 0 {
             return full;
@@ -854,9 +834,9 @@ impl SmbConn {
     }
 
     /// How much of an SMB1 message (of `len` bytes, header `h`) to read.
-    fn smb1_want(h: &[u8], len: usize) -> usize {
-        let cmd = h.get(4).copied().unwrap_or(0);
-        let reply = h.get(9).copied().unwrap_or(0) & SMB1_FLAGS_REPLY != 0;
+    fn smb1_want(h: &Smb1Header<'_>, len: usize) -> usize {
+        let cmd = h.command;
+        let reply = h.flags & SMB1_FLAGS_REPLY != 0;
         let full = len.min(Self::MAX_BODY);
         match (cmd, reply) {
             (SMB1_WRITE_ANDX, false) => SMB1_WRITE_PREFIX,
@@ -1192,10 +1172,11 @@ impl SmbConn {
     // -----------------------------------------------------------------------------------------
 
     fn transform(&mut self, d: usize, msg: &[u8], len: usize, out: &mut Vec<SmbTx>) {
-        let (Some(orig), Some(session_id)) = (rd_u32(msg, 36), rd_u64(msg, 44)) else {
+        let Ok((_, t)) = rec::transform_header(msg) else {
             self.stats.malformed += 1;
             return;
         };
+        let (orig, session_id) = (t.original_message_size, t.session_id);
         let payload = (len - TRANSFORM_HDR) as u64;
         let mut orig = orig as u64;
         if orig > payload {
@@ -1238,23 +1219,19 @@ impl SmbConn {
             let Some(cmd_buf) = msg.get(off..) else {
                 break;
             };
-            let Some(h) = cmd_buf.get(..SMB2_HDR) else {
+            if cmd_buf.len() < SMB2_HDR {
                 // The rest of the chain was not read (message larger than MAX_NEED).
                 break;
-            };
-            if h[..4] != MAGIC_SMB2 || rd_u16(h, 4) != Some(64) {
-                self.stats.malformed += 1;
-                break;
             }
-            let next = rd_u32(h, 20).unwrap_or(0) as usize;
-            let hdr = H2 {
-                cmd: rd_u16(h, 12).unwrap_or(0xffff),
-                status: rd_u32(h, 8).unwrap_or(0),
-                flags: rd_u32(h, 16).unwrap_or(0),
-                msg_id: rd_u64(h, 24).unwrap_or(0),
-                tree_id: rd_u32(h, 36).unwrap_or(0),
-                session_id: rd_u64(h, 40).unwrap_or(0),
+            let h = match rec::smb2_header(cmd_buf) {
+                Ok((_, h)) if h.structure_size == SMB2_HDR as u16 => h,
+                _ => {
+                    self.stats.malformed += 1;
+                    break;
+                }
             };
+            let next = h.next_command as usize;
+            let hdr = H2::new(&h);
             // This command's bytes (read) and its length on the wire.
             let (cmd_slice, wire_len) = if next != 0 {
                 (&cmd_buf[..next.min(cmd_buf.len())], next)
@@ -1284,57 +1261,79 @@ impl SmbConn {
     fn smb2_request(&mut self, h: &H2, c: &[u8], wire_len: usize, out: &mut Vec<SmbTx>) {
         let max = self.limits.max_name;
         let related = h.flags & SMB2_FLAGS_RELATED_OPERATIONS != 0;
+        // Offsets in the body count from the start of the header (`c`).
+        let body = c.get(SMB2_HDR..).unwrap_or(&[]);
         let req = match h.cmd {
             SMB2_NEGOTIATE => Req::Plain,
             SMB2_SESSION_SETUP => {
-                let off = rd_u16(c, SMB2_HDR + 12).unwrap_or(0) as usize;
-                let blen = rd_u16(c, SMB2_HDR + 14).unwrap_or(0) as usize;
-                let blob = c.get(off..off + blen).unwrap_or(&[]);
-                Req::SessionSetup(ntlm_auth(blob, max))
+                let blob = match rec::session_setup_request(body) {
+                    Ok((_, r)) => {
+                        rec::buffer(c, r.security_buffer_offset, r.security_buffer_length)
+                            .unwrap_or(&[])
+                    }
+                    Err(_) => {
+                        self.stats.field_errors += 1;
+                        &[]
+                    }
+                };
+                Req::SessionSetup(ntlm_auth(blob, max, &mut self.stats.field_errors))
             }
-            SMB2_TREE_CONNECT => {
-                let off = rd_u16(c, SMB2_HDR + 4).unwrap_or(0) as usize;
-                let plen = rd_u16(c, SMB2_HDR + 6).unwrap_or(0) as usize;
-                Req::TreeConnect(c.get(off..off + plen).map(|p| utf16_name(p, max)))
-            }
+            SMB2_TREE_CONNECT => match rec::tree_connect_request(body) {
+                Ok((_, r)) => {
+                    let plen = r.path_length.unwrap_or_else(|| {
+                        self.stats.field_errors += 1;
+                        0
+                    });
+                    Req::TreeConnect(
+                        rec::buffer(c, r.path_offset, plen).map(|p| utf16_name(p, max)),
+                    )
+                }
+                Err(_) => {
+                    // Offset and length taken as 0: an empty path.
+                    self.stats.field_errors += 1;
+                    Req::TreeConnect(Some(String::new()))
+                }
+            },
             SMB2_CREATE => {
-                let disposition = rd_u32(c, SMB2_HDR + 36).and_then(disposition_name);
-                let off = rd_u16(c, SMB2_HDR + 44).unwrap_or(0) as usize;
-                let nlen = rd_u16(c, SMB2_HDR + 46).unwrap_or(0) as usize;
-                let name = if nlen == 0 {
+                let (disposition, name) = match rec::create_request(body) {
+                    Ok((_, r)) => (disposition_name(r.create_disposition), r.name),
+                    Err(_) => (None, None),
+                };
+                let name = match name {
                     // The share root.
-                    Some(String::new())
-                } else {
-                    c.get(off..off + nlen).map(|p| utf16_name(p, max))
+                    Some(n) if n.length == 0 => Some(String::new()),
+                    Some(n) => rec::buffer(c, n.offset, n.length).map(|p| utf16_name(p, max)),
+                    None => {
+                        // Name length taken as 0: the share root.
+                        self.stats.field_errors += 1;
+                        Some(String::new())
+                    }
                 };
                 Req::Create { name, disposition }
             }
-            SMB2_CLOSE => match rd_16(c, SMB2_HDR + 8) {
-                Some(fid) => Req::File(FileKey::V2(fid)),
-                None => {
+            SMB2_CLOSE => match rec::close_request(body) {
+                Ok((_, r)) => Req::File(FileKey::V2(*r.file_id)),
+                Err(_) => {
                     self.stats.malformed += 1;
                     return;
                 }
             },
-            SMB2_READ => match rd_16(c, SMB2_HDR + 16) {
-                Some(fid) => Req::File(FileKey::V2(fid)),
-                None => {
+            SMB2_READ => match rec::read_request(body) {
+                Ok((_, r)) => Req::File(FileKey::V2(*r.file_id)),
+                Err(_) => {
                     self.stats.malformed += 1;
                     return;
                 }
             },
             SMB2_WRITE => {
-                let (Some(data_off), Some(length), Some(fid)) = (
-                    rd_u16(c, SMB2_HDR + 2),
-                    rd_u32(c, SMB2_HDR + 4),
-                    rd_16(c, SMB2_HDR + 16),
-                ) else {
+                let Ok((_, w)) = rec::write_request(body) else {
                     self.stats.malformed += 1;
                     return;
                 };
+                let fid = *w.file_id;
                 // The data cannot extend past this command on the wire.
-                let room = wire_len.saturating_sub(data_off as usize) as u64;
-                let n = (length as u64).min(room);
+                let room = wire_len.saturating_sub(w.data_offset as usize) as u64;
+                let n = (w.length as u64).min(room);
                 self.stats.bytes_written += n;
                 if fid == CHAIN_FID && related {
                     Req::ChainWrite(n)
@@ -1372,12 +1371,16 @@ impl SmbConn {
             .map(|p| (p.session_id, p.tree_id))
             .unwrap_or((h.session_id, tree_id));
         let req = pending.map(|p| p.req);
+        let body = c.get(SMB2_HDR..).unwrap_or(&[]);
         match h.cmd {
             SMB2_NEGOTIATE => {
                 if ok {
-                    if let Some(d) = rd_u16(c, SMB2_HDR + 4) {
-                        self.stats.dialect = Some(d);
-                        self.dialect = Some(smb2_dialect_name(d));
+                    match rec::negotiate_response(body) {
+                        Ok((_, r)) => {
+                            self.stats.dialect = Some(r.dialect);
+                            self.dialect = Some(smb2_dialect_name(r.dialect));
+                        }
+                        Err(_) => self.stats.field_errors += 1,
                     }
                 }
                 out.push(self.tx(cmd::SMB2_NEGOTIATE, Some(h.status), h.session_id, tree_id));
@@ -1404,23 +1407,34 @@ impl SmbConn {
             SMB2_CREATE => {
                 let mut tx = self.create_tx(cmd::SMB2_CREATE, h.status, p_session, p_tree, req);
                 if ok {
-                    let fid = rd_16(c, SMB2_HDR + 64);
-                    let size = rd_u64(c, SMB2_HDR + 48);
-                    match fid {
-                        Some(fid) => {
+                    match rec::create_response(body) {
+                        Ok((_, r)) => {
+                            let fid = *r.file_id;
                             self.chain_fid = Some(fid);
-                            self.file_opened(FileKey::V2(fid), size, &mut tx, out);
+                            self.file_opened(FileKey::V2(fid), Some(r.end_of_file), &mut tx, out);
                         }
-                        None => self.stats.malformed += 1,
+                        Err(_) => self.stats.malformed += 1,
                     }
                 }
                 out.push(tx);
             }
             SMB2_CLOSE => {
                 let key = self.smb2_file(req);
-                let post_query = ok && rd_u16(c, SMB2_HDR + 2).unwrap_or(0) & 1 != 0;
-                let close_size = if post_query {
-                    rd_u64(c, SMB2_HDR + 48)
+                let close_size = if ok {
+                    match rec::close_response(body) {
+                        Ok((_, r)) if r.flags & rec::SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB != 0 => {
+                            if r.end_of_file.is_none() {
+                                self.stats.field_errors += 1;
+                            }
+                            r.end_of_file
+                        }
+                        Ok(_) => None,
+                        Err(_) => {
+                            // Flags taken as 0: no attributes.
+                            self.stats.field_errors += 1;
+                            None
+                        }
+                    }
                 } else {
                     None
                 };
@@ -1435,13 +1449,12 @@ impl SmbConn {
                 if !(ok || h.status == STATUS_BUFFER_OVERFLOW) {
                     return;
                 }
-                let (Some(data_off), Some(length)) = (c.get(SMB2_HDR + 2), rd_u32(c, SMB2_HDR + 4))
-                else {
+                let Ok((_, r)) = rec::read_response(body) else {
                     self.stats.malformed += 1;
                     return;
                 };
-                let room = wire_len.saturating_sub(*data_off as usize) as u64;
-                let n = (length as u64).min(room);
+                let room = wire_len.saturating_sub(r.data_offset as usize) as u64;
+                let n = (r.data_length as u64).min(room);
                 self.stats.bytes_read += n;
                 if let Some(k) = self.smb2_file(req) {
                     self.add_read(k, p_session, p_tree, n, out);
@@ -1461,45 +1474,37 @@ impl SmbConn {
     // -----------------------------------------------------------------------------------------
 
     fn smb1_message(&mut self, msg: &[u8], len: usize, out: &mut Vec<SmbTx>) {
-        let Some(hb) = msg.get(..SMB1_HDR) else {
+        let Ok((_, hb)) = rec::smb1_header(msg) else {
             self.stats.malformed += 1;
             return;
         };
-        let flags = hb[9];
-        let flags2 = rd_u16(hb, 10).unwrap_or(0);
-        // With FLAGS2_NT_STATUS this is an NT status; otherwise a DOS error (class, reserved,
-        // code) kept raw: zero is success either way and any other value names as "UNKNOWN".
-        let status = rd_u32(hb, 5).unwrap_or(0);
-        let pid_high = rd_u16(hb, 12).unwrap_or(0) as u64;
-        let pid_low = rd_u16(hb, 26).unwrap_or(0) as u64;
-        let mid = rd_u16(hb, 30).unwrap_or(0) as u64;
-        let h = H1 {
-            status,
-            reply: flags & SMB1_FLAGS_REPLY != 0,
-            unicode: flags2 & SMB1_FLAGS2_UNICODE != 0,
-            key: (pid_high << 32) | (pid_low << 16) | mid,
-            tid: rd_u16(hb, 24).unwrap_or(0),
-            uid: rd_u16(hb, 28).unwrap_or(0),
-        };
-        let mut command = hb[4];
+        let h = H1::new(&hb);
+        let mut command = hb.command;
         let mut p = SMB1_HDR;
         for _ in 0..MAX_ANDX {
-            let Some(&wc) = msg.get(p) else {
+            let Some(block) = msg.get(p..) else {
                 break;
             };
-            let words_start = p + 1;
-            let words_end = words_start + 2 * wc as usize;
-            let Some(words) = msg.get(words_start..words_end) else {
+            let Ok((_, wc)) = rec::smb1_word_count(block) else {
+                break;
+            };
+            let words_end = p + 1 + 2 * wc as usize;
+            let Ok((after_words, words)) = rec::smb1_words(block) else {
                 // Truncated read (large message) or malformed: stop the chain here.
                 if words_end > len {
                     self.stats.malformed += 1;
                 }
                 break;
             };
-            let bc = rd_u16(msg, words_end).unwrap_or(0) as usize;
             let bytes_start = words_end + 2;
-            let bytes_end = (bytes_start + bc).min(msg.len());
-            let bytes = msg.get(bytes_start..bytes_end).unwrap_or(&[]);
+            let bytes = match rec::smb1_bytes(after_words) {
+                Ok((_, b)) => b,
+                Err(_) => {
+                    // ByteCount taken as 0.
+                    self.stats.field_errors += 1;
+                    &[]
+                }
+            };
             self.smb1_command(&h, command, words, bytes, bytes_start, len, out);
             let is_andx = matches!(
                 command,
@@ -1512,16 +1517,22 @@ impl SmbConn {
                     | SMB1_LOCKING_ANDX
                     | SMB1_OPEN_ANDX
             );
-            if !is_andx || words.len() < 4 || words[0] == 0xff {
+            if !is_andx {
                 break;
             }
-            let next = rd_u16(words, 2).unwrap_or(0) as usize;
-            if next <= p {
+            let Ok((_, next)) = rec::andx(words) else {
+                break;
+            };
+            if next.command == 0xff {
+                break;
+            }
+            let next_at = next.offset as usize;
+            if next_at <= p {
                 self.stats.malformed += 1;
                 break;
             }
-            command = words[0];
-            p = next;
+            command = next.command;
+            p = next_at;
         }
     }
 
@@ -1593,14 +1604,10 @@ impl SmbConn {
             SMB1_NEGOTIATE => {
                 let mut ids = [SMB1_DIALECT_UNKNOWN; SMB1_MAX_DIALECTS];
                 let mut n = 0usize;
-                for d in bytes.split(|&b| b == 0) {
+                for name in rec::smb1_dialects(bytes) {
                     if n >= SMB1_MAX_DIALECTS {
                         break;
                     }
-                    // Each dialect is 0x02 followed by a NUL-terminated string.
-                    let Some((&0x02, name)) = d.split_first() else {
-                        continue;
-                    };
                     ids[n] = SMB1_DIALECTS
                         .iter()
                         .position(|k| k.as_bytes() == name)
@@ -1612,21 +1619,41 @@ impl SmbConn {
             }
             SMB1_SESSION_SETUP_ANDX => {
                 let ntlm = if words.len() == 24 {
-                    let blen = rd_u16(words, 14).unwrap_or(0) as usize;
+                    let blen = match rec::smb1_session_setup_request(words) {
+                        Ok((_, r)) => r.security_blob_length as usize,
+                        Err(_) => {
+                            self.stats.field_errors += 1;
+                            0
+                        }
+                    };
                     let blob = bytes.get(..blen.min(bytes.len())).unwrap_or(&[]);
-                    ntlm_auth(blob, self.limits.max_name)
+                    ntlm_auth(blob, self.limits.max_name, &mut self.stats.field_errors)
                 } else {
                     None
                 };
                 Req::SessionSetup(ntlm)
             }
             SMB1_TREE_CONNECT_ANDX => {
-                let pw = rd_u16(words, 6).unwrap_or(0) as usize;
+                let pw = match rec::smb1_tree_connect_request(words) {
+                    Ok((_, r)) => r.password_length as usize,
+                    Err(_) => {
+                        self.stats.field_errors += 1;
+                        0
+                    }
+                };
                 Req::TreeConnect(self.smb1_string(h, bytes, bytes_at, pw, None))
             }
             SMB1_NT_CREATE_ANDX => {
-                let nlen = rd_u16(words, 5).unwrap_or(0) as usize;
-                let disposition = rd_u32(words, 35).and_then(disposition_name);
+                let (nlen, disposition) = match rec::smb1_nt_create_request(words) {
+                    Ok((_, r)) => (
+                        r.name_length as usize,
+                        r.create_disposition.and_then(disposition_name),
+                    ),
+                    Err(_) => {
+                        self.stats.field_errors += 1;
+                        (0, None)
+                    }
+                };
                 let name = if nlen == 0 {
                     Some(String::new())
                 } else {
@@ -1635,32 +1662,26 @@ impl SmbConn {
                 Req::Create { name, disposition }
             }
             SMB1_WRITE_ANDX => {
-                let (Some(fid), Some(lo), Some(hi), Some(data_off)) = (
-                    rd_u16(words, 4),
-                    rd_u16(words, 20),
-                    rd_u16(words, 18),
-                    rd_u16(words, 22),
-                ) else {
+                let Ok((_, w)) = rec::smb1_write_request(words) else {
                     self.stats.malformed += 1;
                     return;
                 };
-                let length = ((hi as u64) << 16) | lo as u64;
-                let room = wire_len.saturating_sub(data_off as usize) as u64;
-                let n = length.min(room);
+                let room = wire_len.saturating_sub(w.data_offset as usize) as u64;
+                let n = w.data_length.min(room);
                 self.stats.bytes_written += n;
-                self.add_written(FileKey::V1(fid), session_id, tree_id, n, out);
+                self.add_written(FileKey::V1(w.fid), session_id, tree_id, n, out);
                 return;
             }
-            SMB1_READ_ANDX => match rd_u16(words, 4) {
-                Some(fid) => Req::File(FileKey::V1(fid)),
-                None => {
+            SMB1_READ_ANDX => match rec::smb1_read_request(words) {
+                Ok((_, fid)) => Req::File(FileKey::V1(fid)),
+                Err(_) => {
                     self.stats.malformed += 1;
                     return;
                 }
             },
-            SMB1_CLOSE => match rd_u16(words, 0) {
-                Some(fid) => Req::File(FileKey::V1(fid)),
-                None => {
+            SMB1_CLOSE => match rec::smb1_close_request(words) {
+                Ok((_, fid)) => Req::File(FileKey::V1(fid)),
+                Err(_) => {
                     self.stats.malformed += 1;
                     return;
                 }
@@ -1698,8 +1719,11 @@ impl SmbConn {
         match command {
             SMB1_NEGOTIATE => {
                 if ok {
-                    if let (Some(idx), Some(Req::Negotiate1 { ids, n })) = (rd_u16(words, 0), &req)
-                    {
+                    let idx = rec::smb1_negotiate_response(words).map(|(_, i)| i);
+                    if idx.is_err() {
+                        self.stats.field_errors += 1;
+                    }
+                    if let (Ok(idx), Some(Req::Negotiate1 { ids, n })) = (idx, &req) {
                         let idx = idx as usize;
                         if idx < *n as usize {
                             let id = ids.get(idx).copied().unwrap_or(SMB1_DIALECT_UNKNOWN);
@@ -1732,12 +1756,11 @@ impl SmbConn {
             SMB1_NT_CREATE_ANDX => {
                 let mut tx = self.create_tx(cmd::SMB1_NT_CREATE, h.status, p_session, p_tree, req);
                 if ok {
-                    match rd_u16(words, 5) {
-                        Some(fid) => {
-                            let size = rd_u64(words, 55);
-                            self.file_opened(FileKey::V1(fid), size, &mut tx, out);
+                    match rec::smb1_nt_create_response(words) {
+                        Ok((_, r)) => {
+                            self.file_opened(FileKey::V1(r.fid), r.end_of_file, &mut tx, out);
                         }
-                        None => self.stats.malformed += 1,
+                        Err(_) => self.stats.malformed += 1,
                     }
                 }
                 out.push(tx);
@@ -1746,15 +1769,12 @@ impl SmbConn {
                 if !(ok || h.status == STATUS_BUFFER_OVERFLOW) {
                     return;
                 }
-                let (Some(lo), Some(data_off), Some(hi)) =
-                    (rd_u16(words, 10), rd_u16(words, 12), rd_u16(words, 14))
-                else {
+                let Ok((_, r)) = rec::smb1_read_response(words) else {
                     self.stats.malformed += 1;
                     return;
                 };
-                let length = ((hi as u64) << 16) | lo as u64;
-                let room = wire_len.saturating_sub(data_off as usize) as u64;
-                let n = length.min(room);
+                let room = wire_len.saturating_sub(r.data_offset as usize) as u64;
+                let n = r.data_length.min(room);
                 self.stats.bytes_read += n;
                 if let Some(Req::File(k)) = req {
                     self.add_read(k, p_session, p_tree, n, out);

@@ -5,6 +5,10 @@
 //! server answers from port 69): OACK options, DATA blocks counted once each (retransmissions and
 //! window re-sends are duplicates, block numbers may wrap past 65535), completion on a short block,
 //! ERROR. Bounded: names and option values are truncated, at most [`MAX_OPTIONS`] options kept.
+//!
+//! The packets are decoded by [`crate::tftp_records`]; this module is the state machine.
+
+use crate::tftp_records::{self as rec, Packet};
 
 pub const MAX_OPTIONS: usize = 8;
 const MAX_TEXT: usize = 256;
@@ -18,53 +22,34 @@ pub struct Request {
     pub options: Vec<(String, String)>,
 }
 
-fn cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let nul = b.iter().position(|&c| c == 0)?;
-    Some((&b[..nul], &b[nul + 1..]))
-}
-
 fn text(b: &[u8]) -> String {
     let b = &b[..b.len().min(MAX_TEXT)];
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// Option/value pairs until the bytes end (NUL padding tolerated).
-fn options(mut rest: &[u8], out: &mut Vec<(String, String)>) -> bool {
-    while !rest.is_empty() && rest.iter().any(|&c| c != 0) {
-        let Some((name, r)) = cstr(rest) else {
+fn options(rest: &[u8], out: &mut Vec<(String, String)>) -> bool {
+    for o in rec::options(rest) {
+        let Ok(o) = o else {
             return false;
         };
-        let Some((value, r)) = cstr(r) else {
-            return false;
-        };
-        if name.is_empty() {
-            return false;
-        }
         if out.len() < MAX_OPTIONS {
-            out.push((text(name).to_ascii_lowercase(), text(value)));
+            out.push((text(o.name).to_ascii_lowercase(), text(o.value)));
         }
-        rest = r;
     }
     true
 }
 
 /// An RRQ or WRQ datagram.
 pub fn parse_request(d: &[u8]) -> Option<Request> {
-    if d.len() < 4 || d[0] != 0 || !(d[1] == 1 || d[1] == 2) {
-        return None;
-    }
-    let (file, rest) = cstr(&d[2..])?;
-    let (mode, rest) = cstr(rest)?;
-    if file.is_empty() || mode.is_empty() {
-        return None;
-    }
+    let (_, p) = rec::request(d).ok()?;
     let mut r = Request {
-        write: d[1] == 2,
-        file: text(file),
-        mode: text(mode).to_ascii_lowercase(),
+        write: p.write,
+        file: text(p.file),
+        mode: text(p.mode).to_ascii_lowercase(),
         options: Vec::new(),
     };
-    options(rest, &mut r.options);
+    options(p.options, &mut r.options);
     Some(r)
 }
 
@@ -134,12 +119,12 @@ impl Transfer {
 
     /// One datagram of the transfer.
     pub fn datagram(&mut self, from_requester: bool, d: &[u8]) {
-        if d.len() < 2 || d[0] != 0 {
+        let Ok((_, p)) = rec::packet(d) else {
             self.malformed += 1;
             return;
-        }
-        match d[1] {
-            3 if d.len() >= 4 => {
+        };
+        match p {
+            Packet::Data { block, data } => {
                 // DATA travels from the requester on a write, from the server on a read.
                 if !self.write_known {
                     self.write = from_requester;
@@ -149,21 +134,18 @@ impl Transfer {
                     self.malformed += 1;
                     return;
                 }
-                let block = u16::from_be_bytes([d[2], d[3]]);
-                self.data(block, (d.len() - 4) as u64);
+                self.data(block, data.len() as u64);
             }
-            4 if d.len() >= 4 => {}
-            5 if d.len() >= 4 => {
-                let code = u16::from_be_bytes([d[2], d[3]]);
-                let msg = cstr(&d[4..]).map(|(m, _)| m).unwrap_or(&d[4..]);
+            Packet::Ack { .. } => {}
+            Packet::Error { code, message } => {
                 self.error = Some(TftpError {
                     code,
-                    message: text(msg),
+                    message: text(message),
                 });
             }
-            6 if !from_requester => {
+            Packet::Oack { options: bytes } if !from_requester => {
                 let mut o = Vec::new();
-                if !options(&d[2..], &mut o) {
+                if !options(bytes, &mut o) {
                     self.malformed += 1;
                 }
                 for (k, v) in &o {
@@ -188,8 +170,10 @@ impl Transfer {
                 }
                 self.oack = o;
             }
-            1 | 2 => {} // a retransmitted request on the request flow
-            _ => self.malformed += 1,
+            // A retransmitted request on the request flow.
+            Packet::Request { .. } => {}
+            // An OACK from the requester.
+            Packet::Oack { .. } => self.malformed += 1,
         }
     }
 

@@ -848,6 +848,37 @@ fn compound_create_write_read_close() {
     assert_eq!((run.stats.bytes_written, run.stats.bytes_read), (100, 40));
 }
 
+/// Request bodies cut short: the fields read with a default are counted in `field_errors`, the
+/// message is still used (not `malformed`), and the transactions are the ones the defaults give.
+#[test]
+fn cut_request_fields_are_counted_not_malformed() {
+    let mut c = Caller::new(SmbLimits::default());
+    // TREE_CONNECT with PathOffset but no PathLength: an empty path at that offset, which lies
+    // past the message: no share.
+    feed_all(&mut c, true, &[smb2(&req(3, 1), &[9, 0, 0, 0, 72, 0])]);
+    feed_all(&mut c, false, &[tree_rsp(&rsp(3, 1))]);
+    // CREATE cut after CreateDisposition: the share root, disposition kept.
+    let full = create_req(&req(5, 2), "x", 2);
+    feed_all(&mut c, true, &[full[..64 + 42].to_vec()]);
+    feed_all(&mut c, false, &[create_rsp(&rsp(5, 2), fid(1), 0)]);
+    // SESSION_SETUP with an empty body: no NTLMSSP names.
+    feed_all(&mut c, true, &[smb2(&req(1, 3), &[])]);
+    feed_all(
+        &mut c,
+        false,
+        &[smb2(&rsp(1, 3), &[9, 0, 0, 0, 0, 0, 0, 0, 0])],
+    );
+    let run = c.finish();
+    assert_eq!(run.stats.field_errors, 3);
+    assert_eq!(run.stats.malformed, 0);
+    let tree = by_cmd(&run, cmd::SMB2_TREE_CONNECT);
+    assert_eq!(tree[0].share, None);
+    let create = by_cmd(&run, cmd::SMB2_CREATE);
+    assert_eq!(create[0].filename.as_deref(), Some(""));
+    assert_eq!(create[0].disposition, Some("FILE_CREATE"));
+    assert_eq!(by_cmd(&run, cmd::SMB2_SESSION_SETUP)[0].ntlmssp, None);
+}
+
 #[test]
 fn failed_open_and_unanswered_requests() {
     let mut c = Caller::new(SmbLimits::default());
