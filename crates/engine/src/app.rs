@@ -718,6 +718,7 @@ pub fn on_end(flow: &mut Flow<App>, cfg: &AppConfig, st: &mut AppState, evs: &mu
             counters.smb_malformed += s.malformed;
             counters.smb_resyncs += s.resyncs;
             counters.smb_limit_hits += s.limit_hits;
+            counters.smb_field_errors += s.field_errors;
             if s.limit_hits > 0 {
                 anomaly = Some(Anomaly::SmbLimitReached);
             } else if s.malformed > 0 {

@@ -33,6 +33,8 @@ pub struct AppCounters {
     pub smb_malformed: u64,
     pub smb_resyncs: u64,
     pub smb_limit_hits: u64,
+    /// SMB fields cut short and read with a default (counted, the message still used).
+    pub smb_field_errors: u64,
     pub tftp_malformed: u64,
 }
 
@@ -56,6 +58,7 @@ impl AppCounters {
         self.smb_malformed += o.smb_malformed;
         self.smb_resyncs += o.smb_resyncs;
         self.smb_limit_hits += o.smb_limit_hits;
+        self.smb_field_errors += o.smb_field_errors;
         self.tftp_malformed += o.tftp_malformed;
     }
 }

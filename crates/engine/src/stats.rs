@@ -23,7 +23,7 @@ pub fn stats_record(
         t.merge(w);
     }
     let (table, app, x, det, sessions) = (t.table, &t.app, t.expect, t.detect, t.sessions);
-    StatsRecord {
+    let mut rec = StatsRecord {
         ts_us,
         uptime_secs,
         pkts: st.frames,
@@ -110,7 +110,12 @@ pub fn stats_record(
             ("worker_panics", t.health.panics),
             ("worker_panic_lost_flows", t.health.panic_lost_flows),
         ],
+    };
+    // Written when non-zero only, so the records of clean traffic keep their shape.
+    if app.smb_field_errors > 0 {
+        rec.extra.push(("smb_field_errors", app.smb_field_errors));
     }
+    rec
 }
 
 /// The live daemon's `stats` event: the record of [`stats_record`] with the capture threads' and
