@@ -160,7 +160,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 # Builds the workspace with the toolchain of `rust-version` in Cargo.toml, installed with rustup
-# (minimal profile) when missing; skipped with a message where there is no rustup.
+# (minimal profile) when missing; skipped with a message where there is no rustup or the toolchain
+# cannot be downloaded (a network problem is no verdict on the code). A build failure fails.
 MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"$$/\1/p' Cargo.toml)
 msrv: deps
 	@if ! command -v rustup >/dev/null; then \
@@ -169,7 +170,7 @@ msrv: deps
 	if ! rustup run $(MSRV) cargo --version >/dev/null 2>&1; then \
 	  echo "installing Rust $(MSRV) (rust-version in Cargo.toml)"; \
 	  rustup toolchain install $(MSRV) --profile minimal \
-	    || { echo "msrv: cannot install Rust $(MSRV)"; exit 1; }; \
+	    || { echo "SKIP msrv: cannot install Rust $(MSRV) (toolchain server unreachable?)"; exit 0; }; \
 	fi; \
 	echo "rustup run $(MSRV) cargo build --workspace --locked"; \
 	rustup run $(MSRV) cargo build --workspace --locked
