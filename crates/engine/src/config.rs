@@ -30,6 +30,8 @@ pub struct Shared {
     pub expect: ExpectLimits,
     pub shard: ShardFn,
     pub log_credentials: bool,
+    /// Community ID seed.
+    pub community_id_seed: u16,
     pub detect: DetectConfig,
     /// The live daemon's side channel: snapshots for metrics and stats, configuration reloads.
     pub live: Option<LiveShared>,

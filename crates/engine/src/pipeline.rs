@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub defrag: DefragLimits,
     /// FTP passwords in events.
     pub log_credentials: bool,
+    /// The seed of every event's Community ID (v1; 0 unless the other tools use another).
+    pub community_id_seed: u16,
     /// Detection, with roll-up and baseline table sizes for the whole sensor.
     pub detect: DetectConfig,
 }
@@ -73,6 +75,7 @@ impl Default for EngineConfig {
             max_expectations: 65_536,
             defrag: DefragLimits::default(),
             log_credentials: false,
+            community_id_seed: 0,
             detect: DetectConfig::default(),
         }
     }
@@ -142,6 +145,7 @@ pub(crate) fn shared(c: &EngineConfig, n: usize, live: Option<LiveShared>) -> Sh
             ..ExpectLimits::default()
         },
         log_credentials: c.log_credentials,
+        community_id_seed: c.community_id_seed,
         detect: detect_per_worker(&c.detect, n),
         live,
     }

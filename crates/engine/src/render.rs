@@ -16,12 +16,29 @@ use xferwatch_stream::Flow;
 struct Tuple {
     src: String,
     dst: String,
+    community_id: String,
 }
 
-fn tuple(f: &Flow<App>) -> Tuple {
+fn tuple(f: &Flow<App>, shared: &Shared) -> Tuple {
+    let (c, s) = (f.client_endpoint(), f.server_endpoint());
+    let mut community_id = String::with_capacity(xferwatch_events::COMMUNITY_ID_V1_LEN);
+    let proto = match f.transport() {
+        xferwatch_wire::Transport::Tcp => 6,
+        xferwatch_wire::Transport::Udp => 17,
+    };
+    xferwatch_events::community_id_v1(
+        &mut community_id,
+        shared.community_id_seed,
+        proto,
+        c.addr.to_ip(),
+        c.port,
+        s.addr.to_ip(),
+        s.port,
+    );
     Tuple {
-        src: f.client_endpoint().addr.to_string(),
-        dst: f.server_endpoint().addr.to_string(),
+        src: c.addr.to_string(),
+        dst: s.addr.to_string(),
+        community_id,
     }
 }
 
@@ -41,6 +58,7 @@ fn header<'a>(
         proto: f.transport().as_str(),
         vlan: f.key.vlan,
         app_proto,
+        community_id: Some(&t.community_id),
     }
 }
 
@@ -69,7 +87,7 @@ pub struct AlertFacts {
 /// An `alert` event, Suricata-shaped, raised at packet time `ts_us` on flow `f`.
 pub fn alert(f: &Flow<App>, a: &AlertFacts, ts_us: i64, shared: &Shared) -> String {
     let sig = a.sid.signature();
-    let t = tuple(f);
+    let t = tuple(f, shared);
     let facts = app::facts(f, shared);
     let mut out = String::with_capacity(900);
     write_event(
@@ -124,8 +142,8 @@ pub fn alert(f: &Flow<App>, a: &AlertFacts, ts_us: i64, shared: &Shared) -> Stri
 }
 
 /// One FTP command and its reply.
-pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64) -> String {
-    let t = tuple(f);
+pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64, shared: &Shared) -> String {
+    let t = tuple(f, shared);
     let proto = f.app.label.unwrap_or("ftp");
     let mut out = String::with_capacity(512);
     write_event(&mut out, &header(f, &t, ts_us, Some(proto)), "ftp", |o| {
@@ -171,7 +189,7 @@ pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64) -> String {
 
 /// One SMB transaction (a file is one transaction from CREATE to CLOSE, its bytes summed).
 pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
-    let t = tuple(f);
+    let t = tuple(f, shared);
     let mut out = String::with_capacity(512);
     write_event(&mut out, &header(f, &t, ts_us, Some("smb")), "smb", |o| {
         o.obj("smb", |x| {
@@ -229,8 +247,8 @@ pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
 
 /// At the end of an FTP data channel (`ftp_data`) or a TFTP transfer (`tftp`): what moved, and the
 /// event type written.
-pub fn transfer_event(f: &Flow<App>) -> Option<(&'static str, String)> {
-    let t = tuple(f);
+pub fn transfer_event(f: &Flow<App>, shared: &Shared) -> Option<(&'static str, String)> {
+    let t = tuple(f, shared);
     let mut out = String::with_capacity(512);
     match &f.app.proto {
         Proto::FtpData(info) => {
@@ -352,7 +370,7 @@ pub fn flow(
     let local_resp = shared.networks.is_internal(server.addr);
     let direction = Direction::of(local_orig, local_resp);
     let (anomalies, n_anomalies) = f.app.anomalies.names();
-    let t = tuple(f);
+    let t = tuple(f, shared);
     let facts = app::facts(f, shared);
     match f.transport() {
         xferwatch_wire::Transport::Tcp => totals.flows_tcp += 1,

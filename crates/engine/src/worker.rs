@@ -392,7 +392,7 @@ impl Worker {
             for ev in evs.drain(..) {
                 match ev {
                     AppEv::Ftp(FtpEvent::Tx(tx)) => {
-                        let line = render::ftp(flow, &tx, ts_us);
+                        let line = render::ftp(flow, &tx, ts_us, &self.shared);
                         queue(
                             &mut self.totals,
                             &mut self.events,
@@ -613,7 +613,7 @@ impl Worker {
             for ev in evs.drain(..) {
                 match ev {
                     AppEv::Ftp(FtpEvent::Tx(tx)) => {
-                        self.write("ftp", key, render::ftp(&f, &tx, ts))
+                        self.write("ftp", key, render::ftp(&f, &tx, ts, &shared))
                     }
                     AppEv::Smb(tx) => self.write("smb", key, render::smb(&f, &tx, ts, &shared)),
                     AppEv::Ftp(_) => {}
@@ -621,7 +621,7 @@ impl Worker {
             }
             self.evs = evs;
             alerts!(self, &shared).mismatch(&mut f, true, ts, key);
-            if let Some((kind, line)) = render::transfer_event(&f) {
+            if let Some((kind, line)) = render::transfer_event(&f, &shared) {
                 self.write(kind, key, line);
             }
             if f.app.tls_upgraded {

@@ -115,6 +115,8 @@ pub struct EventHeader<'a> {
     pub proto: &'a str,
     pub vlan: u16,
     pub app_proto: Option<&'a str>,
+    /// Community ID v1 of the flow (see [`crate::community_id_v1`]).
+    pub community_id: Option<&'a str>,
 }
 
 /// One event line: the header, then whatever `body` writes (the protocol object, `xfer`).
@@ -131,6 +133,9 @@ pub fn write_event(
     o.str("dest_ip", h.dest_ip)
         .u64("dest_port", h.dest_port as u64);
     o.str("proto", h.proto);
+    if let Some(c) = h.community_id {
+        o.str("community_id", c);
+    }
     if h.vlan != 0 {
         o.u64_array("vlan", &[h.vlan as u64]);
     }

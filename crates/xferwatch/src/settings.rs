@@ -274,6 +274,8 @@ pub struct Output {
     pub eve_path: String,
     pub stats_interval: Seconds,
     pub log_credentials: bool,
+    /// The seed of every event's Community ID (v1), as Zeek's and Suricata's are set.
+    pub community_id_seed: u16,
     /// Events held in memory while the EVE file cannot be written (disk full, file gone).
     pub buffer_max: Bytes,
 }
@@ -423,6 +425,7 @@ impl Default for Output {
             eve_path: "eve.json".into(),
             stats_interval: Seconds(60),
             log_credentials: false,
+            community_id_seed: 0,
             buffer_max: Bytes(64 << 20),
         }
     }
@@ -683,6 +686,7 @@ impl Settings {
                 timeout_us: self.timeouts.defrag.0 as i64 * 1_000_000,
             },
             log_credentials: self.output.log_credentials,
+            community_id_seed: self.output.community_id_seed,
             detect: self.detect_config(),
         }
     }
