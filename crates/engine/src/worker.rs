@@ -209,20 +209,21 @@ impl Worker {
     /// that packet's flow and whatever was half-made at the time, counted; the worker goes on with
     /// the next item instead of dying with every flow of its shard.
     fn items_guarded(&mut self, batch: &Batch) {
-        let mut next = 0usize;
-        while next < batch.items.len() {
-            let from = next;
+        // The item being handled, read again after a panic (a Cell: the closure unwinds).
+        let next = std::cell::Cell::new(0usize);
+        while next.get() < batch.items.len() {
+            let from = next.get();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 for (i, item) in batch.items.iter().enumerate().skip(from) {
-                    next = i;
+                    next.set(i);
                     self.in_flight = None;
                     self.item(batch, item);
                 }
-                next = batch.items.len();
+                next.set(batch.items.len());
             }));
             if r.is_err() {
                 self.after_panic();
-                next += 1;
+                next.set(next.get() + 1);
             }
         }
         self.in_flight = None;
