@@ -77,6 +77,8 @@ pub enum FtpEvent {
         file: String,
         /// STOR/STOU/APPE: the client sends.
         upload: bool,
+        /// Where in the file the transfer starts (a REST before it), else 0.
+        offset: u64,
     },
     /// AUTH TLS/SSL accepted: the rest of the control channel is encrypted.
     TlsStarted,
@@ -94,6 +96,8 @@ pub struct FtpConn {
     multi: Option<(String, Vec<String>, bool)>,
     user: Option<String>,
     auth_asked: bool,
+    /// The REST offset for the next transfer command.
+    rest: u64,
     pub tls: bool,
     pub stats: FtpStats,
 }
@@ -117,6 +121,7 @@ impl FtpConn {
             multi: None,
             user: None,
             auth_asked: false,
+            rest: 0,
             tls: false,
             stats: FtpStats::default(),
         }
@@ -178,6 +183,7 @@ impl FtpConn {
                 }
             }
             "PASV" | "EPSV" => tx.mode = Some("passive"),
+            "REST" => self.rest = arg.trim().parse().unwrap_or(0),
             _ => {}
         }
         if let Some((name, upload)) = TRANSFERS.iter().find(|(n, _)| *n == verb_uc) {
@@ -185,6 +191,7 @@ impl FtpConn {
                 command: name,
                 file: keep(arg, self.limits.max_text),
                 upload: *upload,
+                offset: std::mem::take(&mut self.rest),
             });
         }
         if !arg.is_empty() {

@@ -118,10 +118,12 @@ impl Transfer {
     }
 
     /// One datagram of the transfer.
-    pub fn datagram(&mut self, from_requester: bool, d: &[u8]) {
+    /// One datagram of the transfer. A DATA block seen for the first time is returned as the
+    /// file offset it starts at and its bytes (duplicates and malformed blocks are not).
+    pub fn datagram<'a>(&mut self, from_requester: bool, d: &'a [u8]) -> Option<(u64, &'a [u8])> {
         let Ok((_, p)) = rec::packet(d) else {
             self.malformed += 1;
-            return;
+            return None;
         };
         match p {
             Packet::Data { block, data } => {
@@ -132,9 +134,10 @@ impl Transfer {
                 }
                 if from_requester != self.write {
                     self.malformed += 1;
-                    return;
+                    return None;
                 }
-                self.data(block, data.len() as u64);
+                let ext = self.data(block, data.len() as u64)?;
+                return Some(((ext - 1).saturating_mul(self.blksize as u64), data));
             }
             Packet::Ack { .. } => {}
             Packet::Error { code, message } => {
@@ -175,9 +178,11 @@ impl Transfer {
             // An OACK from the requester.
             Packet::Oack { .. } => self.malformed += 1,
         }
+        None
     }
 
-    fn data(&mut self, block: u16, len: u64) {
+    /// Counts a DATA block; its 1-based number (16-bit wraps extended) when seen for the first time.
+    fn data(&mut self, block: u16, len: u64) -> Option<u64> {
         // Extend the 16-bit block number to the candidate nearest the highest seen.
         let ext = if self.highest == 0 {
             block as u64
@@ -197,7 +202,7 @@ impl Transfer {
         // Block 0 after a wrap is valid (rollover to 0); block 0 at the start is not data.
         if ext == 0 {
             self.malformed += 1;
-            return;
+            return None;
         }
         if ext > self.highest {
             let jump = ext - self.highest;
@@ -208,20 +213,22 @@ impl Transfer {
             self.window |= 1;
             self.highest = ext;
             self.count(len);
+            Some(ext)
         } else {
             let back = self.highest - ext;
             if back >= 64 {
                 self.duplicates += 1;
-                return;
+                return None;
             }
             if self.window & (1 << back) != 0 {
                 self.duplicates += 1;
-                return;
+                return None;
             }
             // A block re-ordered within the window: first time seen.
             self.window |= 1 << back;
             self.missing = self.missing.saturating_sub(1);
             self.count(len);
+            Some(ext)
         }
     }
 

@@ -53,7 +53,8 @@ fn session_with_multiline_greeting_and_hidden_password() {
     assert!(ev.contains(&FtpEvent::Transfer {
         command: "STOR",
         file: "q3 report.xlsx".into(),
-        upload: true
+        upload: true,
+        offset: 0
     }));
     assert!(ev.iter().any(|e| matches!(
         e,
@@ -208,6 +209,24 @@ fn stray_bytes_are_kept_not_truncated() {
     assert_eq!(t[2].completion_code, vec!["150", "226"]);
     assert!(ev.iter().any(|e| matches!(
         e,
-        FtpEvent::Transfer { command: "STOR", file, upload: true } if file == "report\u{FFFD}.bin"
+        FtpEvent::Transfer { command: "STOR", file, upload: true, .. } if file == "report\u{FFFD}.bin"
     )));
+}
+
+/// REST sets where the next transfer starts; the transfer after it starts at 0 again.
+#[test]
+fn rest_offset_applies_to_the_next_transfer_only() {
+    let mut c = FtpConn::new(FtpLimits::default());
+    let mut ev = Vec::new();
+    c.line(true, b"REST 1048576\r", &mut ev);
+    c.line(true, b"RETR big.iso\r", &mut ev);
+    c.line(true, b"APPE log.txt\r", &mut ev);
+    let t: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            FtpEvent::Transfer { command, offset, .. } => Some((*command, *offset)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(t, vec![("RETR", 1_048_576), ("APPE", 0)]);
 }
