@@ -24,6 +24,7 @@ pub mod app;
 pub mod baseline_state;
 pub mod config;
 pub mod counters;
+pub mod evidence;
 pub mod health;
 pub mod inprocess;
 pub mod pipeline;

@@ -1,0 +1,339 @@
+//! File evidence: a file's bytes hashed incrementally as they arrive (nothing buffered beyond a
+//! small bounded reorder window), its size, and whether it was seen whole.
+//!
+//! A [`FileTrack`] follows one file carried by a byte stream (an FTP data connection) by TCP
+//! sequence number, or by explicit offsets and block numbers (TFTP blocks, SMB writes at offsets)
+//! through [`FileTrack::at`]. Bytes that arrive ahead of the next expected offset wait in a bounded
+//! window ([`MAX_AHEAD_BYTES`], [`MAX_AHEAD_SEGMENTS`]); beyond it, the missing range is a gap and
+//! the file is `TRUNCATED`, its hash left out.
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// Bytes held out of order per file, and pieces.
+pub const MAX_AHEAD_BYTES: usize = 256 << 10;
+pub const MAX_AHEAD_SEGMENTS: usize = 64;
+/// Bytes of a file name kept (longer names are cut on a character boundary).
+pub const MAX_NAME: usize = 1024;
+
+/// Which hashes a file gets (`[evidence] hashes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashSet {
+    pub sha256: bool,
+    pub sha1: bool,
+    pub md5: bool,
+}
+
+impl Default for HashSet {
+    fn default() -> Self {
+        HashSet {
+            sha256: true,
+            sha1: false,
+            md5: false,
+        }
+    }
+}
+
+impl HashSet {
+    pub fn none() -> Self {
+        HashSet {
+            sha256: false,
+            sha1: false,
+            md5: false,
+        }
+    }
+    pub fn any(&self) -> bool {
+        self.sha256 || self.sha1 || self.md5
+    }
+}
+
+/// Hashes in progress.
+#[derive(Clone)]
+struct Hashers {
+    sha256: Option<Sha256>,
+    sha1: Option<Sha1>,
+    md5: Option<Md5>,
+}
+
+impl Hashers {
+    fn new(h: HashSet) -> Self {
+        Hashers {
+            sha256: h.sha256.then(Sha256::new),
+            sha1: h.sha1.then(Sha1::new),
+            md5: h.md5.then(Md5::new),
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        if let Some(h) = &mut self.sha256 {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.sha1 {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.md5 {
+            h.update(b);
+        }
+    }
+}
+
+/// The hashes of a whole file, lower-case hex.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Digests {
+    pub sha256: Option<String>,
+    pub sha1: Option<String>,
+    pub md5: Option<String>,
+}
+
+fn hex(b: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(H[(x >> 4) as usize] as char);
+        s.push(H[(x & 15) as usize] as char);
+    }
+    s
+}
+
+impl std::fmt::Debug for FileTrack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileTrack")
+            .field("size", &self.size)
+            .field("gaps", &self.gaps)
+            .field("next", &self.next)
+            .field("ahead", &self.ahead.len())
+            .finish()
+    }
+}
+
+/// One file followed as its bytes arrive.
+pub struct FileTrack {
+    hashers: Option<Hashers>,
+    /// Offset of the next byte expected (relative to the file's start).
+    next: u64,
+    /// Bytes ahead of `next`, waiting: (offset, bytes), sorted by offset.
+    ahead: Vec<(u64, Vec<u8>)>,
+    ahead_bytes: usize,
+    /// Bytes hashed in order, and ranges that never arrived.
+    pub size: u64,
+    pub gaps: u64,
+    /// TCP: the sequence number of offset 0.
+    isn: Option<u32>,
+    /// Seen to its end (FTP 226 / connection closed in order, TFTP short block, SMB CLOSE).
+    pub complete: bool,
+}
+
+impl FileTrack {
+    pub fn new(hashes: HashSet) -> Self {
+        FileTrack {
+            hashers: hashes.any().then(|| Hashers::new(hashes)),
+            next: 0,
+            ahead: Vec::new(),
+            ahead_bytes: 0,
+            size: 0,
+            gaps: 0,
+            isn: None,
+            complete: false,
+        }
+    }
+
+    /// Starts at `offset` instead of 0 (FTP REST, SMB writes that start later): what comes before
+    /// was not seen, so the file can only be TRUNCATED.
+    pub fn start_at(&mut self, offset: u64) {
+        if offset > 0 && self.next == 0 && self.size == 0 {
+            self.next = offset;
+            self.gaps += 1;
+            self.hashers = None;
+        }
+    }
+
+    /// A TCP segment of the stream carrying the file: `seq` is its first payload byte's number,
+    /// `wire_len` its payload's length on the wire (more than `data` when the snap length cut it:
+    /// the rest is a gap).
+    pub fn tcp(&mut self, seq: u32, data: &[u8], wire_len: usize) {
+        if wire_len > data.len() {
+            self.gaps += 1;
+            self.hashers = None;
+        }
+        if data.is_empty() {
+            return;
+        }
+        let isn = *self.isn.get_or_insert(seq);
+        // Offsets relative to the first byte seen; wrapping arithmetic on 32-bit sequence numbers,
+        // widened by the distance from the expected byte (a stream under 2 GiB ahead).
+        let rel = seq.wrapping_sub(isn);
+        let d = rel.wrapping_sub(self.next as u32) as i32;
+        let off = (self.next as i64 + d as i64).max(0) as u64;
+        self.at(off, data);
+    }
+
+    /// Bytes of the file at `offset`.
+    pub fn at(&mut self, offset: u64, data: &[u8]) {
+        let end = offset.saturating_add(data.len() as u64);
+        if end <= self.next {
+            return; // all seen already (a retransmission or duplicate block)
+        }
+        if offset <= self.next {
+            let skip = (self.next - offset) as usize;
+            self.take(&data[skip..]);
+            self.drain_ahead();
+            return;
+        }
+        // Ahead of what is expected: wait in the window, or give up the missing range.
+        if self.ahead.len() < MAX_AHEAD_SEGMENTS && self.ahead_bytes + data.len() <= MAX_AHEAD_BYTES
+        {
+            let i = self.ahead.partition_point(|(o, _)| *o < offset);
+            self.ahead.insert(i, (offset, data.to_vec()));
+            self.ahead_bytes += data.len();
+            return;
+        }
+        self.skip_to(self.ahead.first().map_or(offset, |(o, _)| (*o).min(offset)));
+        self.at(offset, data);
+    }
+
+    /// Declares the bytes before `offset` lost: a gap, the hash abandoned.
+    fn skip_to(&mut self, offset: u64) {
+        if offset > self.next {
+            self.gaps += 1;
+            self.hashers = None;
+            self.size += offset - self.next;
+            self.next = offset;
+            self.drain_ahead();
+        }
+    }
+
+    fn take(&mut self, b: &[u8]) {
+        if let Some(h) = &mut self.hashers {
+            h.update(b);
+        }
+        self.size += b.len() as u64;
+        self.next += b.len() as u64;
+    }
+
+    fn drain_ahead(&mut self) {
+        while let Some((o, _)) = self.ahead.first() {
+            if *o > self.next {
+                break;
+            }
+            let (o, d) = self.ahead.remove(0);
+            self.ahead_bytes -= d.len();
+            let end = o + d.len() as u64;
+            if end > self.next {
+                let skip = (self.next - o) as usize;
+                self.take(&d[skip..]);
+            }
+        }
+    }
+
+    /// The file is over: whatever still waits ahead leaves gaps. Returns the digests when the whole
+    /// file was seen in order.
+    pub fn finish(&mut self) -> Option<Digests> {
+        if let Some((o, _)) = self.ahead.first() {
+            let o = *o;
+            self.skip_to(o);
+        }
+        self.ahead.clear();
+        self.ahead_bytes = 0;
+        if self.gaps > 0 {
+            return None;
+        }
+        let h = self.hashers.take()?;
+        Some(Digests {
+            sha256: h.sha256.map(|x| hex(&x.finalize())),
+            sha1: h.sha1.map(|x| hex(&x.finalize())),
+            md5: h.md5.map(|x| hex(&x.finalize())),
+        })
+    }
+}
+
+/// A file name from packet data, bounded for events (never used as a path).
+pub fn bounded_name(name: &str) -> &str {
+    if name.len() <= MAX_NAME {
+        return name;
+    }
+    let mut end = MAX_NAME;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(b: &[u8]) -> String {
+        hex(&Sha256::digest(b))
+    }
+
+    #[test]
+    fn in_order_and_reordered_give_the_same_hash() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        let mut a = FileTrack::new(HashSet::default());
+        for c in data.chunks(1460) {
+            a.at(a.size, c);
+        }
+        let da = a.finish().unwrap();
+        assert_eq!(da.sha256.as_deref(), Some(sha(&data).as_str()));
+        // Out of order by TCP sequence, with duplicates, starting at a wrapping ISN.
+        let mut b = FileTrack::new(HashSet::default());
+        let isn = u32::MAX - 5000;
+        let chunks: Vec<(usize, &[u8])> = data.chunks(1000).enumerate().collect();
+        b.tcp(isn, chunks[0].1, chunks[0].1.len());
+        for w in chunks[1..].chunks(3) {
+            for &(i, c) in w.iter().rev() {
+                b.tcp(isn.wrapping_add((i * 1000) as u32), c, c.len());
+                b.tcp(isn.wrapping_add((i * 1000) as u32), c, c.len());
+            }
+        }
+        assert_eq!(b.size, data.len() as u64);
+        assert_eq!(b.finish(), Some(da));
+    }
+
+    #[test]
+    fn a_missing_range_is_a_gap_not_a_hash() {
+        let mut t = FileTrack::new(HashSet::default());
+        t.at(0, &[1; 100]);
+        t.at(200, &[2; 100]);
+        assert!(t.finish().is_none());
+        assert_eq!(t.gaps, 1);
+        assert_eq!(t.size, 300);
+    }
+
+    #[test]
+    fn the_window_is_bounded() {
+        let mut t = FileTrack::new(HashSet::default());
+        t.at(0, &[0; 10]);
+        for i in 0..1000u64 {
+            t.at(100 + i * 10, &[1; 10]);
+            assert!(t.ahead.len() <= MAX_AHEAD_SEGMENTS);
+        }
+        assert!(t.gaps >= 1);
+        assert!(t.finish().is_none());
+    }
+
+    #[test]
+    fn all_three_hashes() {
+        let mut t = FileTrack::new(HashSet {
+            sha256: true,
+            sha1: true,
+            md5: true,
+        });
+        t.at(0, b"abc");
+        let d = t.finish().unwrap();
+        assert_eq!(
+            d.sha256.unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.sha1.unwrap(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(d.md5.unwrap(), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn names_are_bounded_on_a_char_boundary() {
+        let long = "é".repeat(2000);
+        let b = bounded_name(&long);
+        assert!(b.len() <= MAX_NAME);
+        assert!(b.chars().all(|c| c == 'é'));
+    }
+}
