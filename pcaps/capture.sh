@@ -211,7 +211,8 @@ same() { cmp -s "$1" "$2" || die "transferred file differs: $1 vs $2"; }
 # of expected.json.
 xfer() {
   same "$5" "$6"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$4" "$(stat -c %s "$5")" "$2" "$3" >>"$WORK/files.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$4" "$(stat -c %s "$5")" "$2" "$3" \
+    "$(sha256sum "$5" | cut -d' ' -f1)" >>"$WORK/files.tsv"
 }
 : >"$WORK/files.tsv"
 STEP=0 STEPS=17
@@ -687,9 +688,10 @@ def app_proto(name, srv_port):
 
 files = {}
 for line in open(files_tsv):
-    pcap, fname, size, way, proto = line.rstrip("\n").split("\t")
+    pcap, fname, size, way, proto, sha256 = line.rstrip("\n").split("\t")
     files.setdefault(pcap, []).append(
-        {"name": fname, "bytes": int(size), "direction": way, "protocol": proto})
+        {"name": fname, "bytes": int(size), "direction": way, "protocol": proto,
+         "sha256": sha256})
 
 result = {}
 for name, (extra, alerts) in SCEN.items():

@@ -4,6 +4,7 @@
 
 use crate::config::{AppConfig, Shared};
 use crate::counters::AppCounters;
+use crate::evidence::{FileTrack, HashSet};
 use xferwatch_fingerprint::{
     identify, smb_sync, AppProto, Dgram, Fingerprint, Identification, Observed, SmbFingerprint,
     SmbSync, Transport as FpTransport,
@@ -158,6 +159,33 @@ pub struct DataInfo {
     pub heuristic: bool,
     /// Linked by inference from the control channel's activity: no announcement was seen.
     pub inferred: bool,
+    /// REST offset of the command: the file is seen from there.
+    pub offset: u64,
+    /// The file's bytes as they arrive, in the one direction that carries them.
+    pub track: Option<Box<FileTrack>>,
+    pub track_dir: Option<Dir>,
+}
+
+impl DataInfo {
+    /// The control channel named the command that moves this connection's file.
+    pub fn set_command(&mut self, cmd: crate::session::FtpCmd) {
+        self.command = Some(cmd.command);
+        self.file = Some(cmd.file);
+        self.upload = Some(cmd.upload);
+        self.offset = cmd.offset;
+    }
+
+    fn bytes(&mut self, dir: Dir, p: &L4Packet<'_>, hashes: HashSet) {
+        let Some(tcp) = p.tcp.filter(|_| !p.payload.is_empty()) else {
+            return;
+        };
+        if *self.track_dir.get_or_insert(dir) != dir {
+            return;
+        }
+        self.track
+            .get_or_insert_with(|| Box::new(FileTrack::new(hashes)))
+            .tcp(tcp.data_seq(), p.payload, p.payload_len as usize);
+    }
 }
 
 #[derive(Debug)]
@@ -166,6 +194,18 @@ pub struct TftpState {
     pub transfer: Transfer,
     /// A request whose transfer moved to another flow (which reports the transfer).
     pub handed_over: bool,
+    /// The file's DATA blocks, hashed in order.
+    pub track: Option<Box<FileTrack>>,
+}
+
+impl TftpState {
+    fn datagram(&mut self, from_requester: bool, d: &[u8], hashes: HashSet) {
+        if let Some((offset, data)) = self.transfer.datagram(from_requester, d) {
+            self.track
+                .get_or_insert_with(|| Box::new(FileTrack::new(hashes)))
+                .at(offset, data);
+        }
+    }
 }
 
 /// The two TCP reassemblers of a flow, allocated only while a flow needs them (identification, or
@@ -264,16 +304,18 @@ pub fn on_packet(
     match flow.app.ident {
         Ident::Pending => {}
         Ident::Linked => {
-            if let Proto::Tftp(t) = &mut flow.app.proto {
-                t.transfer.datagram(dir == Dir::ToServer, p.payload);
+            match &mut flow.app.proto {
+                Proto::Tftp(t) => t.datagram(dir == Dir::ToServer, p.payload, cfg.hashes),
+                Proto::FtpData(d) => d.bytes(dir, p, cfg.hashes),
+                _ => {}
             }
             return;
         }
         Ident::Found(_) | Ident::Unknown => {
             match &mut flow.app.proto {
                 Proto::Ftp(_) | Proto::Smb(_) => follow_stream(flow, dir, p, st, evs),
-                Proto::Tftp(t) => t.transfer.datagram(dir == Dir::ToServer, p.payload),
-                Proto::FtpData(_) => {}
+                Proto::Tftp(t) => t.datagram(dir == Dir::ToServer, p.payload, cfg.hashes),
+                Proto::FtpData(d) => d.bytes(dir, p, cfg.hashes),
                 Proto::None if flow.app.hunt.is_some() => {
                     if let Some(tcp) = p.tcp {
                         feed_tcp(
@@ -460,7 +502,7 @@ fn decide(
                         continue;
                     }
                 }
-                transfer
+                let _ = transfer
                     .get_or_insert_with(Transfer::without_request)
                     .datagram(from_requester, d.data);
             }
@@ -468,6 +510,7 @@ fn decide(
                 request,
                 transfer: transfer.unwrap_or_else(Transfer::without_request),
                 handed_over: false,
+                track: None,
             })
         });
         (verdict, tftp_request, tftp)

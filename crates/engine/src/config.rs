@@ -20,6 +20,8 @@ pub struct AppConfig {
     pub mismatch_min_payload: u64,
     pub ftp: FtpLimits,
     pub smb: SmbLimits,
+    /// Hashes computed over every file a flow carries.
+    pub hashes: crate::evidence::HashSet,
 }
 
 pub struct Shared {

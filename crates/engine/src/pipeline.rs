@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub mismatch_min_payload: u64,
     pub ftp: FtpLimits,
     pub smb: SmbLimits,
+    /// Hashes of every file moved (`[evidence] hashes`; sha256 by default).
+    pub hashes: crate::evidence::HashSet,
     /// Expected flows (announced FTP data channels, TFTP transfers), the whole sensor.
     pub max_expectations: usize,
     pub defrag: DefragLimits,
@@ -72,6 +74,7 @@ impl Default for EngineConfig {
             mismatch_min_payload: 64,
             ftp: FtpLimits::default(),
             smb: SmbLimits::default(),
+            hashes: crate::evidence::HashSet::default(),
             max_expectations: 65_536,
             defrag: DefragLimits::default(),
             log_credentials: false,
@@ -139,6 +142,7 @@ pub(crate) fn shared(c: &EngineConfig, n: usize, live: Option<LiveShared>) -> Sh
                 ..c.ftp
             },
             smb: c.smb,
+            hashes: c.hashes,
         },
         expect: ExpectLimits {
             max_total: (c.max_expectations / n).max(64),

@@ -4,13 +4,14 @@
 use crate::app::{self, App, Proto};
 use crate::config::Shared;
 use crate::counters::{WorkerTotals, MAX_NOTABLE};
-use crate::session::Session;
+use crate::evidence::bounded_name;
+use crate::session::{FileSummary, Session};
 use xferwatch_events::{write_event, write_flow, EventHeader, FlowRecord, JsonObject};
 use xferwatch_parsers::ftp::FtpTx;
 use xferwatch_parsers::smb::SmbTx;
 use xferwatch_policy::detect::Sid;
 use xferwatch_policy::{outbound_payload, Direction};
-use xferwatch_stream::Flow;
+use xferwatch_stream::{Dir, Flow};
 
 /// The flow's 5-tuple as text, for an event header.
 struct Tuple {
@@ -84,8 +85,179 @@ pub struct AlertFacts {
     pub port_mismatch: Option<bool>,
 }
 
+/// A volume alert's `xfer.files`: the session's files so far (name, size, sha256 when whole),
+/// then the file this flow is moving now (name and size so far), and how many more were left out.
+fn alert_files(x: &mut JsonObject<'_>, f: &Flow<App>, session: Option<&Session>) {
+    let done = session.map_or(&[][..], |s| &s.files[..]);
+    let open = open_file(f);
+    if done.is_empty() && open.is_none() {
+        return;
+    }
+    x.obj_array("files", done, |o, file| {
+        o.str("filename", &file.name).u64("size", file.size);
+        if let Some(h) = &file.sha256 {
+            o.str("sha256", h);
+        }
+        o.str(
+            "state",
+            if file.sha256.is_some() {
+                "CLOSED"
+            } else {
+                "TRUNCATED"
+            },
+        );
+    });
+    if let Some((name, size)) = open {
+        x.obj("file_in_progress", |o| {
+            o.str("filename", name).u64("size", size);
+        });
+    }
+    if let Some(more) = session.map(|s| s.files_more).filter(|m| *m > 0) {
+        x.u64("files_more", more);
+    }
+}
+
+/// The file a flow is carrying right now: its name and the bytes seen so far.
+fn open_file(f: &Flow<App>) -> Option<(&str, u64)> {
+    match &f.app.proto {
+        Proto::FtpData(d) if d.track.is_some() => Some((
+            bounded_name(d.file.as_deref().unwrap_or("")),
+            d.track.as_ref().map_or(0, |t| t.size),
+        )),
+        Proto::Tftp(t) if t.track.is_some() => Some((
+            bounded_name(t.request.as_ref().map_or("", |r| r.file.as_str())),
+            t.track.as_ref().map_or(0, |t| t.size),
+        )),
+        _ => None,
+    }
+}
+
+/// The `fileinfo` event of the file a flow carried, when it ends: Suricata's fields, and under
+/// `xfer` the session, the file's direction relative to the internal network and the command that
+/// moved it. Also what the session keeps for its volume alerts. None when the flow moved no file
+/// (a control connection, a directory listing).
+pub fn fileinfo(f: &mut Flow<App>, shared: &Shared) -> Option<(String, FileSummary)> {
+    let closed = f.end_reason == Some(xferwatch_stream::EndReason::Closed);
+    let (client, server) = (f.client_endpoint().addr, f.server_endpoint().addr);
+    // (name, command, sender is the flow's client, digests, size, gaps, whole)
+    let (name, command, client_sends, digests, size, gaps, whole, label) = match &mut f.app.proto {
+        Proto::FtpData(d) => {
+            let command = d.command?;
+            if !matches!(command, "STOR" | "STOU" | "APPE" | "RETR") {
+                return None;
+            }
+            let mut t = d.track.take();
+            let digests = t.as_mut().and_then(|t| t.finish());
+            let (size, gaps) = t.as_ref().map_or((0, 0), |t| (t.size, t.gaps));
+            let sender = if d.upload == Some(true) {
+                d.control_client
+            } else {
+                d.control_client
+                    .map(|c| if c == client { server } else { client })
+            };
+            let client_sends = match d.track_dir {
+                Some(dir) => dir == Dir::ToServer,
+                None => sender.is_none_or(|s| s == client),
+            };
+            let whole = gaps == 0 && d.offset == 0 && closed;
+            let name = d.file.take().unwrap_or_default();
+            (
+                name,
+                command,
+                client_sends,
+                digests,
+                size,
+                gaps + u64::from(d.offset > 0),
+                whole,
+                "ftp-data",
+            )
+        }
+        Proto::Tftp(st) if !st.handed_over => {
+            let write = st
+                .request
+                .as_ref()
+                .map(|r| r.write)
+                .unwrap_or(st.transfer.write);
+            let name = st.request.as_ref().map(|r| r.file.clone())?;
+            let mut t = st.track.take();
+            let digests = t.as_mut().and_then(|t| t.finish());
+            let (size, gaps) = t.as_ref().map_or((0, 0), |t| (t.size, t.gaps));
+            let gaps = gaps + st.transfer.missing;
+            let whole = gaps == 0 && st.transfer.complete;
+            // The requester is the transfer flow's client: it sends on a write.
+            (
+                name,
+                if write { "WRQ" } else { "RRQ" },
+                write,
+                digests,
+                size,
+                gaps,
+                whole,
+                "tftp",
+            )
+        }
+        _ => return None,
+    };
+    let digests = digests.filter(|_| whole);
+    let (from, to) = if client_sends {
+        (client, server)
+    } else {
+        (server, client)
+    };
+    let direction = shared.networks.direction(from, to);
+    let name = bounded_name(&name).to_string();
+    let t = tuple(f, shared);
+    let mut out = String::with_capacity(600);
+    write_event(
+        &mut out,
+        &header(f, &t, f.last_us, Some(label)),
+        "fileinfo",
+        |o| {
+            o.obj("fileinfo", |x| {
+                x.str("filename", &name);
+                if let Some(d) = &digests {
+                    if let Some(h) = &d.md5 {
+                        x.str("md5", h);
+                    }
+                    if let Some(h) = &d.sha1 {
+                        x.str("sha1", h);
+                    }
+                    if let Some(h) = &d.sha256 {
+                        x.str("sha256", h);
+                    }
+                }
+                x.bool("gaps", gaps > 0)
+                    .str("state", if whole { "CLOSED" } else { "TRUNCATED" })
+                    .bool("stored", false)
+                    .u64("size", size)
+                    .u64("tx_id", 0);
+            });
+            o.obj("xfer", |x| {
+                xfer_common(x, f);
+                x.str("direction", direction.as_str())
+                    .str("command", command);
+                if gaps > 0 {
+                    x.u64("gaps", gaps);
+                }
+            });
+        },
+    );
+    let summary = FileSummary {
+        name,
+        size,
+        sha256: digests.and_then(|d| d.sha256),
+    };
+    Some((out, summary))
+}
+
 /// An `alert` event, Suricata-shaped, raised at packet time `ts_us` on flow `f`.
-pub fn alert(f: &Flow<App>, a: &AlertFacts, ts_us: i64, shared: &Shared) -> String {
+pub fn alert(
+    f: &Flow<App>,
+    a: &AlertFacts,
+    ts_us: i64,
+    shared: &Shared,
+    session: Option<&Session>,
+) -> String {
     let sig = a.sid.signature();
     let t = tuple(f, shared);
     let facts = app::facts(f, shared);
@@ -134,6 +306,9 @@ pub fn alert(f: &Flow<App>, a: &AlertFacts, ts_us: i64, shared: &Shared) -> Stri
                 }
                 if let Some(m) = a.port_mismatch {
                     x.bool("port_mismatch", m);
+                }
+                if a.raised.is_some() {
+                    alert_files(x, f, session);
                 }
             });
         },

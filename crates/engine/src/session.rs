@@ -18,8 +18,39 @@ pub const MAX_SESSIONS: usize = 262_144;
 /// command, per FTP session.
 const MAX_QUEUED: usize = 16;
 
-/// An FTP transfer command: (command, file, upload).
-pub type FtpCmd = (&'static str, String, bool);
+/// Files listed per session in volume alerts (`xfer.files`); beyond, counted.
+pub const MAX_FILES: usize = 16;
+
+/// A file a session moved, as a volume alert lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSummary {
+    pub name: String,
+    pub size: u64,
+    /// Only when the whole file was seen.
+    pub sha256: Option<String>,
+}
+
+impl Session {
+    /// One more file the session moved.
+    pub fn add_file(&mut self, f: FileSummary) {
+        if self.files.len() < MAX_FILES {
+            self.files.push(f);
+        } else {
+            self.files_more += 1;
+        }
+    }
+}
+
+/// An FTP transfer command.
+#[derive(Clone, Debug)]
+pub struct FtpCmd {
+    pub command: &'static str,
+    pub file: String,
+    /// STOR/STOU/APPE: the control client sends.
+    pub upload: bool,
+    /// REST offset: the transfer starts there.
+    pub offset: u64,
+}
 /// A flow in the worker's table: (handle, flow id), checked before use.
 pub type FlowRef = (u32, u64);
 
@@ -41,6 +72,9 @@ pub struct Session {
     flows: u32,
     /// The session's volume went to its host pair's roll-up.
     rolled_up: bool,
+    /// Files the session moved so far (the first [`MAX_FILES`]), and how many more.
+    pub files: Vec<FileSummary>,
+    pub files_more: u64,
     /// FTP: transfer commands not yet given a data connection (command, file, upload).
     queued: VecDeque<FtpCmd>,
     /// FTP: data connections opened before their command (flow handle, flow id).
@@ -110,6 +144,8 @@ impl Sessions {
                 refs: 1,
                 flows: 0,
                 rolled_up: false,
+                files: Vec::new(),
+                files_more: 0,
                 queued: VecDeque::new(),
                 waiting: VecDeque::new(),
             },

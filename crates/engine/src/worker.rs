@@ -10,7 +10,7 @@ use crate::app::{self, Anomaly, App, AppEv, AppState, DataInfo, Proto, TftpState
 use crate::config::Shared;
 use crate::counters::{Ev, OrderKey, Out, WorkerTotals, MAX_NOTABLE};
 use crate::render;
-use crate::session::{pair_key, Activity, Inference, Pending, PendingKind, Sessions};
+use crate::session::{pair_key, Activity, FtpCmd, Inference, Pending, PendingKind, Sessions};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use xferwatch_capture::{Batch, Item};
@@ -61,7 +61,7 @@ enum Deferred {
     /// The TFTP request flow's transfer moved to a new flow.
     HandOver(u32, u64),
     /// An FTP data connection learns its command.
-    DataCommand((u32, u64), (&'static str, String, bool)),
+    DataCommand((u32, u64), FtpCmd),
 }
 
 impl Worker {
@@ -419,14 +419,21 @@ impl Worker {
                         command,
                         file,
                         upload,
+                        offset,
                     }) => {
                         activity =
                             ftp_activity(flow, ts_us, &mut self.inference, &mut self.sessions)
                                 .or(activity);
                         let s = flow.app.session;
-                        if let Some((w, cmd)) =
-                            self.sessions.ftp_command(s, (command, file, upload))
-                        {
+                        if let Some((w, cmd)) = self.sessions.ftp_command(
+                            s,
+                            FtpCmd {
+                                command,
+                                file,
+                                upload,
+                                offset,
+                            },
+                        ) {
                             deferred.push(Deferred::DataCommand(w, cmd));
                         }
                     }
@@ -540,12 +547,10 @@ impl Worker {
                         }
                     }
                 }
-                Deferred::DataCommand((h, id), (command, file, upload)) => {
+                Deferred::DataCommand((h, id), cmd) => {
                     if let Some(f) = self.table.get_mut(h).filter(|f| f.flow_id == id) {
                         if let Proto::FtpData(info) = &mut f.app.proto {
-                            info.command = Some(command);
-                            info.file = Some(file);
-                            info.upload = Some(upload);
+                            info.set_command(cmd);
                         }
                     }
                 }
@@ -624,6 +629,12 @@ impl Worker {
             alerts!(self, &shared).mismatch(&mut f, true, ts, key);
             if let Some((kind, line)) = render::transfer_event(&f, &shared) {
                 self.write(kind, key, line);
+            }
+            if let Some((line, file)) = render::fileinfo(&mut f, &shared) {
+                self.write("fileinfo", key, line);
+                if let Some(s) = self.sessions.get_mut(f.app.session) {
+                    s.add_file(file);
+                }
             }
             if f.app.tls_upgraded {
                 self.expects.remove_wildcards(f.flow_id, &mut self.expired);
@@ -811,7 +822,8 @@ impl Alerts<'_> {
     /// Counts and writes one alert, and keeps a line for the summary.
     fn emit(&mut self, flow: &Flow<App>, a: &render::AlertFacts, ts_us: i64, key: OrderKey) {
         self.detector.count(a.sid);
-        let line = render::alert(flow, a, ts_us, self.shared);
+        let session = self.sessions.get(flow.app.session);
+        let line = render::alert(flow, a, ts_us, self.shared, session);
         self.events.push((key, line));
         if self.totals.alerts.len() >= MAX_NOTABLE {
             return;
@@ -896,10 +908,8 @@ fn link(
             } else {
                 sessions.ftp_data_opened(x.session, (h, flow.flow_id))
             };
-            if let Some((c, f, up)) = cmd {
-                info.command = Some(c);
-                info.file = Some(f);
-                info.upload = Some(up);
+            if let Some(cmd) = cmd {
+                info.set_command(cmd);
             }
             app::link(flow, "ftp-data", Proto::FtpData(Box::new(info)), st);
         }
@@ -920,6 +930,7 @@ fn link(
                     request: Some(*request),
                     transfer,
                     handed_over: false,
+                    track: None,
                 })),
                 st,
             );

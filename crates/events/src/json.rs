@@ -80,6 +80,26 @@ impl<'a> JsonObject<'a> {
         self.out.push(']');
         self
     }
+    /// An array of objects, each filled by `f` from one item.
+    pub fn obj_array<T>(
+        &mut self,
+        k: &str,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(&mut JsonObject<'_>, T),
+    ) -> &mut Self {
+        self.key(k);
+        self.out.push('[');
+        for (i, x) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            let mut inner = JsonObject::begin(self.out);
+            f(&mut inner, x);
+            inner.end_inner();
+        }
+        self.out.push(']');
+        self
+    }
     fn end_inner(self) {
         self.out.push('}');
     }

@@ -678,6 +678,7 @@ impl Settings {
             mismatch_min_payload: self.detect.mismatch.min_payload_bytes.0,
             ftp: xferwatch_parsers::ftp::FtpLimits::default(),
             smb: xferwatch_parsers::smb::SmbLimits::default(),
+            hashes: xferwatch_engine::evidence::HashSet::default(),
             max_expectations: self.limits.max_expectations,
             defrag: xferwatch_capture::DefragLimits {
                 max_datagrams: self.limits.defrag_max_datagrams,
