@@ -201,7 +201,23 @@ pub struct Settings {
     pub log: Log,
     pub service: Service,
     pub detect: Detect,
+    pub evidence: Evidence,
     pub allow: Vec<Allow>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Evidence {
+    /// Hashes of every file moved: any of "sha256", "sha1", "md5" (empty: sizes only).
+    pub hashes: Vec<String>,
+}
+
+impl Default for Evidence {
+    fn default() -> Self {
+        Evidence {
+            hashes: vec!["sha256".into()],
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -563,6 +579,13 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<()> {
+        for h in &self.evidence.hashes {
+            if !["sha256", "sha1", "md5"].contains(&h.as_str()) {
+                bail!(
+                    "evidence.hashes: {h:?} is not a hash this sensor computes (sha256, sha1, md5)"
+                );
+            }
+        }
         if self.network.internal.is_empty() {
             bail!("network.internal: empty; give at least one CIDR (e.g. [\"10.0.0.0/8\"])");
         }
@@ -678,7 +701,14 @@ impl Settings {
             mismatch_min_payload: self.detect.mismatch.min_payload_bytes.0,
             ftp: xferwatch_parsers::ftp::FtpLimits::default(),
             smb: xferwatch_parsers::smb::SmbLimits::default(),
-            hashes: xferwatch_engine::evidence::HashSet::default(),
+            hashes: {
+                let has = |n: &str| self.evidence.hashes.iter().any(|h| h == n);
+                xferwatch_engine::evidence::HashSet {
+                    sha256: has("sha256"),
+                    sha1: has("sha1"),
+                    md5: has("md5"),
+                }
+            },
             max_expectations: self.limits.max_expectations,
             defrag: xferwatch_capture::DefragLimits {
                 max_datagrams: self.limits.defrag_max_datagrams,
