@@ -22,6 +22,8 @@ XW=target/release/xferwatch
 GEN=target/release/xferwatch-gen
 FLOOR=target/release/examples/readloop
 mkdir -p "$DIR"
+NOHASH="$DIR/no-hashes.toml"
+printf '[evidence]\nhashes = []\n' > "$NOHASH"
 
 gen() { # gen PROFILE
   local f="$DIR/$1.pcap" stamp="$DIR/$1.args"
@@ -67,8 +69,12 @@ for profile in bulk many-flows; do
       printf "  %-28s %9.2f %12.2f %9.2f %10.1f %9.2f\n", l, w, p / w / 1e6, b * 8 / w / 1e9, r / 1024, w / f }'
   }
   row "libpcap read loop (floor)" $FLOOR "$f"
+  # The default configuration hashes every FTP/TFTP file (sha256); the rows with "no hashes"
+  # show what hashing costs.
   row "xferwatch replay, 1 worker" $XW replay -q --workers 1 --eve /dev/null "$f"
+  row "  same, no hashes" $XW replay -q --workers 1 -c "$NOHASH" --eve /dev/null "$f"
   row "xferwatch replay, $WORKERS workers" $XW replay -q --workers "$WORKERS" --eve /dev/null "$f"
+  row "  same, no hashes" $XW replay -q --workers "$WORKERS" -c "$NOHASH" --eve /dev/null "$f"
   if command -v ndpiReader >/dev/null; then
     row "ndpiReader" ndpiReader -q -i "$f"
   else
