@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build demo test test-rust test-eve test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
+.PHONY: all deps build demo test test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -68,6 +68,7 @@ demo: build
 test: build
 	$(CARGO) test --release --workspace
 	@$(MAKE) --no-print-directory test-eve
+	@$(MAKE) --no-print-directory test-rules
 	@$(MAKE) --no-print-directory fuzz-smoke
 
 # Every event must validate against Suricata's own EVE schema.
@@ -80,6 +81,29 @@ test-eve: build
 	else \
 	  echo "SKIP eve schema check: $(SHARED)/tools/eve_check.py or python3 jsonschema not available"; \
 	fi
+
+# The Prometheus alerting rules (deploy/prometheus): promtool checks them and runs their unit
+# tests when it is installed (the prometheus package; make deps installs it as root). Every rule's
+# runbook anchor must be a heading of docs/operations.md (GitHub-style anchors, code blocks skipped).
+RULES := deploy/prometheus/xferwatch-rules.yml
+test-rules:
+	@if command -v promtool >/dev/null; then \
+	  promtool check rules $(RULES) && promtool test rules $(RULES:.yml=.test.yml); \
+	else \
+	  echo "SKIP prometheus rules: promtool not installed (make deps installs prometheus)"; \
+	fi
+	@anchors=$$(awk '/^```/ { f = !f } !f && /^#+ / { sub(/^#+ /, ""); h = tolower($$0); \
+	    gsub(/[^a-z0-9 _-]/, "", h); gsub(/ /, "-", h); print h }' docs/operations.md); \
+	rules=$$(grep -c '^ *- alert:' $(RULES)); \
+	links=$$(sed -n 's/^ *runbook: *"docs\/operations\.md#\([^"]*\)".*/\1/p' $(RULES)); \
+	bad=0; \
+	[ "$$(printf '%s\n' "$$links" | grep -c .)" = "$$rules" ] \
+	  || { echo "runbooks: $$rules alerts but $$(printf '%s\n' "$$links" | grep -c .) runbook annotations"; bad=1; }; \
+	for a in $$links; do \
+	  printf '%s\n' "$$anchors" | grep -qxF "$$a" \
+	    || { echo "runbooks: #$$a has no heading in docs/operations.md"; bad=1; }; \
+	done; \
+	[ $$bad = 0 ] && echo "runbooks: $$rules alerts, every runbook anchor is a heading of docs/operations.md"
 
 # Fuzzing (fuzz/README.md): every target for FUZZ_SECONDS each, seeds generated from pcaps/ first;
 # fails on a crash. fuzz-smoke is the short run `make test` does. Both need the nightly toolchain
