@@ -224,7 +224,9 @@ fn rest_offset_applies_to_the_next_transfer_only() {
     let t: Vec<_> = ev
         .iter()
         .filter_map(|e| match e {
-            FtpEvent::Transfer { command, offset, .. } => Some((*command, *offset)),
+            FtpEvent::Transfer {
+                command, offset, ..
+            } => Some((*command, *offset)),
             _ => None,
         })
         .collect();
