@@ -1,7 +1,13 @@
-//! The command line, as a clap definition: [`Cli`]. The binary (`src/main.rs`) parses it; keeping
-//! it in the library lets other code (documentation generators, tests) use the same definition.
+//! The command line, as a clap definition. The binary (`src/main.rs`) parses it with [`parse`];
+//! the manual page and the shell completions ([`crate::docgen`]) are rendered from the same
+//! definition, [`Cli`], so they cannot drift from what the binary accepts.
+//!
+//! [`Cli`] is the operator's command line. The binary also accepts `xferwatch generate`
+//! ([`Generate`]), which writes the manual page and the completions for the package build; it is
+//! added by [`command`] only, hidden, so it appears in neither `--help`, the manual page nor the
+//! completions.
 
-use clap::{Parser, Subcommand};
+use clap::{Command, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// `xferwatch`: the top-level command.
@@ -59,4 +65,54 @@ pub enum Cmd {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+}
+
+/// `xferwatch generate` (hidden): what the package build writes.
+#[derive(Subcommand)]
+pub enum Generate {
+    /// Write the manual page, DIR/xferwatch.1.
+    Man {
+        /// The directory to write it in.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Write the completion script for SHELL (xferwatch.bash, _xferwatch, xferwatch.fish…) in DIR,
+    /// or on standard output without DIR.
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+        /// The directory to write it in.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// What the binary was asked to do.
+pub enum Invocation {
+    /// One of the operator's commands.
+    Cli(Cli),
+    /// `xferwatch generate …`.
+    Generate(Generate),
+}
+
+/// The command line the binary parses: [`Cli`] with the hidden `generate` command added.
+pub fn command() -> Command {
+    Cli::command().subcommand(Generate::augment_subcommands(
+        Command::new("generate")
+            .about("Write the manual page or the shell completions (for packaging)")
+            .hide(true)
+            .subcommand_required(true),
+    ))
+}
+
+/// Parses the process's arguments; on an error or `--help`/`--version`, prints and exits as clap
+/// does (status 2 for a usage error).
+pub fn parse() -> Invocation {
+    let matches = command().get_matches();
+    let parsed = match matches.subcommand() {
+        Some(("generate", sub)) => Generate::from_arg_matches(sub).map(Invocation::Generate),
+        _ => Cli::from_arg_matches(&matches).map(Invocation::Cli),
+    };
+    parsed.unwrap_or_else(|e| e.format(&mut command()).exit())
 }

@@ -1,16 +1,20 @@
 //! The `xferwatch` binary: glue only. The command line is defined in the library
-//! ([`xferwatch::cli`]); the pipeline is the `xferwatch` library (src/lib.rs), decoding, flows,
-//! identification, policy and output live in the workspace's crates.
+//! ([`xferwatch::cli`]; the manual page and completions are rendered from it); the pipeline is the
+//! `xferwatch` library (src/lib.rs), decoding, flows, identification, policy and output live in
+//! the workspace's crates.
 
-use xferwatch::cli::{Cli, Cmd};
-use xferwatch::{replay, run, settings};
+use xferwatch::cli::{self, Cli, Cmd, Generate, Invocation};
+use xferwatch::{docgen, replay, run, settings};
 use xferwatch_logging::init_logging;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let Cli { cmd } = Cli::parse();
+    let cli = match cli::parse() {
+        Invocation::Cli(cli) => cli,
+        Invocation::Generate(what) => return generate(what),
+    };
+    let Cli { cmd } = cli;
     match cmd {
         Cmd::Replay {
             config,
@@ -71,6 +75,25 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `xferwatch generate`: the manual page or a completion script, for the package build.
+fn generate(what: Generate) -> ExitCode {
+    let written = match what {
+        Generate::Man { dir } => docgen::write_man(&dir).map(Some),
+        Generate::Completions { shell, dir } => docgen::write_completions(shell, dir.as_deref()),
+    };
+    match written {
+        Ok(Some(path)) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xferwatch generate: {e}");
+            ExitCode::from(1)
         }
     }
 }
