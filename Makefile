@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build demo test test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
+.PHONY: all deps build man demo test test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -56,6 +56,20 @@ deps:
 
 build: deps
 	$(CARGO) build --release --locked 2>/dev/null || $(CARGO) build --release
+
+# The manual page and the shell completions, rendered by the binary from its clap definition
+# (`xferwatch generate`, crates/xferwatch/src/docgen.rs): target/man/xferwatch.1.gz and
+# target/completions/{xferwatch.bash,_xferwatch,xferwatch.fish}. The page's date is the last
+# commit's (SOURCE_DATE_EPOCH, when not set already) and gzip -n stores no name or time, so the
+# same commit gives the same bytes. A package installs them as /usr/share/man/man1/xferwatch.1.gz,
+# /usr/share/bash-completion/completions/xferwatch, /usr/share/zsh/vendor-completions/_xferwatch
+# and /usr/share/fish/vendor_completions.d/xferwatch.fish.
+man: build
+	@mkdir -p target/man target/completions
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} \
+	  $(BIN) generate man target/man
+	gzip -9nf target/man/xferwatch.1
+	for sh in bash zsh fish; do $(BIN) generate completions $$sh target/completions; done
 
 # Replays the bundled captures of real client/server software and shows what was found.
 demo: build

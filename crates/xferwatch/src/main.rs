@@ -1,64 +1,21 @@
-//! The `xferwatch` binary: the command line. Glue only — the pipeline is the `xferwatch` library
-//! (src/lib.rs), decoding, flows, identification, policy and output live in the workspace's crates.
+//! The `xferwatch` binary: glue only. The command line is defined in the library
+//! ([`xferwatch::cli`]; the manual page and completions are rendered from it); the pipeline is the
+//! `xferwatch` library (src/lib.rs), decoding, flows, identification, policy and output live in
+//! the workspace's crates.
 
-use xferwatch::{replay, run, settings};
+use xferwatch::cli::{self, Cli, Cmd, Generate, Invocation};
+use xferwatch::{docgen, replay, run, settings};
 use xferwatch_logging::init_logging;
 
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(
-    name = "xferwatch",
-    version,
-    about = "Passive sensor for large outbound FTP/TFTP/SMB transfers and application/port mismatches"
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Replay capture files (pcap or pcapng) as one timeline and write EVE JSON.
-    Replay {
-        /// Configuration file (TOML). Environment variables XFERWATCH__SECTION__KEY override it.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
-        /// Where to write EVE JSON lines ("-" for standard output).
-        #[arg(long, default_value = "eve.json")]
-        eve: String,
-        /// Worker threads (default: [engine] workers, 0 = one per core).
-        #[arg(short, long)]
-        workers: Option<usize>,
-        /// Do not print the summary on standard error.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Capture files, read in this order.
-        #[arg(required = true)]
-        pcaps: Vec<PathBuf>,
-    },
-    /// Run the live sensor: capture on [capture] interfaces until SIGTERM/SIGINT (SIGHUP reopens the
-    /// EVE file and reloads the allowlist and thresholds).
-    Run {
-        /// Configuration file (TOML). Environment variables XFERWATCH__SECTION__KEY override it.
-        #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
-    },
-    /// Validate a configuration file and print the effective configuration (exit 0 valid, 1 invalid).
-    CheckConfig {
-        /// The configuration file.
-        #[arg(value_name = "FILE")]
-        file: Option<PathBuf>,
-        #[arg(short, long, value_name = "FILE")]
-        config: Option<PathBuf>,
-    },
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.cmd {
+    let cli = match cli::parse() {
+        Invocation::Cli(cli) => cli,
+        Invocation::Generate(what) => return generate(what),
+    };
+    let Cli { cmd } = cli;
+    match cmd {
         Cmd::Replay {
             config,
             eve,
@@ -118,6 +75,25 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `xferwatch generate`: the manual page or a completion script, for the package build.
+fn generate(what: Generate) -> ExitCode {
+    let written = match what {
+        Generate::Man { dir } => docgen::write_man(&dir).map(Some),
+        Generate::Completions { shell, dir } => docgen::write_completions(shell, dir.as_deref()),
+    };
+    match written {
+        Ok(Some(path)) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xferwatch generate: {e}");
+            ExitCode::from(1)
         }
     }
 }

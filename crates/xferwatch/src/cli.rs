@@ -1,0 +1,118 @@
+//! The command line, as a clap definition. The binary (`src/main.rs`) parses it with [`parse`];
+//! the manual page and the shell completions ([`crate::docgen`]) are rendered from the same
+//! definition, [`Cli`], so they cannot drift from what the binary accepts.
+//!
+//! [`Cli`] is the operator's command line. The binary also accepts `xferwatch generate`
+//! ([`Generate`]), which writes the manual page and the completions for the package build; it is
+//! added by [`command`] only, hidden, so it appears in neither `--help`, the manual page nor the
+//! completions.
+
+use clap::{Command, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// `xferwatch`: the top-level command.
+#[derive(Parser)]
+#[command(
+    name = "xferwatch",
+    version,
+    about = "Passive sensor for large outbound FTP/TFTP/SMB transfers and application/port mismatches"
+)]
+pub struct Cli {
+    // The command to run (a plain comment: clap takes doc comments as help text).
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The commands. Every field is documented by its help text.
+#[derive(Subcommand)]
+#[allow(
+    rustdoc::broken_intra_doc_links,
+    reason = "the doc comments are clap's help text, where [engine] and [capture] name sections of \
+              the configuration file, not items"
+)]
+pub enum Cmd {
+    /// Replay capture files (pcap or pcapng) as one timeline and write EVE JSON.
+    Replay {
+        /// Configuration file (TOML). Environment variables XFERWATCH__SECTION__KEY override it.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Where to write EVE JSON lines ("-" for standard output).
+        #[arg(long, default_value = "eve.json")]
+        eve: String,
+        /// Worker threads (default: [engine] workers, 0 = one per core).
+        #[arg(short, long)]
+        workers: Option<usize>,
+        /// Do not print the summary on standard error.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Capture files, read in this order.
+        #[arg(required = true)]
+        pcaps: Vec<PathBuf>,
+    },
+    /// Run the live sensor: capture on [capture] interfaces until SIGTERM/SIGINT (SIGHUP reopens the
+    /// EVE file and reloads the allowlist and thresholds).
+    Run {
+        /// Configuration file (TOML). Environment variables XFERWATCH__SECTION__KEY override it.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print the effective configuration (exit 0 valid, 1 invalid).
+    CheckConfig {
+        /// The configuration file.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        // No doc comment: it would become help text, and `-c FILE` is the same as `FILE` here.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `xferwatch generate` (hidden): what the package build writes.
+#[derive(Subcommand)]
+pub enum Generate {
+    /// Write the manual page, DIR/xferwatch.1.
+    Man {
+        /// The directory to write it in.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Write the completion script for SHELL (xferwatch.bash, _xferwatch, xferwatch.fish…) in DIR,
+    /// or on standard output without DIR.
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+        /// The directory to write it in.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// What the binary was asked to do.
+pub enum Invocation {
+    /// One of the operator's commands.
+    Cli(Cli),
+    /// `xferwatch generate …`.
+    Generate(Generate),
+}
+
+/// The command line the binary parses: [`Cli`] with the hidden `generate` command added.
+pub fn command() -> Command {
+    Cli::command().subcommand(Generate::augment_subcommands(
+        Command::new("generate")
+            .about("Write the manual page or the shell completions (for packaging)")
+            .hide(true)
+            .subcommand_required(true),
+    ))
+}
+
+/// Parses the process's arguments; on an error or `--help`/`--version`, prints and exits as clap
+/// does (status 2 for a usage error).
+pub fn parse() -> Invocation {
+    let matches = command().get_matches();
+    let parsed = match matches.subcommand() {
+        Some(("generate", sub)) => Generate::from_arg_matches(sub).map(Invocation::Generate),
+        _ => Cli::from_arg_matches(&matches).map(Invocation::Cli),
+    };
+    parsed.unwrap_or_else(|e| e.format(&mut command()).exit())
+}
