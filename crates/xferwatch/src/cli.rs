@@ -1,5 +1,5 @@
 //! The command line, as a clap definition. The binary (`src/main.rs`) parses it with [`parse`];
-//! the manual page and the shell completions ([`crate::docgen`]) are rendered from the same
+//! the manual page and the shell completions (the `xferwatch-manual` crate) are rendered from the same
 //! definition, [`Cli`], so they cannot drift from what the binary accepts.
 //!
 //! [`Cli`] is the operator's command line. The binary also accepts `xferwatch generate`

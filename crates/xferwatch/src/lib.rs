@@ -3,11 +3,10 @@
 //! command and its summary ([`replay`]), and the live daemon's lifecycle — capture threads,
 //! signals, privilege drop, readiness and watchdog ([`run`], [`notify`]) — with its Prometheus
 //! endpoint ([`metrics`]). The command line is defined in [`cli`], and the manual page and shell
-//! completions are rendered from that definition ([`docgen`]). The binary (`src/main.rs`) parses
+//! completions are rendered from that definition (the `xferwatch-manual` crate). The binary (`src/main.rs`) parses
 //! arguments and calls these.
 
 pub mod cli;
-pub mod docgen;
 pub mod metrics;
 pub mod notify;
 pub mod replay;

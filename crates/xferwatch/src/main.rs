@@ -3,8 +3,9 @@
 //! `xferwatch` library (src/lib.rs), decoding, flows, identification, policy and output live in
 //! the workspace's crates.
 
+use clap::CommandFactory;
 use xferwatch::cli::{self, Cli, Cmd, Generate, Invocation};
-use xferwatch::{docgen, replay, run, settings};
+use xferwatch::{replay, run, settings};
 use xferwatch_logging::init_logging;
 
 use std::process::ExitCode;
@@ -82,8 +83,10 @@ fn main() -> ExitCode {
 /// `xferwatch generate`: the manual page or a completion script, for the package build.
 fn generate(what: Generate) -> ExitCode {
     let written = match what {
-        Generate::Man { dir } => docgen::write_man(&dir).map(Some),
-        Generate::Completions { shell, dir } => docgen::write_completions(shell, dir.as_deref()),
+        Generate::Man { dir } => xferwatch_manual::write_man(&Cli::command(), &dir).map(Some),
+        Generate::Completions { shell, dir } => {
+            xferwatch_manual::write_completions(&Cli::command(), shell, dir.as_deref())
+        }
     };
     match written {
         Ok(Some(path)) => {

@@ -1,5 +1,7 @@
-//! The manual page and the shell completions, rendered from the clap definition ([`crate::cli`]):
-//! `xferwatch generate man DIR` and `xferwatch generate completions SHELL [DIR]` (`make man`).
+//! xferwatch's manual page and shell completions, rendered from the command line's clap
+//! definition (`xferwatch::cli::Cli::command()`, passed in as `cli`): `xferwatch generate man DIR`
+//! and `xferwatch generate completions SHELL [DIR]` (`make man`). The prose clap cannot know
+//! (exit status, signals, files, examples) lives here, beside the rendering.
 //!
 //! The page is `xferwatch(1)`, one page for every command: clap_mangen's NAME, SYNOPSIS,
 //! DESCRIPTION and OPTIONS of `xferwatch`, then COMMANDS with the synopsis, description and
@@ -7,18 +9,17 @@
 //! sections clap cannot know — EXIT STATUS, SIGNALS, ENVIRONMENT, FILES, EXAMPLES, SEE ALSO —
 //! and VERSION.
 
-use crate::cli::Cli;
-use clap::CommandFactory;
 use clap_complete::Shell;
 use clap_mangen::Man;
 use roff::{bold, italic, roman, Roff};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// The command as documented: [`Cli`], without clap's `help` command (`--help` is documented) and
+/// The command as documented: `cli`, without clap's `help` command (`--help` is documented) and
 /// with the longer description the page opens with.
-fn documented() -> clap::Command {
-    let mut cmd = Cli::command()
+fn documented(cli: &clap::Command) -> clap::Command {
+    let mut cmd = cli
+        .clone()
         .disable_help_subcommand(true)
         .subcommand_help_heading("Commands")
         .subcommand_value_name("COMMAND")
@@ -35,8 +36,8 @@ fn documented() -> clap::Command {
 }
 
 /// The commands the page and the completions cover, in their order of definition.
-pub fn documented_commands() -> Vec<clap::Command> {
-    documented()
+pub fn documented_commands(cli: &clap::Command) -> Vec<clap::Command> {
+    documented(cli)
         .get_subcommands()
         .filter(|c| !c.is_hide_set())
         .cloned()
@@ -44,8 +45,8 @@ pub fn documented_commands() -> Vec<clap::Command> {
 }
 
 /// Renders `xferwatch(1)` (roff) into `w`.
-pub fn render_man(w: &mut dyn Write) -> io::Result<()> {
-    let cmd = documented();
+pub fn render_man(cli: &clap::Command, w: &mut dyn Write) -> io::Result<()> {
+    let cmd = documented(cli);
     let man = Man::new(cmd.clone())
         .manual("xferwatch manual")
         .date(page_date());
@@ -58,7 +59,7 @@ pub fn render_man(w: &mut dyn Write) -> io::Result<()> {
     let mut commands = Roff::new();
     commands.control("SH", ["COMMANDS"]);
     commands.to_writer(&mut out)?;
-    for sub in documented_commands() {
+    for sub in documented_commands(cli) {
         let name = sub
             .get_bin_name()
             .unwrap_or_else(|| sub.get_name())
@@ -118,19 +119,23 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// Writes `dir/xferwatch.1`; returns its path.
-pub fn write_man(dir: &Path) -> io::Result<PathBuf> {
+pub fn write_man(cli: &clap::Command, dir: &Path) -> io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("xferwatch.1");
     let mut buf = Vec::new();
-    render_man(&mut buf)?;
+    render_man(cli, &mut buf)?;
     std::fs::write(&path, buf)?;
     Ok(path)
 }
 
 /// Writes the completion script for `shell` in `dir` (`xferwatch.bash`, `_xferwatch`,
 /// `xferwatch.fish`, …) and returns its path, or writes it to standard output without `dir`.
-pub fn write_completions(shell: Shell, dir: Option<&Path>) -> io::Result<Option<PathBuf>> {
-    let mut cmd = Cli::command();
+pub fn write_completions(
+    cli: &clap::Command,
+    shell: Shell,
+    dir: Option<&Path>,
+) -> io::Result<Option<PathBuf>> {
+    let mut cmd = cli.clone();
     match dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
