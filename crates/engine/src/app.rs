@@ -259,6 +259,8 @@ pub struct App {
     pub proto: Proto,
     /// What was odd about this flow (caps its parsers reached, a bounce, a mid-stream pickup).
     pub anomalies: Anomalies,
+    /// SMB: the files being written on this connection, hashed as the WRITE data passes.
+    pub smb_files: Option<Box<SmbFiles>>,
     /// A session was asked for once (the table may have been full).
     pub session_tried: bool,
     /// The port/protocol check was made (it is made once).
@@ -269,9 +271,40 @@ pub struct App {
     pub infer_offered: bool,
 }
 
+/// SMB files written on one connection (by FileId), at most [`MAX_SMB_FILES`] at once.
+#[derive(Debug, Default)]
+pub struct SmbFiles(pub Vec<([u8; 16], FileTrack)>);
+
+/// Files of one SMB connection hashed at once; beyond, a new file is not hashed (its fileinfo
+/// still has its size from the parser, TRUNCATED).
+pub const MAX_SMB_FILES: usize = 64;
+
+impl SmbFiles {
+    fn bytes(&mut self, b: xferwatch_parsers::smb::FileBytes<'_>, hashes: HashSet) {
+        if let Some((_, t)) = self.0.iter_mut().find(|(k, _)| k == b.fid) {
+            t.at(b.offset, b.data);
+        } else if self.0.len() < MAX_SMB_FILES {
+            let mut t = FileTrack::new(hashes);
+            t.at(b.offset, b.data);
+            self.0.push((*b.fid, t));
+        }
+    }
+
+    /// The file with this `fuid` (as an SmbTx writes it), taken out.
+    pub fn take(&mut self, fuid: &str) -> Option<FileTrack> {
+        let i = self
+            .0
+            .iter()
+            .position(|(k, _)| xferwatch_parsers::smb::fuid_of(k) == fuid)?;
+        Some(self.0.swap_remove(i).1)
+    }
+}
+
 pub struct AppState {
     pub budget: Budget,
     pub counters: AppCounters,
+    /// Hashes files get (none: SMB WRITE data is skipped unseen, as before hashing existed).
+    pub hashes: HashSet,
     /// Connections searched for the next SMB message now (at most `MAX_HUNTS`).
     hunting: usize,
 }
@@ -282,6 +315,7 @@ impl AppState {
             budget: Budget::new(cfg.memcap),
             counters: AppCounters::default(),
             hunting: 0,
+            hashes: cfg.hashes,
         }
     }
     pub fn snapshot(&self) -> AppCounters {
@@ -994,24 +1028,33 @@ fn next_line(
 }
 
 fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
-    let Proto::Smb(conn) = &mut flow.app.proto else {
+    let app = &mut flow.app;
+    let Proto::Smb(conn) = &mut app.proto else {
         return;
+    };
+    let hashes = st.hashes;
+    let files = &mut app.smb_files;
+    let mut on_file = |b: xferwatch_parsers::smb::FileBytes<'_>| {
+        files.get_or_insert_with(Default::default).bytes(b, hashes)
     };
     let mut out = Vec::new();
     for side in [0usize, 1] {
         let to_server = side == 0;
-        let r = &mut flow.app.tcp[side];
+        let r = &mut app.tcp[side];
         loop {
             if let Some(g) = r.take_gap() {
                 let g = g.min(r.data().len());
-                conn.feed(to_server, &r.data()[..g], &mut out);
+                conn.feed_files(to_server, &r.data()[..g], &mut out, &mut on_file);
                 r.consume(g, SMB_DEPTH, &mut st.budget);
                 conn.gap(to_server);
             }
-            let used = conn.feed(to_server, r.data(), &mut out);
+            let used = conn.feed_files(to_server, r.data(), &mut out, &mut on_file);
             r.consume(used, SMB_DEPTH, &mut st.budget);
             let skip = conn.skippable(to_server);
-            if skip > 0 && r.data().is_empty() {
+            // WRITE data passes through the parser when files are hashed; otherwise it is skipped
+            // without ever being buffered.
+            let keep = hashes.any() && conn.file_data_ahead(to_server);
+            if skip > 0 && r.data().is_empty() && !keep {
                 let n = r.skip(skip, SMB_DEPTH, &mut st.budget);
                 conn.skipped(to_server, n);
                 // Segments waiting beyond the skipped bytes may now be in order.

@@ -250,6 +250,81 @@ pub fn fileinfo(f: &mut Flow<App>, shared: &Shared) -> Option<(String, FileSumma
     Some((out, summary))
 }
 
+/// The `fileinfo` event of a file an SMB connection wrote, at the transaction that closed it
+/// (`tx`: its name, FileId, end-of-file and bytes written). `track` holds what was hashed of it
+/// (None when hashing is off or the connection held too many files at once).
+pub fn smb_fileinfo(
+    f: &Flow<App>,
+    tx: &SmbTx,
+    track: Option<crate::evidence::FileTrack>,
+    ts_us: i64,
+    shared: &Shared,
+) -> (String, FileSummary) {
+    let mut track = track;
+    let digests = track.as_mut().and_then(|t| t.finish());
+    let (size, gaps) = match &track {
+        Some(t) => (t.size, t.gaps),
+        None => (tx.bytes_written, 0),
+    };
+    // Whole: every byte written seen in order from offset 0, up to the end-of-file the server
+    // reported (a CLOSE without attributes reports 0: no end-of-file). With hashing on, a file
+    // that was not followed (too many open at once) cannot be called whole.
+    let eof_ok = tx.size.is_none_or(|eof| eof == 0 || eof == size);
+    let followed = track.is_some() || !shared.app.hashes.any();
+    let whole = followed && gaps == 0 && eof_ok && size == tx.bytes_written;
+    let digests = digests.filter(|_| whole);
+    // SMB1 names keep the share-relative leading backslash SMB2 names do not have.
+    let name = tx.filename.as_deref().unwrap_or("");
+    let name = bounded_name(name.strip_prefix('\\').unwrap_or(name)).to_string();
+    let (client, server) = (f.client_endpoint().addr, f.server_endpoint().addr);
+    let direction = shared.networks.direction(client, server);
+    let t = tuple(f, shared);
+    let mut out = String::with_capacity(600);
+    write_event(
+        &mut out,
+        &header(f, &t, ts_us, Some("smb")),
+        "fileinfo",
+        |o| {
+            o.obj("fileinfo", |x| {
+                x.str("filename", &name);
+                if let Some(d) = &digests {
+                    if let Some(h) = &d.md5 {
+                        x.str("md5", h);
+                    }
+                    if let Some(h) = &d.sha1 {
+                        x.str("sha1", h);
+                    }
+                    if let Some(h) = &d.sha256 {
+                        x.str("sha256", h);
+                    }
+                }
+                x.bool("gaps", gaps > 0)
+                    .str("state", if whole { "CLOSED" } else { "TRUNCATED" })
+                    .bool("stored", false)
+                    .u64("size", size)
+                    .u64("tx_id", 0);
+            });
+            o.obj("xfer", |x| {
+                xfer_common(x, f);
+                x.str("direction", direction.as_str())
+                    .str("command", "WRITE");
+                if let Some(fuid) = &tx.fuid {
+                    x.str("fuid", fuid);
+                }
+                if gaps > 0 {
+                    x.u64("gaps", gaps);
+                }
+            });
+        },
+    );
+    let summary = FileSummary {
+        name,
+        size,
+        sha256: digests.and_then(|d| d.sha256),
+    };
+    (out, summary)
+}
+
 /// An `alert` event, Suricata-shaped, raised at packet time `ts_us` on flow `f`.
 pub fn alert(
     f: &Flow<App>,

@@ -473,6 +473,16 @@ impl Worker {
                             (idx, 2, first_idx),
                             line,
                         );
+                        smb_file(
+                            flow,
+                            &tx,
+                            ts_us,
+                            (idx, 2, first_idx),
+                            shared,
+                            &mut self.sessions,
+                            &mut self.totals,
+                            &mut self.events,
+                        );
                     }
                 }
             }
@@ -621,7 +631,19 @@ impl Worker {
                     AppEv::Ftp(FtpEvent::Tx(tx)) => {
                         self.write("ftp", key, render::ftp(&f, &tx, ts, &shared))
                     }
-                    AppEv::Smb(tx) => self.write("smb", key, render::smb(&f, &tx, ts, &shared)),
+                    AppEv::Smb(tx) => {
+                        self.write("smb", key, render::smb(&f, &tx, ts, &shared));
+                        smb_file(
+                            &mut f,
+                            &tx,
+                            ts,
+                            key,
+                            &shared,
+                            &mut self.sessions,
+                            &mut self.totals,
+                            &mut self.events,
+                        );
+                    }
                     AppEv::Ftp(_) => {}
                 }
             }
@@ -846,6 +868,36 @@ impl Alerts<'_> {
                 flow.server_endpoint().port
             ),
         ));
+    }
+}
+
+/// A transaction that closed a file the SMB connection wrote: its `fileinfo`, and the file in its
+/// session's list.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the worker's tables are borrowed apart while the flow is borrowed from one of them"
+)]
+fn smb_file(
+    flow: &mut Flow<App>,
+    tx: &xferwatch_parsers::smb::SmbTx,
+    ts_us: i64,
+    key: OrderKey,
+    shared: &Shared,
+    sessions: &mut Sessions,
+    totals: &mut WorkerTotals,
+    events: &mut Vec<(OrderKey, Ev)>,
+) {
+    if tx.bytes_written == 0 {
+        return;
+    }
+    let Some(fuid) = tx.fuid.as_deref() else {
+        return;
+    };
+    let track = flow.app.smb_files.as_mut().and_then(|f| f.take(fuid));
+    let (line, file) = render::smb_fileinfo(flow, tx, track, ts_us, shared);
+    queue(totals, events, "fileinfo", key, line);
+    if let Some(s) = sessions.get_mut(flow.app.session) {
+        s.add_file(file);
     }
 }
 

@@ -1,6 +1,7 @@
-//! Every file the bundled captures moved by FTP or TFTP is reported by a `fileinfo` event with the
-//! name, size and SHA-256 the capture script recorded (`pcaps/expected.json`, computed from the
-//! files the real clients sent), whole (`CLOSED`) and in the right direction.
+//! Every file the bundled captures moved by FTP or TFTP, and every file written over SMB2, is
+//! reported by a `fileinfo` event with the name, size and SHA-256 the capture script recorded
+//! (`pcaps/expected.json`, computed from the files the real clients sent), whole (`CLOSED`) and in
+//! the right direction. Encrypted SMB3 gives none; SMB1 writes are reported by size, unhashed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -43,7 +44,11 @@ fn ftp_and_tftp_files_have_their_recorded_hashes() {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|f| f["protocol"] == "ftp" || f["protocol"] == "tftp")
+            .filter(|f| {
+                f["protocol"] == "ftp"
+                    || f["protocol"] == "tftp"
+                    || (f["protocol"] == "smb" && f["direction"] == "upload" && hashed_smb(pcap))
+            })
             .collect();
         if files.is_empty() {
             continue;
@@ -61,7 +66,9 @@ fn ftp_and_tftp_files_have_their_recorded_hashes() {
             assert_eq!(fi["state"], "CLOSED", "{pcap} {}", f["name"]);
             assert_eq!(fi["gaps"], false);
             assert!(e["community_id"].as_str().unwrap().starts_with("1:"));
-            let way = if f["direction"] == "upload" {
+            let way = if pcap.contains("internal") {
+                "internal"
+            } else if f["direction"] == "upload" {
                 "outbound"
             } else {
                 "inbound"
@@ -70,5 +77,20 @@ fn ftp_and_tftp_files_have_their_recorded_hashes() {
             checked += 1;
         }
     }
-    assert!(checked >= 17, "only {checked} files checked");
+    assert!(checked >= 20, "only {checked} files checked");
+}
+
+/// SMB2 connections in the clear: their writes are hashed.
+fn hashed_smb(pcap: &str) -> bool {
+    pcap.starts_with("smb") && !pcap.starts_with("smb1") && !pcap.starts_with("smb3-encrypted")
+}
+
+#[test]
+fn encrypted_smb3_has_no_file_and_smb1_writes_have_a_size() {
+    assert!(fileinfo_events(&repo("pcaps/smb3-encrypted.pcap")).is_empty());
+    let smb1 = fileinfo_events(&repo("pcaps/smb1-port139.pcap"));
+    assert_eq!(smb1.len(), 1, "{smb1:?}");
+    assert_eq!(smb1[0]["fileinfo"]["filename"], "ledger.bin");
+    assert_eq!(smb1[0]["fileinfo"]["size"], 307200);
+    assert!(smb1[0]["fileinfo"].get("sha256").is_none());
 }

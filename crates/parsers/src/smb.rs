@@ -525,6 +525,35 @@ struct Pending {
 struct DirState {
     skip: u64,
     resync: bool,
+    /// The data of a WRITE being skipped, delivered to the caller as it passes.
+    run: Option<DataRun>,
+}
+
+/// Where the data of an SMB2 WRITE lies within the bytes skipped after its fixed part.
+#[derive(Debug, Clone, Copy)]
+struct DataRun {
+    fid: [u8; 16],
+    /// File offset of the next data byte.
+    offset: u64,
+    /// Skipped bytes before the data starts (padding between the fixed part and DataOffset).
+    pre: u64,
+    /// Data bytes still to come.
+    left: u64,
+}
+
+/// Bytes of a file written by an SMB2 WRITE, as they pass (see [`SmbConn::feed_files`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FileBytes<'a> {
+    /// The SMB2 FileId, as [`fuid_of`] writes it in `SmbTx::fuid`.
+    pub fid: &'a [u8; 16],
+    /// Offset in the file of `data`'s first byte.
+    pub offset: u64,
+    pub data: &'a [u8],
+}
+
+/// The `fuid` text of an SMB2 FileId, as `SmbTx::fuid` carries it.
+pub fn fuid_of(fid: &[u8; 16]) -> String {
+    fuid_string(&FileKey::V2(*fid))
 }
 
 /// Parsed SMB2 header fields.
@@ -595,6 +624,8 @@ pub struct SmbConn {
     encrypted: Vec<EncSession>,
     dialect: Option<&'static str>,
     chain_fid: Option<[u8; 16]>,
+    /// The WRITE just read (FileId, file offset, DataOffset, data length): its data follows.
+    write_run: Option<([u8; 16], u64, u16, u64)>,
     stats: SmbStats,
 }
 
@@ -660,6 +691,7 @@ impl SmbConn {
             encrypted: Vec::new(),
             dialect: None,
             chain_fid: None,
+            write_run: None,
             stats: SmbStats::default(),
         }
     }
@@ -675,10 +707,18 @@ impl SmbConn {
         self.dirs[dir_index(to_server)].skip
     }
 
+    /// The bytes to skip hold WRITE data: a caller that hashes files passes them through
+    /// [`feed_files`](Self::feed_files) instead of skipping them.
+    pub fn file_data_ahead(&self, to_server: bool) -> bool {
+        self.dirs[dir_index(to_server)].run.is_some()
+    }
+
     /// The caller skipped `n` (≤ skippable) bytes of this direction.
     pub fn skipped(&mut self, to_server: bool, n: u64) {
         let d = &mut self.dirs[dir_index(to_server)];
         d.skip = d.skip.saturating_sub(n);
+        // WRITE data skipped unseen: its file has a gap there.
+        d.run = None;
     }
 
     /// Bytes were lost in this direction: resynchronise on the next plausible SMB header.
@@ -686,6 +726,7 @@ impl SmbConn {
         let d = &mut self.dirs[dir_index(to_server)];
         d.skip = 0;
         d.resync = true;
+        d.run = None;
     }
 
     /// The connection ended: push a CLOSE-shaped tx for every open file that moved bytes and one
@@ -712,12 +753,43 @@ impl SmbConn {
     /// parser does not need are consumed as they come; if such a body extends past `data`, all of
     /// `data` is consumed and the rest is reported by [`SmbConn::skippable`].
     pub fn feed(&mut self, to_server: bool, data: &[u8], out: &mut Vec<SmbTx>) -> usize {
+        self.feed_files(to_server, data, out, &mut |_| {})
+    }
+
+    /// [`feed`](Self::feed), also handing the data of SMB2 WRITE requests to `files` as it
+    /// passes (by FileId and file offset), so the caller can hash uploads without buffering.
+    pub fn feed_files(
+        &mut self,
+        to_server: bool,
+        data: &[u8],
+        out: &mut Vec<SmbTx>,
+        files: &mut dyn FnMut(FileBytes<'_>),
+    ) -> usize {
         let d = dir_index(to_server);
         let mut pos = 0usize;
         loop {
             if self.dirs[d].skip > 0 {
                 let avail = (data.len() - pos) as u64;
                 let n = self.dirs[d].skip.min(avail);
+                if let Some(run) = &mut self.dirs[d].run {
+                    let mut chunk = &data[pos..pos + n as usize];
+                    let pre = run.pre.min(chunk.len() as u64);
+                    run.pre -= pre;
+                    chunk = &chunk[pre as usize..];
+                    let take = run.left.min(chunk.len() as u64) as usize;
+                    if take > 0 {
+                        files(FileBytes {
+                            fid: &run.fid,
+                            offset: run.offset,
+                            data: &chunk[..take],
+                        });
+                        run.offset += take as u64;
+                        run.left -= take as u64;
+                    }
+                    if run.left == 0 {
+                        self.dirs[d].run = None;
+                    }
+                }
                 pos += n as usize;
                 self.dirs[d].skip -= n;
                 if self.dirs[d].skip > 0 {
@@ -804,6 +876,19 @@ impl SmbConn {
             }
             pos += NBSS_HDR + want;
             self.dirs[d].skip = (len - want) as u64;
+            self.dirs[d].run = self
+                .write_run
+                .take()
+                .and_then(|(fid, offset, data_offset, n)| {
+                    let pre = (data_offset as u64).checked_sub(want as u64)?;
+                    let left = n.min(((len - want) as u64).saturating_sub(pre));
+                    (left > 0).then_some(DataRun {
+                        fid,
+                        offset,
+                        pre,
+                        left,
+                    })
+                });
         }
     }
 
@@ -1338,6 +1423,9 @@ impl SmbConn {
                 if fid == CHAIN_FID && related {
                     Req::ChainWrite(n)
                 } else {
+                    // A lone WRITE has its data in the bytes after the part read (`feed` checks
+                    // that the data lies there before it delivers any).
+                    self.write_run = Some((fid, w.offset, w.data_offset, n));
                     self.add_written(FileKey::V2(fid), h.session_id, h.tree_id, n, out);
                     return;
                 }
