@@ -36,9 +36,13 @@ pub enum Cmd {
         /// Configuration file (TOML). Environment variables XFERWATCH__SECTION__KEY override it.
         #[arg(short, long)]
         config: Option<PathBuf>,
-        /// Where to write EVE JSON lines ("-" for standard output).
+        /// Where to write EVE JSON lines ("-" for standard output). An existing file is not
+        /// overwritten: the replay refuses unless --force is given.
         #[arg(long, default_value = "eve.json")]
         eve: String,
+        /// Replace the --eve file when it exists (it is truncated, then written).
+        #[arg(long)]
+        force: bool,
         /// Worker threads (default: [engine] workers, 0 = one per core).
         #[arg(short, long)]
         workers: Option<usize>,

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Cmd::Replay {
             config,
             eve,
+            force,
             workers,
             quiet,
             pcaps,
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&settings.log.level, settings.log.format == "json");
-            match replay::run(&settings, &eve, workers, quiet, &pcaps) {
+            match replay::run(&settings, &eve, force, workers, quiet, &pcaps) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("xferwatch: {e:#}");

@@ -6,7 +6,7 @@
 use crate::settings::Settings;
 use anyhow::{Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +17,7 @@ use xferwatch_engine::writer::{EventSink, WriteSink};
 pub fn run(
     s: &Settings,
     eve: &str,
+    force: bool,
     workers: Option<usize>,
     quiet: bool,
     pcaps: &[PathBuf],
@@ -29,8 +30,7 @@ pub fn run(
             std::io::stdout(),
         )))
     } else {
-        let f = std::fs::File::create(eve)
-            .with_context(|| format!("{eve}: cannot create the EVE file"))?;
+        let f = open_eve(Path::new(eve), force)?;
         Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 16, f)))
     };
     // SIGINT/SIGTERM stop reading; every flow read so far still gets its record, and the exit
@@ -79,6 +79,35 @@ pub fn run(
         internal_error,
         r.outcome.any_unreadable(),
     ))
+}
+
+/// Opens the EVE file for writing. A replay never destroys a regular file it did not create: an
+/// existing one is refused unless `force`. What is not a regular file (`/dev/null`, a FIFO) is
+/// written as before.
+pub fn open_eve(path: &Path, force: bool) -> Result<std::fs::File> {
+    let shown = path.display();
+    match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => return Ok(f),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("{shown}: cannot create the EVE file"))
+            )
+        }
+    }
+    // A dangling symlink, or anything that cannot be looked at, is protected like a regular file.
+    let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
+    if regular && !force {
+        anyhow::bail!(
+            "{shown}: the EVE file already exists; not overwriting it (give --force to replace it, \
+             or another --eve)"
+        );
+    }
+    std::fs::File::create(path).with_context(|| format!("{shown}: cannot create the EVE file"))
 }
 
 /// The exit status of a replay, most serious first: interrupted by a signal (128 + its number),

@@ -28,6 +28,7 @@ fn replay(args: &[&str], pcaps: &[PathBuf], eve: &Path) -> Output {
     let mut c = bin();
     c.arg("replay")
         .arg("-q")
+        .arg("--force")
         .arg("--eve")
         .arg(eve)
         .args(args)
@@ -405,6 +406,40 @@ fn truncated_capture_keeps_what_was_read() {
     assert!(ev
         .iter()
         .any(|e| e["event_type"] == "flow" && e["app_proto"] == "ftp"));
+}
+
+/// An existing EVE file is never overwritten without --force: refused with its name, kept intact.
+#[test]
+fn existing_eve_file_is_kept_unless_forced() {
+    let dir = tmpdir("existing-eve");
+    let eve = dir.join("eve.json");
+    std::fs::write(&eve, "precious\n").unwrap();
+    let good = pcaps_dir().join("http-port21.pcap");
+    let out = bin()
+        .current_dir(&dir)
+        .args(["replay", "-q"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("eve.json") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&eve).unwrap(), "precious\n");
+    let out = bin()
+        .current_dir(&dir)
+        .args(["replay", "-q", "--force"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(events(&eve).iter().any(|e| e["event_type"] == "stats"));
+    // Not a regular file: written as before.
+    let out = bin()
+        .args(["replay", "-q", "--eve", "/dev/null"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
