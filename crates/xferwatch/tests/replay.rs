@@ -390,6 +390,30 @@ fn unreadable_files_are_reported_and_others_processed() {
         .any(|e| e["event_type"] == "flow" && e["app_proto"] == "http"));
 }
 
+/// No input readable at all: exit 2, a message, and no EVE output (an existing file, even with
+/// --force, is left as it was; none is created).
+#[test]
+fn nothing_readable_writes_nothing() {
+    let dir = tmpdir("nothing-readable");
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "this is not a capture\n").unwrap();
+    let eve = dir.join("eve.json");
+    for input in [dir.join("missing.pcap"), text] {
+        let out = replay(&[], std::slice::from_ref(&input), &eve);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("could be read") && err.contains("eve.json"),
+            "{err}"
+        );
+        assert!(!eve.exists(), "{}: created", eve.display());
+    }
+    std::fs::write(&eve, "kept\n").unwrap();
+    let out = replay(&[], &[dir.join("missing.pcap")], &eve);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&eve).unwrap(), "kept\n");
+}
+
 /// A truncated capture: a warning naming the file and the packet, what was read is kept, exit 0.
 #[test]
 fn truncated_capture_keeps_what_was_read() {
