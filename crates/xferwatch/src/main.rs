@@ -41,7 +41,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Run { config } => {
+        Cmd::Run { file, config } => {
+            // clap requires exactly one of them.
+            let Some(config) = file.or(config) else {
+                eprintln!("xferwatch run: give the configuration file");
+                return ExitCode::from(2);
+            };
             let settings = match settings::Settings::load(Some(&config)) {
                 Ok(s) => s,
                 Err(e) => {

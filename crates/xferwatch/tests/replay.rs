@@ -598,3 +598,28 @@ fn directions_that_disagree_are_recorded() {
         "bundled flows agree both ways"
     );
 }
+
+/// `run` takes its configuration as `FILE` like `check-config`, or as `-c FILE`; not both.
+#[test]
+fn run_takes_the_configuration_positionally() {
+    let dir = tmpdir("run-positional");
+    let cfg = dir.join("sensor.toml");
+    std::fs::write(&cfg, "[limits]\nmax_flowz = 5\n").unwrap();
+    for args in [vec!["run"], vec!["run", "-c"]] {
+        let out = bin().args(&args).arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // Parsed, then refused by the configuration check (1), not a usage error (2).
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("max_flowz"), "{err}");
+    }
+    let out = bin()
+        .arg("run")
+        .arg(&cfg)
+        .arg("-c")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
