@@ -68,7 +68,13 @@ fn main() -> ExitCode {
                 eprintln!("xferwatch check-config: give the configuration file to check");
                 return ExitCode::from(2);
             };
-            match settings::Settings::load(Some(&path)) {
+            // `run` compiles [capture] bpf when it opens the interfaces: check it now, as it will.
+            let loaded = settings::Settings::load(Some(&path)).and_then(|s| {
+                xferwatch_capture::live::check_bpf(&s.capture.bpf)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                Ok(s)
+            });
+            match loaded {
                 Ok(s) => {
                     println!(
                         "# {}: valid; effective configuration with defaults resolved:",

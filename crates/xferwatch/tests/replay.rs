@@ -623,3 +623,27 @@ fn run_takes_the_configuration_positionally() {
     let out = bin().arg("run").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `check-config` compiles `[capture] bpf` as `run` will, and names the key when it does not.
+#[test]
+fn check_config_compiles_the_bpf_filter() {
+    let dir = tmpdir("bpf");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[capture]\nbpf = \"tcp prot 21\"\n").unwrap();
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("capture.bpf") && err.contains("bad.toml"),
+        "{err}"
+    );
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[capture]\nbpf = \"tcp port 21 or udp\"\n").unwrap();
+    let out = bin().arg("check-config").arg(&good).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
