@@ -14,7 +14,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "xferwatch",
-    version,
+    version = env!("XFERWATCH_VERSION"),
     about = "Passive sensor for large outbound FTP/TFTP/SMB transfers and application/port mismatches"
 )]
 pub struct Cli {
