@@ -74,7 +74,7 @@ man: build
 # Replays the bundled captures of real client/server software and shows what was found.
 demo: build
 	@mkdir -p $(DEMO_OUT)
-	$(BIN) replay -c pcaps/demo.toml --eve $(DEMO_OUT)/demo-eve.json pcaps/*.pcap
+	$(BIN) replay --force -c pcaps/demo.toml --eve $(DEMO_OUT)/demo-eve.json pcaps/*.pcap
 	@echo
 	@echo "EVE records written to $(DEMO_OUT)/demo-eve.json ($$(wc -l < $(DEMO_OUT)/demo-eve.json) lines); the first large-outbound alert:"
 	@grep -m1 '"signature_id":1173001' $(DEMO_OUT)/demo-eve.json || head -n1 $(DEMO_OUT)/demo-eve.json
@@ -89,7 +89,7 @@ test: build
 test-eve: build
 	@if [ -f $(SHARED)/tools/eve_check.py ] && python3 -c 'import jsonschema' 2>/dev/null; then \
 	  mkdir -p $(DEMO_OUT); \
-	  $(BIN) replay -q -c pcaps/demo.toml --eve $(DEMO_OUT)/schema-eve.json pcaps/*.pcap; \
+	  $(BIN) replay -q --force -c pcaps/demo.toml --eve $(DEMO_OUT)/schema-eve.json pcaps/*.pcap; \
 	  for f in $(SHARED)/corpus/public/pcaps/*; do $(BIN) replay -q --eve - "$$f" 2>/dev/null; done > $(DEMO_OUT)/schema-corpus-eve.json; \
 	  python3 $(SHARED)/tools/eve_check.py $(DEMO_OUT)/schema-eve.json $(DEMO_OUT)/schema-corpus-eve.json; \
 	else \

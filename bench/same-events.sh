@@ -21,12 +21,12 @@ shared=${SHARED:-../shared}
 mkdir -p "$out"
 for w in 1 2; do
   for p in pcaps/*.pcap; do
-    "$bin" replay -q -w "$w" -c pcaps/demo.toml --eve "$out/bundled-$(basename "$p" .pcap)-w$w.json" "$p"
+    "$bin" replay -q -w "$w" --force -c pcaps/demo.toml --eve "$out/bundled-$(basename "$p" .pcap)-w$w.json" "$p"
   done
-  "$bin" replay -q -w "$w" -c pcaps/demo.toml --eve "$out/bundled-all-w$w.json" pcaps/*.pcap
+  "$bin" replay -q -w "$w" --force -c pcaps/demo.toml --eve "$out/bundled-all-w$w.json" pcaps/*.pcap
   if [ -d "$shared/corpus/public/pcaps" ]; then
     for p in "$shared"/corpus/public/pcaps/*; do
-      "$bin" replay -q -w "$w" --eve "$out/corpus-$(basename "$p")-w$w.json" "$p" || echo "exit $?: $p"
+      "$bin" replay -q -w "$w" --force --eve "$out/corpus-$(basename "$p")-w$w.json" "$p" || echo "exit $?: $p"
     done
   fi
 done

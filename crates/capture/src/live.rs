@@ -338,3 +338,30 @@ pub fn wall_us() -> i64 {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
+
+/// Compiles `filter` as libpcap would for an Ethernet interface, without opening one (no
+/// privileges needed): what `check-config` tells of `capture.bpf` before `run` opens the
+/// interfaces. An empty filter is no filter.
+pub fn check_bpf(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Ok(());
+    }
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)
+        .map_err(|e| format!("capture.bpf: cannot compile without libpcap: {e}"))?;
+    dead.compile(filter, true)
+        .map(drop)
+        .map_err(|e| format!("capture.bpf: {filter:?} does not compile: {e}"))
+}
+
+#[cfg(test)]
+mod bpf_tests {
+    use super::check_bpf;
+
+    #[test]
+    fn filters_compile_or_name_the_key() {
+        assert_eq!(check_bpf(""), Ok(()));
+        assert_eq!(check_bpf("tcp port 21 or udp port 69"), Ok(()));
+        let e = check_bpf("tcp prot 21").unwrap_err();
+        assert!(e.starts_with("capture.bpf: \"tcp prot 21\""), "{e}");
+    }
+}

@@ -119,8 +119,16 @@ pub fn save(path: &Path, window_secs: u64, mut all: Saved) -> Result<()> {
         .with_context(|| format!("{}: cannot save the baseline state", path.display()))
 }
 
+/// The baseline state's mode: only its owner reads and writes it (the state names internal hosts
+/// and their traffic volumes). Stated here rather than left to the temporary-file library.
+pub const STATE_MODE: u32 = 0o600;
+
+fn state_permissions() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(STATE_MODE)
+}
+
 /// Replaces `path` with `bytes` atomically: a new file with a random name next to it (exclusive
-/// creation, mode 0600: nothing already at that name, link or not, is opened), written, synced,
+/// creation, mode 0600 ([`STATE_MODE`]): nothing already at that name, link or not, is opened), written, synced,
 /// renamed over `path` (rename replaces a symlink at `path` itself, never its target), and the
 /// directory synced so the rename survives a power cut. On any error the temporary file is removed.
 fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -136,6 +144,7 @@ fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
+        .permissions(state_permissions())
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)
@@ -213,6 +222,29 @@ mod tests {
             .file_type()
             .is_file());
         assert_eq!(load(&state, 3600).len(), 1);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// The state is readable by its owner only: mode 0600, whatever the umask (which can only
+    /// remove bits).
+    #[test]
+    fn the_state_file_is_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let d =
+            std::env::temp_dir().join(format!("xferwatch-baseline-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let state = d.join("baselines.json");
+        save(&state, 3600, one_host()).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "world bits set: {mode:o}");
+        assert_eq!(mode & !STATE_MODE, 0, "more than {STATE_MODE:o}: {mode:o}");
+        assert_eq!(mode & 0o600, 0o600, "owner cannot read and write: {mode:o}");
+        // Saving again over an existing file keeps the mode (the new file replaces it).
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o644)).unwrap();
+        save(&state, 3600, one_host()).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "after a second save: {mode:o}");
         std::fs::remove_dir_all(&d).ok();
     }
 

@@ -9,7 +9,8 @@
 //! that runs, with no in-memory stand-in for the file reader.
 
 use crate::pipeline::{BaselineFile, EngineConfig};
-use crate::writer::WriteSink;
+use crate::replay::NothingRead;
+use crate::writer::{EventSink, LazySink, WriteSink};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,9 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct Replayed {
     /// The exit status `xferwatch replay` would have returned (0, or 2 when the capture was not
-    /// readable at all).
+    /// readable at all: then there is no output).
     pub exit_code: u8,
-    /// The EVE output, one JSON record per line, the `stats` record last.
+    /// The EVE output, one JSON record per line, the `stats` record last; empty when the capture
+    /// could not be read at all.
     pub eve: String,
 }
 
@@ -58,16 +60,28 @@ pub fn replay_capture(config: &EngineConfig, capture: &[u8]) -> Result<Replayed>
     let eve = scratch.0.join("eve.json");
     std::fs::write(&input, capture)
         .with_context(|| format!("{}: cannot write the capture", input.display()))?;
-    let file = std::fs::File::create(&eve)
-        .with_context(|| format!("{}: cannot create the EVE file", eve.display()))?;
-    let sink = Box::new(WriteSink(std::io::BufWriter::new(file)));
-    let r = crate::replay::replay(
+    let path = eve.clone();
+    let sink = Box::new(LazySink::new(move || {
+        let file = std::fs::File::create(&path)?;
+        Ok(Box::new(WriteSink(std::io::BufWriter::new(file))) as Box<dyn EventSink>)
+    }));
+    let r = match crate::replay::replay(
         config,
         &BaselineFile::load(None, 3600),
         &[input],
         sink,
         &AtomicBool::new(false),
-    )?;
+    ) {
+        Ok(r) => r,
+        // Not a capture at all: no output, exit status 2, as `xferwatch replay` does.
+        Err(e) if e.is::<NothingRead>() => {
+            return Ok(Replayed {
+                exit_code: 2,
+                eve: String::new(),
+            })
+        }
+        Err(e) => return Err(e),
+    };
     let exit_code = if r.health.panics > 0 || r.dead_workers > 0 {
         3
     } else if r.outcome.any_unreadable() {
@@ -100,9 +114,9 @@ mod tests {
     }
 
     #[test]
-    fn bytes_that_are_no_capture_exit_2_with_stats() {
+    fn bytes_that_are_no_capture_exit_2_without_output() {
         let r = replay_capture(&EngineConfig::default(), b"not a capture").expect("replay");
         assert_eq!(r.exit_code, 2);
-        assert_eq!(r.eve.lines().count(), 1, "only the stats record: {}", r.eve);
+        assert_eq!(r.eve, "", "no record, not even stats");
     }
 }

@@ -38,7 +38,7 @@ pub mod writer;
 pub use config::AppConfig;
 pub use counters::WorkerTotals;
 pub use pipeline::{detect_per_worker, shard_fn, worker_count, BaselineFile, Engine, EngineConfig};
-pub use writer::{ChannelSink, EveSink, EventSink, WriteSink};
+pub use writer::{ChannelSink, EveSink, EventSink, LazySink, WriteSink};
 
 #[cfg(test)]
 mod contain_tests;

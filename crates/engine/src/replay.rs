@@ -9,7 +9,7 @@ use crate::writer::EventSink;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use xferwatch_capture::{read_files, IngestStats, Mode, ReadOutcome};
+use xferwatch_capture::{read_files, FileProblem, IngestStats, Mode, ReadOutcome};
 use xferwatch_events::{write_stats, StatsRecord};
 
 /// What a replay did.
@@ -28,9 +28,31 @@ pub struct Replayed {
     pub health: WorkerHealth,
 }
 
+/// No input could be read at all (each was missing, not a capture, or of an unsupported link
+/// type): [`replay`] wrote nothing, not even the `stats` record.
+#[derive(Debug)]
+pub struct NothingRead {
+    pub problems: Vec<FileProblem>,
+}
+
+impl std::fmt::Display for NothingRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no capture file could be read")?;
+        for p in &self.problems {
+            write!(f, "; {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NothingRead {}
+
 /// Replays `files` in order through an engine built from `c`, writing every event to `sink`.
 /// Baselines start from `baselines` and are saved back to it. Setting `stop` ends the reading
 /// early; every flow read so far still gets its record.
+///
+/// When no file could be read at all, the error is [`NothingRead`] and nothing was given to `sink`
+/// (a [`crate::writer::LazySink`] then creates no file).
 pub fn replay(
     c: &EngineConfig,
     baselines: &BaselineFile,
@@ -58,6 +80,12 @@ pub fn replay(
     let mut merged = merged.context("cannot write the EVE output")?;
     dead_workers = dead_workers.max(n.saturating_sub(merged.finished));
 
+    if outcome.files_read == 0 && outcome.any_unreadable() && merged.events == 0 {
+        return Err(NothingRead {
+            problems: outcome.problems,
+        }
+        .into());
+    }
     baselines.save(&mut merged.totals);
     let stats = stats_record(
         &ingest.stats,

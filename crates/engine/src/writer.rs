@@ -42,6 +42,54 @@ impl<W: Write + Send> EventSink for WriteSink<W> {
     }
 }
 
+/// A sink opened by its first record: nothing is created (no file truncated) when a replay has
+/// nothing to write. A `flush` before the first record does nothing.
+pub struct LazySink {
+    open: Option<SinkOpener>,
+    sink: Option<Box<dyn EventSink>>,
+}
+
+/// What opens a [`LazySink`].
+pub type SinkOpener = Box<dyn FnOnce() -> std::io::Result<Box<dyn EventSink>> + Send>;
+
+impl LazySink {
+    pub fn new(
+        open: impl FnOnce() -> std::io::Result<Box<dyn EventSink>> + Send + 'static,
+    ) -> Self {
+        LazySink {
+            open: Some(Box::new(open)),
+            sink: None,
+        }
+    }
+
+    /// True once the sink was opened.
+    pub fn opened(&self) -> bool {
+        self.sink.is_some()
+    }
+}
+
+impl EventSink for LazySink {
+    fn event(&mut self, line: &str) -> std::io::Result<()> {
+        if self.sink.is_none() {
+            let open = self
+                .open
+                .take()
+                .ok_or_else(|| std::io::Error::other("the sink could not be opened before"))?;
+            self.sink = Some(open()?);
+        }
+        match &mut self.sink {
+            Some(s) => s.event(line),
+            None => Ok(()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.sink {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Records sent to another thread, one `String` each; a receiver gone is an error.
 pub struct ChannelSink(pub crossbeam_channel::Sender<String>);
 

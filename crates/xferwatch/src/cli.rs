@@ -14,7 +14,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "xferwatch",
-    version,
+    version = env!("XFERWATCH_VERSION"),
     about = "Passive sensor for large outbound FTP/TFTP/SMB transfers and application/port mismatches"
 )]
 pub struct Cli {
@@ -34,11 +34,16 @@ pub enum Cmd {
     /// Replay capture files (pcap or pcapng) as one timeline and write EVE JSON.
     Replay {
         /// Configuration file (TOML). Environment variables XFERWATCH__SECTION__KEY override it.
+        /// Only as -c FILE here: the positional arguments are the capture files.
         #[arg(short, long)]
         config: Option<PathBuf>,
-        /// Where to write EVE JSON lines ("-" for standard output).
+        /// Where to write EVE JSON lines ("-" for standard output). An existing file is not
+        /// overwritten: the replay refuses unless --force is given.
         #[arg(long, default_value = "eve.json")]
         eve: String,
+        /// Replace the --eve file when it exists (it is truncated, then written).
+        #[arg(long)]
+        force: bool,
         /// Worker threads (default: [engine] workers, 0 = one per core).
         #[arg(short, long)]
         workers: Option<usize>,
@@ -52,14 +57,22 @@ pub enum Cmd {
     /// Run the live sensor: capture on [capture] interfaces until SIGTERM/SIGINT (SIGHUP reopens the
     /// EVE file and reloads the allowlist and thresholds).
     Run {
-        /// Configuration file (TOML). Environment variables XFERWATCH__SECTION__KEY override it.
+        /// Configuration file (TOML), as FILE or -c FILE. Environment variables
+        /// XFERWATCH__SECTION__KEY override it.
+        #[arg(
+            value_name = "FILE",
+            conflicts_with = "config",
+            required_unless_present = "config"
+        )]
+        file: Option<PathBuf>,
+        // No doc comment: it would become help text, and `-c FILE` is the same as `FILE` here.
         #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Validate a configuration file and print the effective configuration (exit 0 valid, 1 invalid).
     CheckConfig {
-        /// The configuration file.
-        #[arg(value_name = "FILE")]
+        /// The configuration file, as FILE or -c FILE.
+        #[arg(value_name = "FILE", conflicts_with = "config")]
         file: Option<PathBuf>,
         // No doc comment: it would become help text, and `-c FILE` is the same as `FILE` here.
         #[arg(short, long, value_name = "FILE")]

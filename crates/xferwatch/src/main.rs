@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Cmd::Replay {
             config,
             eve,
+            force,
             workers,
             quiet,
             pcaps,
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&settings.log.level, settings.log.format == "json");
-            match replay::run(&settings, &eve, workers, quiet, &pcaps) {
+            match replay::run(&settings, &eve, force, workers, quiet, &pcaps) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("xferwatch: {e:#}");
@@ -40,7 +41,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Run { config } => {
+        Cmd::Run { file, config } => {
+            // clap requires exactly one of them.
+            let Some(config) = file.or(config) else {
+                eprintln!("xferwatch run: give the configuration file");
+                return ExitCode::from(2);
+            };
             let settings = match settings::Settings::load(Some(&config)) {
                 Ok(s) => s,
                 Err(e) => {
@@ -62,7 +68,13 @@ fn main() -> ExitCode {
                 eprintln!("xferwatch check-config: give the configuration file to check");
                 return ExitCode::from(2);
             };
-            match settings::Settings::load(Some(&path)) {
+            // `run` compiles [capture] bpf when it opens the interfaces: check it now, as it will.
+            let loaded = settings::Settings::load(Some(&path)).and_then(|s| {
+                xferwatch_capture::live::check_bpf(&s.capture.bpf)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                Ok(s)
+            });
+            match loaded {
                 Ok(s) => {
                     println!(
                         "# {}: valid; effective configuration with defaults resolved:",

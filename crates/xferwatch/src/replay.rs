@@ -6,17 +6,18 @@
 use crate::settings::Settings;
 use anyhow::{Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use xferwatch_engine::replay::{replay, Replayed};
+use xferwatch_engine::replay::{replay, NothingRead, Replayed};
 use xferwatch_engine::worker_count;
-use xferwatch_engine::writer::{EventSink, WriteSink};
+use xferwatch_engine::writer::{EventSink, LazySink, WriteSink};
 
 pub fn run(
     s: &Settings,
     eve: &str,
+    force: bool,
     workers: Option<usize>,
     quiet: bool,
     pcaps: &[PathBuf],
@@ -29,9 +30,17 @@ pub fn run(
             std::io::stdout(),
         )))
     } else {
-        let f = std::fs::File::create(eve)
-            .with_context(|| format!("{eve}: cannot create the EVE file"))?;
-        Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 16, f)))
+        // Refused here, before reading; the file itself is created by the first record, so a
+        // replay that cannot read any input creates (or truncates) nothing.
+        refuse_existing(Path::new(eve), force)?;
+        let path = PathBuf::from(eve);
+        Box::new(LazySink::new(move || {
+            let f = open_eve(&path, force).map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+            Ok(
+                Box::new(WriteSink(std::io::BufWriter::with_capacity(1 << 16, f)))
+                    as Box<dyn EventSink>,
+            )
+        }))
     };
     // SIGINT/SIGTERM stop reading; every flow read so far still gets its record, and the exit
     // status (130/143) tells a script the run was cut short.
@@ -48,7 +57,19 @@ pub fn run(
             .and_then(|_| signal_hook::flag::register(sig, flag.clone()))
             .context("cannot install the signal handlers")?;
     }
-    let r = replay(&s.engine_config(n), &s.baseline_file(), pcaps, sink, &stop)?;
+    let r = match replay(&s.engine_config(n), &s.baseline_file(), pcaps, sink, &stop) {
+        Ok(r) => r,
+        Err(e) if e.is::<NothingRead>() => {
+            let target = if eve == "-" { "standard output" } else { eve };
+            eprintln!(
+                "xferwatch replay: none of the {} capture file(s) could be read; nothing written to \
+                 {target}",
+                pcaps.len()
+            );
+            return Ok(2);
+        }
+        Err(e) => return Err(e),
+    };
     if !quiet {
         summary(&r, started);
     }
@@ -79,6 +100,51 @@ pub fn run(
         internal_error,
         r.outcome.any_unreadable(),
     ))
+}
+
+/// Opens the EVE file for writing. A replay never destroys a regular file it did not create: an
+/// existing one is refused unless `force`. What is not a regular file (`/dev/null`, a FIFO) is
+/// written as before.
+pub fn open_eve(path: &Path, force: bool) -> Result<std::fs::File> {
+    let shown = path.display();
+    match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => return Ok(f),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("{shown}: cannot create the EVE file"))
+            )
+        }
+    }
+    // A dangling symlink, or anything that cannot be looked at, is protected like a regular file.
+    let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
+    if regular && !force {
+        anyhow::bail!(
+            "{shown}: the EVE file already exists; not overwriting it (give --force to replace it, \
+             or another --eve)"
+        );
+    }
+    std::fs::File::create(path).with_context(|| format!("{shown}: cannot create the EVE file"))
+}
+
+/// An error when `path` exists as a regular file (or a dangling symlink, or anything that cannot be
+/// looked at) and `force` is not given.
+pub fn refuse_existing(path: &Path, force: bool) -> Result<()> {
+    if force || std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    if std::fs::metadata(path).map_or(true, |m| m.is_file()) {
+        anyhow::bail!(
+            "{}: the EVE file already exists; not overwriting it (give --force to replace it, \
+             or another --eve)",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The exit status of a replay, most serious first: interrupted by a signal (128 + its number),

@@ -223,7 +223,9 @@ impl Default for Evidence {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Network {
-    /// Networks whose hosts are "internal"; everything else is external.
+    /// Networks whose hosts are "internal"; everything else is external. A bare address is one
+    /// host (/32, /128).
+    #[serde(deserialize_with = "cidr::list")]
     pub internal: Vec<IpNet>,
 }
 
@@ -301,6 +303,7 @@ pub struct Output {
 pub struct Metrics {
     pub enabled: bool,
     pub listen: String,
+    #[serde(deserialize_with = "cidr::list")]
     pub allow: Vec<IpNet>,
 }
 
@@ -365,7 +368,10 @@ pub struct Rollup {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Allow {
+    /// A network, or a bare address for one host.
+    #[serde(default, deserialize_with = "cidr::option")]
     pub internal: Option<IpNet>,
+    #[serde(default, deserialize_with = "cidr::option")]
     pub external: Option<IpNet>,
     pub app_proto: Option<String>,
     #[serde(default)]
@@ -573,7 +579,7 @@ impl Settings {
         let raw = b.build().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let s: Settings = raw
             .try_deserialize()
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{name}: {}", dotted_key(&e.to_string())))?;
         s.validate().with_context(|| name.clone())?;
         Ok(s)
     }
@@ -764,6 +770,81 @@ impl Settings {
     }
 }
 
+/// The configuration library writes a key below an array element without its dot
+/// (`allow[0]external`): put it back (`allow[0].external`), in the key named only.
+fn dotted_key(msg: &str) -> String {
+    const MARK: &str = "for key `";
+    let Some(at) = msg.find(MARK).map(|i| i + MARK.len()) else {
+        return msg.to_string();
+    };
+    let (head, rest) = msg.split_at(at);
+    let end = rest.find('`').unwrap_or(rest.len());
+    let mut key = String::new();
+    let mut prev = ' ';
+    for c in rest[..end].chars() {
+        if prev == ']' && c != '[' && c != '.' {
+            key.push('.');
+        }
+        key.push(c);
+        prev = c;
+    }
+    format!("{head}{key}{}", &rest[end..])
+}
+
+/// Networks in the configuration: `10.0.0.0/8`, or a bare address for one host (`/32`, `/128`).
+/// An error says what is wrong: not an address, a prefix too long, host bits set (with the network
+/// meant).
+mod cidr {
+    use ipnet::IpNet;
+    use serde::{de, Deserialize, Deserializer};
+    use std::net::IpAddr;
+
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        let t = text.trim();
+        let Some((addr, prefix)) = t.split_once('/') else {
+            return t
+                .parse::<IpAddr>()
+                .map(IpNet::from)
+                .map_err(|_| format!("{text:?} is not an IP address or network (CIDR)"));
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?}: {addr:?} is not an IP address"))?;
+        let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
+        let len: u8 = prefix
+            .parse()
+            .map_err(|_| format!("{text:?}: prefix {prefix:?} is not a number (0..={max})"))?;
+        if len > max {
+            let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(format!(
+                "{text:?}: prefix /{len} is too long for an {family} address (at most /{max})"
+            ));
+        }
+        let net = IpNet::new(ip, len).map_err(|e| format!("{text:?}: {e}"))?;
+        if net.trunc() != net {
+            return Err(format!(
+                "{text:?}: host bits set after the /{len} prefix; write the network, {}, or the \
+                 address alone for one host",
+                net.trunc()
+            ));
+        }
+        Ok(net)
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| parse(t).map_err(de::Error::custom))
+            .collect()
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| parse(&t).map_err(de::Error::custom))
+            .transpose()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -879,6 +960,65 @@ mod tests {
             s.unwrap().detect.large_outbound.threshold_bytes,
             Bytes(MAX_BYTES)
         );
+    }
+
+    /// Loads `text` as a configuration file.
+    fn load_toml(tag: &str, text: &str) -> Result<Settings> {
+        let dir = std::env::temp_dir().join(format!("xferwatch-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sensor.toml");
+        std::fs::write(&file, text).unwrap();
+        let s = Settings::load(Some(&file));
+        std::fs::remove_dir_all(&dir).ok();
+        s
+    }
+
+    /// A bare address is one host; errors say what is wrong with a network, under its full key.
+    #[test]
+    fn networks_and_bare_addresses() {
+        let s = load_toml(
+            "cidr-ok",
+            "[network]\ninternal = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::1\"]\n\
+             [[allow]]\nexternal = \"203.0.113.9\"\nreason = \"backup\"\n",
+        )
+        .unwrap();
+        let nets: Vec<String> = s.network.internal.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::1/128"]);
+        assert_eq!(s.allow[0].external.unwrap().to_string(), "203.0.113.9/32");
+        let cases = [
+            (
+                "[network]\ninternal = [\"10.0.0.0/33\"]\n",
+                &["network.internal", "/33 is too long", "at most /32"][..],
+            ),
+            (
+                "[[allow]]\nexternal = \"203.0.113.9/33\"\nreason = \"x\"\n",
+                &["allow[0].external", "too long"][..],
+            ),
+            (
+                "[[allow]]\ninternal = \"10.1.2.3/8\"\nreason = \"x\"\n",
+                &["allow[0].internal", "host bits", "10.0.0.0/8"][..],
+            ),
+            (
+                "[[allow]]\nexternal = \"example.org\"\nreason = \"x\"\n",
+                &["allow[0].external", "not an IP address"][..],
+            ),
+        ];
+        for (text, words) in cases {
+            let e = format!("{:#}", load_toml("cidr-bad", text).unwrap_err());
+            for w in words {
+                assert!(e.contains(w), "{w:?} missing from {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn dotted_keys() {
+        assert_eq!(
+            dotted_key("bad for key `allow[0]external` in x"),
+            "bad for key `allow[0].external` in x"
+        );
+        assert_eq!(dotted_key("for key `a[1][2]b.c`"), "for key `a[1][2].b.c`");
+        assert_eq!(dotted_key("no key"), "no key");
     }
 
     #[test]

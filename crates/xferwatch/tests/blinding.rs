@@ -199,7 +199,7 @@ fn replay(name: &str, pcap: &Pcap) -> Vec<Value> {
         .arg("-q")
         .arg("-c")
         .arg(root().join("pcaps/demo.toml"))
-        .args(["--workers", "2", "--eve"])
+        .args(["--workers", "2", "--force", "--eve"])
         .arg(&eve)
         .arg(&input)
         .output()

@@ -262,3 +262,25 @@ fn completions_to_standard_output() {
         std::fs::read(dir.join("xferwatch.bash")).unwrap()
     );
 }
+
+/// `--version` names the build: `xferwatch 0.1.0 (abc1234 2026-12-05)`, "unknown" for what is not
+/// known outside a git checkout.
+#[test]
+fn version_names_the_commit_and_date() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let prefix = format!("xferwatch {} (", env!("CARGO_PKG_VERSION"));
+    let build = text
+        .trim_end()
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (commit, date) = build.split_once(' ').unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+    let digits = date.split('-').map(str::len).collect::<Vec<_>>();
+    assert!(date == "unknown" || digits == [4, 2, 2], "{text}");
+}

@@ -57,6 +57,7 @@ fn replay(cfg: &Path, workers: &str, pcaps: &[&Path], eve: &Path) -> Output {
         .arg(cfg)
         .arg("--workers")
         .arg(workers)
+        .arg("--force")
         .arg("--eve")
         .arg(eve)
         .args(pcaps);

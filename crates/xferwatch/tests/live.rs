@@ -973,7 +973,7 @@ fn outbound_sum(ev: &[Value]) -> u64 {
 /// `xferwatch replay` of `file` with `cfg`: its events.
 fn replay(cfg: &Path, file: &Path, out: &Path) -> Vec<Value> {
     let mut cmd = Command::new(replay_bin());
-    cmd.args(["replay", "-q", "-c"])
+    cmd.args(["replay", "-q", "--force", "-c"])
         .arg(cfg)
         .arg("--eve")
         .arg(out)

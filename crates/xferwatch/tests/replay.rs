@@ -28,6 +28,7 @@ fn replay(args: &[&str], pcaps: &[PathBuf], eve: &Path) -> Output {
     let mut c = bin();
     c.arg("replay")
         .arg("-q")
+        .arg("--force")
         .arg("--eve")
         .arg(eve)
         .args(args)
@@ -389,6 +390,30 @@ fn unreadable_files_are_reported_and_others_processed() {
         .any(|e| e["event_type"] == "flow" && e["app_proto"] == "http"));
 }
 
+/// No input readable at all: exit 2, a message, and no EVE output (an existing file, even with
+/// --force, is left as it was; none is created).
+#[test]
+fn nothing_readable_writes_nothing() {
+    let dir = tmpdir("nothing-readable");
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "this is not a capture\n").unwrap();
+    let eve = dir.join("eve.json");
+    for input in [dir.join("missing.pcap"), text] {
+        let out = replay(&[], std::slice::from_ref(&input), &eve);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("could be read") && err.contains("eve.json"),
+            "{err}"
+        );
+        assert!(!eve.exists(), "{}: created", eve.display());
+    }
+    std::fs::write(&eve, "kept\n").unwrap();
+    let out = replay(&[], &[dir.join("missing.pcap")], &eve);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&eve).unwrap(), "kept\n");
+}
+
 /// A truncated capture: a warning naming the file and the packet, what was read is kept, exit 0.
 #[test]
 fn truncated_capture_keeps_what_was_read() {
@@ -405,6 +430,40 @@ fn truncated_capture_keeps_what_was_read() {
     assert!(ev
         .iter()
         .any(|e| e["event_type"] == "flow" && e["app_proto"] == "ftp"));
+}
+
+/// An existing EVE file is never overwritten without --force: refused with its name, kept intact.
+#[test]
+fn existing_eve_file_is_kept_unless_forced() {
+    let dir = tmpdir("existing-eve");
+    let eve = dir.join("eve.json");
+    std::fs::write(&eve, "precious\n").unwrap();
+    let good = pcaps_dir().join("http-port21.pcap");
+    let out = bin()
+        .current_dir(&dir)
+        .args(["replay", "-q"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("eve.json") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(&eve).unwrap(), "precious\n");
+    let out = bin()
+        .current_dir(&dir)
+        .args(["replay", "-q", "--force"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(events(&eve).iter().any(|e| e["event_type"] == "stats"));
+    // Not a regular file: written as before.
+    let out = bin()
+        .args(["replay", "-q", "--eve", "/dev/null"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
@@ -537,5 +596,54 @@ fn directions_that_disagree_are_recorded() {
     assert!(
         events(&eve).iter().all(|e| e.get("app_proto_ts").is_none()),
         "bundled flows agree both ways"
+    );
+}
+
+/// `run` takes its configuration as `FILE` like `check-config`, or as `-c FILE`; not both.
+#[test]
+fn run_takes_the_configuration_positionally() {
+    let dir = tmpdir("run-positional");
+    let cfg = dir.join("sensor.toml");
+    std::fs::write(&cfg, "[limits]\nmax_flowz = 5\n").unwrap();
+    for args in [vec!["run"], vec!["run", "-c"]] {
+        let out = bin().args(&args).arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // Parsed, then refused by the configuration check (1), not a usage error (2).
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("max_flowz"), "{err}");
+    }
+    let out = bin()
+        .arg("run")
+        .arg(&cfg)
+        .arg("-c")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().arg("run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `check-config` compiles `[capture] bpf` as `run` will, and names the key when it does not.
+#[test]
+fn check_config_compiles_the_bpf_filter() {
+    let dir = tmpdir("bpf");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[capture]\nbpf = \"tcp prot 21\"\n").unwrap();
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("capture.bpf") && err.contains("bad.toml"),
+        "{err}"
+    );
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[capture]\nbpf = \"tcp port 21 or udp\"\n").unwrap();
+    let out = bin().arg("check-config").arg(&good).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -27,7 +27,7 @@ fn interrupted_replay(sig: &str, expect: i32) {
     }
     let eve = dir.join("eve.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_xferwatch"))
-        .args(["replay", "--eve"])
+        .args(["replay", "--force", "--eve"])
         .arg(&eve)
         .arg(&fifo)
         .stdin(Stdio::null())
@@ -102,7 +102,7 @@ fn complete_replay_exits_0_and_reports_no_panic() {
     fs::create_dir_all(&dir).unwrap();
     let eve = dir.join("eve.json");
     let o = Command::new(env!("CARGO_BIN_EXE_xferwatch"))
-        .args(["replay", "-c"])
+        .args(["replay", "--force", "-c"])
         .arg(repo("pcaps/demo.toml"))
         .arg("--eve")
         .arg(&eve)

@@ -30,7 +30,7 @@ fn replay(pcap: &Path, extra: &[&str]) -> Vec<Value> {
         .arg("-q")
         .arg("-c")
         .arg(root().join("pcaps/demo.toml"))
-        .args(["--workers", "2", "--eve"])
+        .args(["--workers", "2", "--force", "--eve"])
         .arg(&eve)
         .args(extra)
         .arg(pcap);
