@@ -54,8 +54,18 @@ deps:
 	  fi; \
 	fi
 
+# Always with --locked: the build uses exactly the versions in Cargo.lock. When Cargo.lock does not
+# match the manifests, it stops and says so instead of silently resolving other versions.
 build: deps
-	$(CARGO) build --release --locked 2>/dev/null || $(CARGO) build --release
+	@echo "$(CARGO) build --release --locked"
+	@$(CARGO) build --release --locked || { \
+	  if $(CARGO) metadata --locked --offline --format-version 1 2>&1 >/dev/null | grep -q 'lock file.*--locked'; then \
+	    echo; \
+	    echo "error: Cargo.lock does not match the Cargo.toml files. Run 'cargo update -w' (it updates"; \
+	    echo "       only the workspace's own entries) and commit Cargo.lock with the manifest change."; \
+	  fi; \
+	  exit 1; \
+	}
 
 # The manual page and the shell completions, rendered by the binary from its clap definition
 # (`xferwatch generate`, crates/xferwatch/src/docgen.rs): target/man/xferwatch.1.gz and
