@@ -6,7 +6,7 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps deps-build deps-test build man demo test test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
+.PHONY: all deps deps-build deps-test build man demo test test-steps test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -97,8 +97,19 @@ demo: build
 	@echo "EVE records written to $(DEMO_OUT)/demo-eve.json ($$(wc -l < $(DEMO_OUT)/demo-eve.json) lines); the first large-outbound alert:"
 	@grep -m1 '"signature_id":1173001' $(DEMO_OUT)/demo-eve.json || head -n1 $(DEMO_OUT)/demo-eve.json
 
+# The whole run is also written to target/test.log; at the end, whether it passed or not, the
+# checks that were skipped (lines "SKIP: …", "SKIP <what>: …" or "…: skipped: …", e.g. for want of
+# ../shared or of root) are listed once each by scripts/skip-summary.sh, or "Skipped: none". The
+# exit status is that of the tests (test-steps: the steps themselves, without log and summary).
+DRY_RUN = $(findstring n,$(firstword -$(MAKEFLAGS)))
 test: deps-test build
-	$(CARGO) test --release --workspace
+	@mkdir -p target
+	@set -o pipefail; $(MAKE) --no-print-directory test-steps 2>&1 | tee target/test.log; \
+	status=$$?; [ -n "$(DRY_RUN)" ] || { echo; bash scripts/skip-summary.sh target/test.log; }; \
+	exit $$status
+
+test-steps:
+	$(CARGO) test --release --workspace --locked
 	@$(MAKE) --no-print-directory test-eve
 	@$(MAKE) --no-print-directory test-rules
 	@$(MAKE) --no-print-directory fuzz-smoke
