@@ -6,17 +6,22 @@ SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
 
-.PHONY: all deps build man demo test test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
+.PHONY: all deps deps-build deps-test build man demo test test-steps test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
-# System packages the build and tests need. As root they are installed with apt-get; otherwise the
-# command to run is printed and the build stops.
-# The live tests (make test-live) also need tcpreplay, prometheus (+ promtool), iproute2 and curl:
-# as root the missing ones are installed (the prometheus package's own service is kept from
-# starting with policy-rc.d and then disabled); otherwise the command is printed and the build
-# goes on (those tests then skip).
-deps:
+# System packages. As root they are installed with apt-get; otherwise what to run is printed.
+# deps-build: the libpcap headers and library, needed by every build (build, demo, check, msrv);
+# without them the build stops.
+# deps-test: what only the tests need (make test, test-eve, test-live, soak, test-rules): Python
+# jsonschema for the EVE schema check, and for the live tests tcpreplay, prometheus (+ promtool),
+# iproute2 and curl. As root the missing ones are installed (the prometheus package's own service is
+# kept from starting with policy-rc.d and then disabled); otherwise the command is printed and the
+# tests go on (those that need them then skip).
+# deps: both.
+deps: deps-build deps-test
+
+deps-build:
 	@if ! { [ -f /usr/include/pcap.h ] || [ -f /usr/include/pcap/pcap.h ]; }; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing libpcap-dev"; \
@@ -25,10 +30,13 @@ deps:
 	    echo "libpcap headers are missing: run 'sudo apt-get install libpcap-dev'"; exit 1; \
 	  fi; \
 	fi
+
+deps-test:
 	@if ! python3 -c 'import jsonschema' 2>/dev/null; then \
 	  echo "installing the Python jsonschema package (EVE schema checks)"; \
 	  python3 -m pip install --quiet jsonschema 2>/dev/null \
-	    || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-jsonschema >/dev/null; } \
+	    || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq \
+	         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-jsonschema >/dev/null; } \
 	    || echo "warning: no jsonschema for python3; the EVE schema test will be skipped"; \
 	fi
 	@missing=""; \
@@ -54,8 +62,18 @@ deps:
 	  fi; \
 	fi
 
-build: deps
-	$(CARGO) build --release --locked 2>/dev/null || $(CARGO) build --release
+# Always with --locked: the build uses exactly the versions in Cargo.lock. When Cargo.lock does not
+# match the manifests, it stops and says so instead of silently resolving other versions.
+build: deps-build
+	@echo "$(CARGO) build --release --locked"
+	@$(CARGO) build --release --locked || { \
+	  if $(CARGO) metadata --locked --offline --format-version 1 2>&1 >/dev/null | grep -q 'lock file.*--locked'; then \
+	    echo; \
+	    echo "error: Cargo.lock does not match the Cargo.toml files. Run 'cargo update -w' (it updates"; \
+	    echo "       only the workspace's own entries) and commit Cargo.lock with the manifest change."; \
+	  fi; \
+	  exit 1; \
+	}
 
 # The manual page and the shell completions, rendered by the binary from its clap definition
 # (`xferwatch generate`, crates/xferwatch/src/docgen.rs): target/man/xferwatch.1.gz and
@@ -79,14 +97,25 @@ demo: build
 	@echo "EVE records written to $(DEMO_OUT)/demo-eve.json ($$(wc -l < $(DEMO_OUT)/demo-eve.json) lines); the first large-outbound alert:"
 	@grep -m1 '"signature_id":1173001' $(DEMO_OUT)/demo-eve.json || head -n1 $(DEMO_OUT)/demo-eve.json
 
-test: build
-	$(CARGO) test --release --workspace
+# The whole run is also written to target/test.log; at the end, whether it passed or not, the
+# checks that were skipped (lines "SKIP: …", "SKIP <what>: …" or "…: skipped: …", e.g. for want of
+# ../shared or of root) are listed once each by scripts/skip-summary.sh, or "Skipped: none". The
+# exit status is that of the tests (test-steps: the steps themselves, without log and summary).
+DRY_RUN = $(findstring n,$(firstword -$(MAKEFLAGS)))
+test: deps-test build
+	@mkdir -p target
+	@set -o pipefail; $(MAKE) --no-print-directory test-steps 2>&1 | tee target/test.log; \
+	status=$$?; [ -n "$(DRY_RUN)" ] || { echo; bash scripts/skip-summary.sh target/test.log; }; \
+	exit $$status
+
+test-steps:
+	$(CARGO) test --release --workspace --locked
 	@$(MAKE) --no-print-directory test-eve
 	@$(MAKE) --no-print-directory test-rules
 	@$(MAKE) --no-print-directory fuzz-smoke
 
 # Every event must validate against Suricata's own EVE schema.
-test-eve: build
+test-eve: deps-test build
 	@if [ -f $(SHARED)/tools/eve_check.py ] && python3 -c 'import jsonschema' 2>/dev/null; then \
 	  mkdir -p $(DEMO_OUT); \
 	  $(BIN) replay -q --force -c pcaps/demo.toml --eve $(DEMO_OUT)/schema-eve.json pcaps/*.pcap; \
@@ -97,14 +126,15 @@ test-eve: build
 	fi
 
 # The Prometheus alerting rules (deploy/prometheus): promtool checks them and runs their unit
-# tests when it is installed (the prometheus package; make deps installs it as root). Every rule's
-# runbook anchor must be a heading of docs/operations.md (GitHub-style anchors, code blocks skipped).
+# tests when it is installed (the prometheus package; make deps-test installs it as root). Every
+# rule's runbook anchor must be a heading of docs/operations.md (GitHub-style anchors, code blocks
+# skipped).
 RULES := deploy/prometheus/xferwatch-rules.yml
-test-rules:
+test-rules: deps-test
 	@if command -v promtool >/dev/null; then \
 	  promtool check rules $(RULES) && promtool test rules $(RULES:.yml=.test.yml); \
 	else \
-	  echo "SKIP prometheus rules: promtool not installed (make deps installs prometheus)"; \
+	  echo "SKIP prometheus rules: promtool not installed (make deps-test installs prometheus)"; \
 	fi
 	@anchors=$$(awk '/^```/ { f = !f } !f && /^#+ / { sub(/^#+ /, ""); h = tolower($$0); \
 	    gsub(/[^a-z0-9 _-]/, "", h); gsub(/ /, "-", h); print h }' docs/operations.md); \
@@ -132,14 +162,14 @@ fuzz-smoke:
 
 # Live-capture tests (root only; each test prints "skipped: ..." otherwise): the daemon in a
 # throw-away network namespace, fed by tcpreplay, scraped by Prometheus.
-test-live: deps
+test-live: deps-build deps-test
 	$(CARGO) test --release -p xferwatch --test live -- --nocapture
 
 # Soak (root only; says "skipped" otherwise): the live daemon in a throw-away network namespace for
 # SOAK_SECONDS (default 300) under looped tcpreplay of pcaps/*.pcap and of generated traffic, with
 # EVE rotations; samples resident memory and open descriptors, prints their slope after the warm-up
 # and fails on growth beyond the tolerance or a descriptor leak. Settings: see bench/soak.sh.
-soak: deps
+soak: deps-build deps-test
 	$(CARGO) build --release -p xferwatch -p xferwatch-gen
 	bash bench/soak.sh
 
@@ -187,7 +217,7 @@ score: build
 # rustdoc with warnings denied, a build with the Rust version Cargo.toml declares (make msrv), and
 # cargo deny on licences, bans, sources and advisories (make deny). The lints and their levels are
 # [workspace.lints] in Cargo.toml.
-check: deps
+check: deps-build
 	@$(MAKE) --no-print-directory lint
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 	@$(MAKE) --no-print-directory msrv
@@ -201,7 +231,7 @@ lint:
 # (minimal profile) when missing; skipped with a message where there is no rustup or the toolchain
 # cannot be downloaded (a network problem is no verdict on the code). A build failure fails.
 MSRV := $(shell sed -n 's/^rust-version = "\(.*\)"$$/\1/p' Cargo.toml)
-msrv: deps
+msrv: deps-build
 	@if ! command -v rustup >/dev/null; then \
 	  echo "SKIP msrv: no rustup to install Rust $(MSRV) with"; exit 0; \
 	fi; \

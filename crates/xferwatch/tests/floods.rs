@@ -14,6 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+/// Says that a check was skipped for want of `../shared`. Written to stderr directly, past the test
+/// harness's output capture, so that it shows in `cargo test`'s output and in the summary of
+/// skipped checks at the end of `make test`.
+fn report_skip(what: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP: {what}");
+}
+
 const LARGE_OUTBOUND: u64 = 1_173_001;
 /// What `docs/operations.md` promises for the default configuration under any flood.
 const RSS_BOUND_KIB: i64 = 512 * 1024;
@@ -571,7 +578,7 @@ fn eve_check(file: &Path) {
         .output()
         .is_ok_and(|o| o.status.success());
     if !tool.exists() || !has_schema {
-        eprintln!("skipped the EVE schema check: no checker");
+        report_skip("EVE schema check of the flood tests: ../shared/tools/eve_check.py or python3 jsonschema missing");
         return;
     }
     let out = Command::new("python3")

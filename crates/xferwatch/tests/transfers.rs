@@ -4,8 +4,16 @@
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Says that a check was skipped for want of `../shared`. Written to stderr directly, past the test
+/// harness's output capture, so that it shows in `cargo test`'s output and in the summary of
+/// skipped checks at the end of `make test`.
+fn report_skip(what: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP: {what}");
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -336,7 +344,7 @@ fn tcp_frame(
 fn ftps_data_channels_are_linked_by_heuristic() {
     let src = root().join("../shared/corpus/public/pcaps/ndpi__ftp-start-tls.pcap");
     let Ok(mut pcap) = std::fs::read(&src) else {
-        eprintln!("skipped: the public corpus is not beside the repository");
+        report_skip("FTPS data-channel heuristic test: ../shared/corpus/public is absent");
         return;
     };
     assert_eq!(
