@@ -33,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
             .expect("event_type");
         last = Some(t.to_owned());
     }
+    // Bytes that are no capture at all give no output (exit 2); anything read ends with stats.
+    if r.exit_code == 2 && r.eve.is_empty() {
+        return;
+    }
     assert_eq!(
         last.as_deref(),
         Some("stats"),

@@ -163,7 +163,7 @@ impl FileTrack {
         // widened by the distance from the expected byte (a stream under 2 GiB ahead).
         let rel = seq.wrapping_sub(isn);
         let d = rel.wrapping_sub(self.next as u32) as i32;
-        let off = (self.next as i64 + d as i64).max(0) as u64;
+        let off = (self.next as i128 + d as i128).clamp(0, u64::MAX as i128) as u64;
         self.at(off, data);
     }
 
@@ -196,7 +196,7 @@ impl FileTrack {
         if offset > self.next {
             self.gaps += 1;
             self.hashers = None;
-            self.size += offset - self.next;
+            self.size = self.size.saturating_add(offset - self.next);
             self.next = offset;
             self.drain_ahead();
         }
@@ -206,8 +206,8 @@ impl FileTrack {
         if let Some(h) = &mut self.hashers {
             h.update(b);
         }
-        self.size += b.len() as u64;
-        self.next += b.len() as u64;
+        self.size = self.size.saturating_add(b.len() as u64);
+        self.next = self.next.saturating_add(b.len() as u64);
     }
 
     fn drain_ahead(&mut self) {
@@ -217,7 +217,7 @@ impl FileTrack {
             }
             let (o, d) = self.ahead.remove(0);
             self.ahead_bytes -= d.len();
-            let end = o + d.len() as u64;
+            let end = o.saturating_add(d.len() as u64);
             if end > self.next {
                 let skip = (self.next - o) as usize;
                 self.take(&d[skip..]);
@@ -327,6 +327,18 @@ mod tests {
         );
         assert_eq!(d.sha1.unwrap(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(d.md5.unwrap(), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    /// Offsets from packets near the end of the u64 range (a fuzzed SMB WRITE offset) saturate;
+    /// nothing overflows.
+    #[test]
+    fn offsets_at_the_end_of_the_range_do_not_overflow() {
+        let mut t = FileTrack::new(HashSet::default());
+        t.at(u64::MAX - 3, &[1; 10]);
+        t.at(u64::MAX - 1, &[2; 10]);
+        t.tcp(7, &[3; 10], 10);
+        t.tcp(u32::MAX, &[4; 10], 20);
+        assert!(t.finish().is_none());
     }
 
     #[test]

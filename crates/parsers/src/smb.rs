@@ -783,7 +783,7 @@ impl SmbConn {
                             offset: run.offset,
                             data: &chunk[..take],
                         });
-                        run.offset += take as u64;
+                        run.offset = run.offset.saturating_add(take as u64);
                         run.left -= take as u64;
                     }
                     if run.left == 0 {
