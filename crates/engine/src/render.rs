@@ -4,7 +4,7 @@
 use crate::app::{self, App, Proto};
 use crate::config::Shared;
 use crate::counters::{WorkerTotals, MAX_NOTABLE};
-use crate::evidence::bounded_name;
+use crate::evidence::{bounded_name, Digests, FileTrack};
 use crate::session::{FileSummary, Session};
 use xferwatch_events::{write_event, write_flow, EventHeader, FlowRecord, JsonObject};
 use xferwatch_parsers::ftp::FtpTx;
@@ -132,6 +132,80 @@ fn open_file(f: &Flow<App>) -> Option<(&str, u64)> {
     }
 }
 
+/// What a `fileinfo` event says about one file, whichever protocol moved it.
+struct FileFacts<'a> {
+    /// The name from packet data (bounded here, never used as a path).
+    name: &'a str,
+    /// What moved it: STOR, RETR, WRQ, WRITE, ...
+    command: &'static str,
+    /// Sender → receiver, relative to the internal network.
+    direction: Direction,
+    /// Kept only when the file is whole.
+    digests: Option<Digests>,
+    size: u64,
+    gaps: u64,
+    whole: bool,
+    /// The carrying flow's `app_proto`, and the SMB FileId when there is one.
+    label: &'static str,
+    fuid: Option<&'a str>,
+    ts_us: i64,
+}
+
+/// Writes the `fileinfo` event of `file` on flow `f`, and what its session keeps of it.
+fn write_fileinfo(f: &Flow<App>, shared: &Shared, file: FileFacts<'_>) -> (String, FileSummary) {
+    let digests = file.digests.filter(|_| file.whole);
+    let name = bounded_name(file.name).to_string();
+    let t = tuple(f, shared);
+    let mut out = String::with_capacity(600);
+    write_event(
+        &mut out,
+        &header(f, &t, file.ts_us, Some(file.label)),
+        "fileinfo",
+        |o| {
+            o.obj("fileinfo", |x| {
+                x.str("filename", &name);
+                if let Some(d) = &digests {
+                    for (k, h) in [("md5", &d.md5), ("sha1", &d.sha1), ("sha256", &d.sha256)] {
+                        if let Some(h) = h {
+                            x.str(k, h);
+                        }
+                    }
+                }
+                x.bool("gaps", file.gaps > 0)
+                    .str("state", if file.whole { "CLOSED" } else { "TRUNCATED" })
+                    .bool("stored", false)
+                    .u64("size", file.size)
+                    .u64("tx_id", 0);
+            });
+            o.obj("xfer", |x| {
+                xfer_common(x, f);
+                x.str("direction", file.direction.as_str())
+                    .str("command", file.command);
+                if let Some(fuid) = file.fuid {
+                    x.str("fuid", fuid);
+                }
+                if file.gaps > 0 {
+                    x.u64("gaps", file.gaps);
+                }
+            });
+        },
+    );
+    let summary = FileSummary {
+        name,
+        size: file.size,
+        sha256: digests.and_then(|d| d.sha256),
+    };
+    (out, summary)
+}
+
+/// A finished track's digests (when it was seen whole), size and gap count; no track: nothing seen.
+fn finish_track(track: Option<&mut FileTrack>) -> (Option<Digests>, u64, u64) {
+    match track {
+        Some(t) => (t.finish(), t.size, t.gaps),
+        None => (None, 0, 0),
+    }
+}
+
 /// The `fileinfo` event of the file a flow carried, when it ends: Suricata's fields, and under
 /// `xfer` the session, the file's direction relative to the internal network and the command that
 /// moved it. Also what the session keeps for its volume alerts. None when the flow moved no file
@@ -139,35 +213,31 @@ fn open_file(f: &Flow<App>) -> Option<(&str, u64)> {
 pub fn fileinfo(f: &mut Flow<App>, shared: &Shared) -> Option<(String, FileSummary)> {
     let closed = f.end_reason == Some(xferwatch_stream::EndReason::Closed);
     let (client, server) = (f.client_endpoint().addr, f.server_endpoint().addr);
-    // (name, command, sender is the flow's client, digests, size, gaps, whole)
-    let (name, command, client_sends, digests, size, gaps, whole, label) = match &mut f.app.proto {
+    let (name, command, client_sends, (digests, size, gaps), whole, label) = match &mut f.app.proto
+    {
         Proto::FtpData(d) => {
             let command = d.command?;
             if !matches!(command, "STOR" | "STOU" | "APPE" | "RETR") {
                 return None;
             }
-            let mut t = d.track.take();
-            let digests = t.as_mut().and_then(|t| t.finish());
-            let (size, gaps) = t.as_ref().map_or((0, 0), |t| (t.size, t.gaps));
-            let sender = if d.upload == Some(true) {
-                d.control_client
-            } else {
-                d.control_client
-                    .map(|c| if c == client { server } else { client })
-            };
+            let (digests, size, gaps) = finish_track(d.track.as_deref_mut());
+            // The data connection carries one direction; without bytes, the sender is the
+            // control client on an upload, the other end otherwise.
             let client_sends = match d.track_dir {
                 Some(dir) => dir == Dir::ToServer,
-                None => sender.is_none_or(|s| s == client),
+                None => d
+                    .control_client
+                    .is_none_or(|c| (c == client) == (d.upload == Some(true))),
             };
             let whole = gaps == 0 && d.offset == 0 && closed;
+            // A REST offset: the bytes before it were never seen.
+            let gaps = gaps + u64::from(d.offset > 0);
             let name = d.file.take().unwrap_or_default();
             (
                 name,
                 command,
                 client_sends,
-                digests,
-                size,
-                gaps + u64::from(d.offset > 0),
+                (digests, size, gaps),
                 whole,
                 "ftp-data",
             )
@@ -179,75 +249,33 @@ pub fn fileinfo(f: &mut Flow<App>, shared: &Shared) -> Option<(String, FileSumma
                 .map(|r| r.write)
                 .unwrap_or(st.transfer.write);
             let name = st.request.as_ref().map(|r| r.file.clone())?;
-            let mut t = st.track.take();
-            let digests = t.as_mut().and_then(|t| t.finish());
-            let (size, gaps) = t.as_ref().map_or((0, 0), |t| (t.size, t.gaps));
+            let (digests, size, gaps) = finish_track(st.track.as_deref_mut());
             let gaps = gaps + st.transfer.missing;
             let whole = gaps == 0 && st.transfer.complete;
             // The requester is the transfer flow's client: it sends on a write.
-            (
-                name,
-                if write { "WRQ" } else { "RRQ" },
-                write,
-                digests,
-                size,
-                gaps,
-                whole,
-                "tftp",
-            )
+            let command = if write { "WRQ" } else { "RRQ" };
+            (name, command, write, (digests, size, gaps), whole, "tftp")
         }
         _ => return None,
     };
-    let digests = digests.filter(|_| whole);
     let (from, to) = if client_sends {
         (client, server)
     } else {
         (server, client)
     };
-    let direction = shared.networks.direction(from, to);
-    let name = bounded_name(&name).to_string();
-    let t = tuple(f, shared);
-    let mut out = String::with_capacity(600);
-    write_event(
-        &mut out,
-        &header(f, &t, f.last_us, Some(label)),
-        "fileinfo",
-        |o| {
-            o.obj("fileinfo", |x| {
-                x.str("filename", &name);
-                if let Some(d) = &digests {
-                    if let Some(h) = &d.md5 {
-                        x.str("md5", h);
-                    }
-                    if let Some(h) = &d.sha1 {
-                        x.str("sha1", h);
-                    }
-                    if let Some(h) = &d.sha256 {
-                        x.str("sha256", h);
-                    }
-                }
-                x.bool("gaps", gaps > 0)
-                    .str("state", if whole { "CLOSED" } else { "TRUNCATED" })
-                    .bool("stored", false)
-                    .u64("size", size)
-                    .u64("tx_id", 0);
-            });
-            o.obj("xfer", |x| {
-                xfer_common(x, f);
-                x.str("direction", direction.as_str())
-                    .str("command", command);
-                if gaps > 0 {
-                    x.u64("gaps", gaps);
-                }
-            });
-        },
-    );
-    let summary = FileSummary {
-        name,
+    let facts = FileFacts {
+        name: &name,
+        command,
+        direction: shared.networks.direction(from, to),
+        digests,
         size,
-        sha256: digests.and_then(|d| d.sha256),
+        gaps,
+        whole,
+        label,
+        fuid: None,
+        ts_us: f.last_us,
     };
-    Some((out, summary))
+    Some(write_fileinfo(f, shared, facts))
 }
 
 /// The `fileinfo` event of a file an SMB connection wrote, at the transaction that closed it
@@ -256,73 +284,36 @@ pub fn fileinfo(f: &mut Flow<App>, shared: &Shared) -> Option<(String, FileSumma
 pub fn smb_fileinfo(
     f: &Flow<App>,
     tx: &SmbTx,
-    track: Option<crate::evidence::FileTrack>,
+    mut track: Option<FileTrack>,
     ts_us: i64,
     shared: &Shared,
 ) -> (String, FileSummary) {
-    let mut track = track;
-    let digests = track.as_mut().and_then(|t| t.finish());
-    let (size, gaps) = match &track {
-        Some(t) => (t.size, t.gaps),
-        None => (tx.bytes_written, 0),
+    let followed = track.is_some() || !shared.app.hashes.any();
+    let (digests, size, gaps) = match track.as_mut() {
+        Some(t) => finish_track(Some(t)),
+        None => (None, tx.bytes_written, 0),
     };
     // Whole: every byte written seen in order from offset 0, up to the end-of-file the server
     // reported (a CLOSE without attributes reports 0: no end-of-file). With hashing on, a file
     // that was not followed (too many open at once) cannot be called whole.
     let eof_ok = tx.size.is_none_or(|eof| eof == 0 || eof == size);
-    let followed = track.is_some() || !shared.app.hashes.any();
     let whole = followed && gaps == 0 && eof_ok && size == tx.bytes_written;
-    let digests = digests.filter(|_| whole);
     // SMB1 names keep the share-relative leading backslash SMB2 names do not have.
     let name = tx.filename.as_deref().unwrap_or("");
-    let name = bounded_name(name.strip_prefix('\\').unwrap_or(name)).to_string();
     let (client, server) = (f.client_endpoint().addr, f.server_endpoint().addr);
-    let direction = shared.networks.direction(client, server);
-    let t = tuple(f, shared);
-    let mut out = String::with_capacity(600);
-    write_event(
-        &mut out,
-        &header(f, &t, ts_us, Some("smb")),
-        "fileinfo",
-        |o| {
-            o.obj("fileinfo", |x| {
-                x.str("filename", &name);
-                if let Some(d) = &digests {
-                    if let Some(h) = &d.md5 {
-                        x.str("md5", h);
-                    }
-                    if let Some(h) = &d.sha1 {
-                        x.str("sha1", h);
-                    }
-                    if let Some(h) = &d.sha256 {
-                        x.str("sha256", h);
-                    }
-                }
-                x.bool("gaps", gaps > 0)
-                    .str("state", if whole { "CLOSED" } else { "TRUNCATED" })
-                    .bool("stored", false)
-                    .u64("size", size)
-                    .u64("tx_id", 0);
-            });
-            o.obj("xfer", |x| {
-                xfer_common(x, f);
-                x.str("direction", direction.as_str())
-                    .str("command", "WRITE");
-                if let Some(fuid) = &tx.fuid {
-                    x.str("fuid", fuid);
-                }
-                if gaps > 0 {
-                    x.u64("gaps", gaps);
-                }
-            });
-        },
-    );
-    let summary = FileSummary {
-        name,
+    let facts = FileFacts {
+        name: name.strip_prefix('\\').unwrap_or(name),
+        command: "WRITE",
+        direction: shared.networks.direction(client, server),
+        digests,
         size,
-        sha256: digests.and_then(|d| d.sha256),
+        gaps,
+        whole,
+        label: "smb",
+        fuid: tx.fuid.as_deref(),
+        ts_us,
     };
-    (out, summary)
+    write_fileinfo(f, shared, facts)
 }
 
 /// An `alert` event, Suricata-shaped, raised at packet time `ts_us` on flow `f`.
