@@ -4,7 +4,7 @@
 
 use crate::config::{AppConfig, Shared};
 use crate::counters::AppCounters;
-use crate::evidence::{FileTrack, HashSet};
+use crate::evidence::{FileTrack, Hashes};
 use xferwatch_fingerprint::{
     identify, smb_sync, AppProto, Dgram, Fingerprint, Identification, Observed, SmbFingerprint,
     SmbSync, Transport as FpTransport,
@@ -175,7 +175,7 @@ impl DataInfo {
         self.offset = cmd.offset;
     }
 
-    fn bytes(&mut self, dir: Dir, p: &L4Packet<'_>, hashes: HashSet) {
+    fn bytes(&mut self, dir: Dir, p: &L4Packet<'_>, hashes: Hashes) {
         let Some(tcp) = p.tcp.filter(|_| !p.payload.is_empty()) else {
             return;
         };
@@ -199,7 +199,7 @@ pub struct TftpState {
 }
 
 impl TftpState {
-    fn datagram(&mut self, from_requester: bool, d: &[u8], hashes: HashSet) {
+    fn datagram(&mut self, from_requester: bool, d: &[u8], hashes: Hashes) {
         if let Some((offset, data)) = self.transfer.datagram(from_requester, d) {
             self.track
                 .get_or_insert_with(|| Box::new(FileTrack::new(hashes)))
@@ -280,7 +280,7 @@ pub struct SmbFiles(pub Vec<([u8; 16], FileTrack)>);
 pub const MAX_SMB_FILES: usize = 64;
 
 impl SmbFiles {
-    fn bytes(&mut self, b: xferwatch_parsers::smb::FileBytes<'_>, hashes: HashSet) {
+    fn bytes(&mut self, b: xferwatch_parsers::smb::FileBytes<'_>, hashes: Hashes) {
         if let Some((_, t)) = self.0.iter_mut().find(|(k, _)| k == b.fid) {
             t.at(b.offset, b.data);
         } else if self.0.len() < MAX_SMB_FILES {
@@ -304,7 +304,7 @@ pub struct AppState {
     pub budget: Budget,
     pub counters: AppCounters,
     /// Hashes files get (none: SMB WRITE data is skipped unseen, as before hashing existed).
-    pub hashes: HashSet,
+    pub hashes: Hashes,
     /// Connections searched for the next SMB message now (at most `MAX_HUNTS`).
     hunting: usize,
 }

@@ -21,7 +21,7 @@ pub struct AppConfig {
     pub ftp: FtpLimits,
     pub smb: SmbLimits,
     /// Hashes computed over every file a flow carries.
-    pub hashes: crate::evidence::HashSet,
+    pub hashes: crate::evidence::Hashes,
 }
 
 pub struct Shared {

@@ -19,15 +19,15 @@ pub const MAX_NAME: usize = 1024;
 
 /// Which hashes a file gets (`[evidence] hashes`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HashSet {
+pub struct Hashes {
     pub sha256: bool,
     pub sha1: bool,
     pub md5: bool,
 }
 
-impl Default for HashSet {
+impl Default for Hashes {
     fn default() -> Self {
-        HashSet {
+        Hashes {
             sha256: true,
             sha1: false,
             md5: false,
@@ -35,14 +35,7 @@ impl Default for HashSet {
     }
 }
 
-impl HashSet {
-    pub fn none() -> Self {
-        HashSet {
-            sha256: false,
-            sha1: false,
-            md5: false,
-        }
-    }
+impl Hashes {
     pub fn any(&self) -> bool {
         self.sha256 || self.sha1 || self.md5
     }
@@ -57,7 +50,7 @@ struct Hashers {
 }
 
 impl Hashers {
-    fn new(h: HashSet) -> Self {
+    fn new(h: Hashes) -> Self {
         Hashers {
             sha256: h.sha256.then(Sha256::new),
             sha1: h.sha1.then(Sha1::new),
@@ -124,7 +117,7 @@ pub struct FileTrack {
 }
 
 impl FileTrack {
-    pub fn new(hashes: HashSet) -> Self {
+    pub fn new(hashes: Hashes) -> Self {
         FileTrack {
             hashers: hashes.any().then(|| Hashers::new(hashes)),
             next: 0,
@@ -134,16 +127,6 @@ impl FileTrack {
             gaps: 0,
             isn: None,
             complete: false,
-        }
-    }
-
-    /// Starts at `offset` instead of 0 (FTP REST, SMB writes that start later): what comes before
-    /// was not seen, so the file can only be TRUNCATED.
-    pub fn start_at(&mut self, offset: u64) {
-        if offset > 0 && self.next == 0 && self.size == 0 {
-            self.next = offset;
-            self.gaps += 1;
-            self.hashers = None;
         }
     }
 
@@ -269,14 +252,14 @@ mod tests {
     #[test]
     fn in_order_and_reordered_give_the_same_hash() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
-        let mut a = FileTrack::new(HashSet::default());
+        let mut a = FileTrack::new(Hashes::default());
         for c in data.chunks(1460) {
             a.at(a.size, c);
         }
         let da = a.finish().unwrap();
         assert_eq!(da.sha256.as_deref(), Some(sha(&data).as_str()));
         // Out of order by TCP sequence, with duplicates, starting at a wrapping ISN.
-        let mut b = FileTrack::new(HashSet::default());
+        let mut b = FileTrack::new(Hashes::default());
         let isn = u32::MAX - 5000;
         let chunks: Vec<(usize, &[u8])> = data.chunks(1000).enumerate().collect();
         b.tcp(isn, chunks[0].1, chunks[0].1.len());
@@ -292,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_missing_range_is_a_gap_not_a_hash() {
-        let mut t = FileTrack::new(HashSet::default());
+        let mut t = FileTrack::new(Hashes::default());
         t.at(0, &[1; 100]);
         t.at(200, &[2; 100]);
         assert!(t.finish().is_none());
@@ -302,7 +285,7 @@ mod tests {
 
     #[test]
     fn the_window_is_bounded() {
-        let mut t = FileTrack::new(HashSet::default());
+        let mut t = FileTrack::new(Hashes::default());
         t.at(0, &[0; 10]);
         for i in 0..1000u64 {
             t.at(100 + i * 10, &[1; 10]);
@@ -314,7 +297,7 @@ mod tests {
 
     #[test]
     fn all_three_hashes() {
-        let mut t = FileTrack::new(HashSet {
+        let mut t = FileTrack::new(Hashes {
             sha256: true,
             sha1: true,
             md5: true,
@@ -333,7 +316,7 @@ mod tests {
     /// nothing overflows.
     #[test]
     fn offsets_at_the_end_of_the_range_do_not_overflow() {
-        let mut t = FileTrack::new(HashSet::default());
+        let mut t = FileTrack::new(Hashes::default());
         t.at(u64::MAX - 3, &[1; 10]);
         t.at(u64::MAX - 1, &[2; 10]);
         t.tcp(7, &[3; 10], 10);

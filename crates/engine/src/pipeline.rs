@@ -45,7 +45,7 @@ pub struct EngineConfig {
     pub ftp: FtpLimits,
     pub smb: SmbLimits,
     /// Hashes of every file moved (`[evidence] hashes`; sha256 by default).
-    pub hashes: crate::evidence::HashSet,
+    pub hashes: crate::evidence::Hashes,
     /// Expected flows (announced FTP data channels, TFTP transfers), the whole sensor.
     pub max_expectations: usize,
     pub defrag: DefragLimits,
@@ -74,7 +74,7 @@ impl Default for EngineConfig {
             mismatch_min_payload: 64,
             ftp: FtpLimits::default(),
             smb: SmbLimits::default(),
-            hashes: crate::evidence::HashSet::default(),
+            hashes: crate::evidence::Hashes::default(),
             max_expectations: 65_536,
             defrag: DefragLimits::default(),
             log_credentials: false,

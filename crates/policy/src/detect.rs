@@ -105,10 +105,6 @@ pub const SIGNATURES: [Signature; 5] = [
     },
 ];
 
-pub fn signature(id: u32) -> Option<&'static Signature> {
-    Sid::from_id(id).map(Sid::signature)
-}
-
 /// An approved path: the named signatures are not raised for matching traffic (still counted).
 #[derive(Clone, Debug)]
 pub struct AllowEntry {

@@ -709,7 +709,7 @@ impl Settings {
             smb: xferwatch_parsers::smb::SmbLimits::default(),
             hashes: {
                 let has = |n: &str| self.evidence.hashes.iter().any(|h| h == n);
-                xferwatch_engine::evidence::HashSet {
+                xferwatch_engine::evidence::Hashes {
                     sha256: has("sha256"),
                     sha1: has("sha1"),
                     md5: has("md5"),
