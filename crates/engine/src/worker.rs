@@ -465,15 +465,7 @@ impl Worker {
                         }
                     }
                     AppEv::Smb(tx) => {
-                        let line = render::smb(flow, &tx, ts_us, shared);
-                        queue(
-                            &mut self.totals,
-                            &mut self.events,
-                            "smb",
-                            (idx, 2, first_idx),
-                            line,
-                        );
-                        smb_file(
+                        smb_events(
                             flow,
                             &tx,
                             ts_us,
@@ -632,8 +624,7 @@ impl Worker {
                         self.write("ftp", key, render::ftp(&f, &tx, ts, &shared))
                     }
                     AppEv::Smb(tx) => {
-                        self.write("smb", key, render::smb(&f, &tx, ts, &shared));
-                        smb_file(
+                        smb_events(
                             &mut f,
                             &tx,
                             ts,
@@ -871,13 +862,13 @@ impl Alerts<'_> {
     }
 }
 
-/// A transaction that closed a file the SMB connection wrote: its `fileinfo`, and the file in its
-/// session's list.
+/// An SMB transaction's `smb` event; when it closed a file the connection wrote, that file's
+/// `fileinfo` too, and the file in its session's list.
 #[allow(
     clippy::too_many_arguments,
     reason = "the worker's tables are borrowed apart while the flow is borrowed from one of them"
 )]
-fn smb_file(
+fn smb_events(
     flow: &mut Flow<App>,
     tx: &xferwatch_parsers::smb::SmbTx,
     ts_us: i64,
@@ -887,6 +878,13 @@ fn smb_file(
     totals: &mut WorkerTotals,
     events: &mut Vec<(OrderKey, Ev)>,
 ) {
+    queue(
+        totals,
+        events,
+        "smb",
+        key,
+        render::smb(flow, tx, ts_us, shared),
+    );
     if tx.bytes_written == 0 {
         return;
     }
