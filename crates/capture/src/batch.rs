@@ -18,6 +18,24 @@ pub struct PacketRec {
     pub payload_off: u32,
     pub payload_cap: u32,
     pub payload_len: u32,
+    /// The captured frame in the batch's buffer when frames are kept (evidence): offset, bytes
+    /// (0: not kept), length on the wire and pcap link type.
+    pub frame_off: u32,
+    pub frame_cap: u32,
+    pub frame_wire: u32,
+    pub dlt: u32,
+    /// The frame's own capture time (`ts_us` is the timeline's, which never runs backwards).
+    pub frame_ts_us: i64,
+}
+
+/// A frame handed to the dispatcher with its packet, to be kept for evidence.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameRef<'a> {
+    pub bytes: &'a [u8],
+    pub wire_len: u32,
+    pub dlt: u32,
+    /// Its capture time as read.
+    pub ts_us: i64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +72,15 @@ impl Batch {
         self.data.clear();
         self.through = 0;
         self.end = false;
+    }
+
+    /// The captured frame of a record, when frames are kept.
+    pub fn frame(&self, r: &PacketRec) -> Option<&[u8]> {
+        if r.frame_cap == 0 {
+            return None;
+        }
+        let start = r.frame_off as usize;
+        self.data.get(start..start + r.frame_cap as usize)
     }
 
     /// The packet view of a record of this batch.

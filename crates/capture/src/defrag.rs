@@ -345,6 +345,7 @@ mod tests {
             offset,
             more,
             data,
+            header: &[],
         }
     }
 

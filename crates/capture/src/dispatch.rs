@@ -1,7 +1,7 @@
 //! Sharding: one bounded queue per worker, packets batched per worker and sent when a batch is full or
 //! every `FLUSH_EVERY` packets (so idle workers still learn that time moved on).
 
-use crate::batch::{Batch, Item, PacketRec};
+use crate::batch::{Batch, FrameRef, Item, PacketRec};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::Arc;
 use xferwatch_wire::{Addr, L4Packet};
@@ -61,6 +61,8 @@ pub struct Dispatcher {
     pub dropped_packets: u64,
     /// Packets for a worker that is gone (its thread ended): lost, counted, never silently.
     pub dead_worker_packets: u64,
+    /// Whole frames travel with their packets (evidence pcaps need them).
+    keep_frames: bool,
 }
 
 impl Dispatcher {
@@ -82,7 +84,17 @@ impl Dispatcher {
             dropped_batches: 0,
             dropped_packets: 0,
             dead_worker_packets: 0,
+            keep_frames: false,
         }
+    }
+
+    /// Whole frames travel with their packets from now on (see [`Dispatcher::packet`]).
+    pub fn keep_frames(&mut self, keep: bool) {
+        self.keep_frames = keep;
+    }
+
+    pub fn keeps_frames(&self) -> bool {
+        self.keep_frames
     }
 
     pub fn workers(&self) -> usize {
@@ -126,12 +138,45 @@ impl Dispatcher {
     }
 
     /// Queues one decoded packet for the worker that owns its flow.
-    pub fn packet(&mut self, idx: u64, ts_us: i64, frame_len: u32, p: &L4Packet<'_>) {
+    /// `frame`: the captured frame, kept with the packet when frames are kept; the payload is
+    /// then taken from inside it (one copy), or copied after it when it lies elsewhere.
+    pub fn packet(
+        &mut self,
+        idx: u64,
+        ts_us: i64,
+        frame_len: u32,
+        p: &L4Packet<'_>,
+        frame: Option<FrameRef<'_>>,
+    ) {
         let w = ((self.shard)(p.src.addr, p.dst.addr, p.vlan) % self.senders.len() as u64) as usize;
         self.last_idx = idx;
         let b = &mut self.pending[w];
-        let off = b.data.len() as u32;
-        b.data.extend_from_slice(p.payload);
+        let (mut frame_off, mut frame_cap, mut frame_wire, mut dlt, mut frame_ts_us) =
+            (0, 0, 0, 0, 0);
+        let frame = frame.filter(|_| self.keep_frames);
+        let off = match frame {
+            Some(f) => {
+                frame_off = b.data.len() as u32;
+                frame_cap = f.bytes.len() as u32;
+                frame_wire = f.wire_len.max(frame_cap);
+                dlt = f.dlt;
+                frame_ts_us = f.ts_us;
+                b.data.extend_from_slice(f.bytes);
+                let inside = (p.payload.as_ptr() as usize).wrapping_sub(f.bytes.as_ptr() as usize);
+                if inside <= f.bytes.len() && inside + p.payload.len() <= f.bytes.len() {
+                    frame_off + inside as u32
+                } else {
+                    let off = b.data.len() as u32;
+                    b.data.extend_from_slice(p.payload);
+                    off
+                }
+            }
+            None => {
+                let off = b.data.len() as u32;
+                b.data.extend_from_slice(p.payload);
+                off
+            }
+        };
         b.items.push(Item::Packet(PacketRec {
             idx,
             ts_us,
@@ -144,6 +189,11 @@ impl Dispatcher {
             payload_off: off,
             payload_cap: p.payload.len() as u32,
             payload_len: p.payload_len,
+            frame_off,
+            frame_cap,
+            frame_wire,
+            dlt,
+            frame_ts_us,
         }));
         if b.items.len() >= BATCH_ITEMS || b.data.len() >= BATCH_BYTES {
             self.send(w, false);

@@ -17,7 +17,7 @@ mod dispatch;
 mod ingest;
 mod offline;
 
-pub use batch::{Batch, Item, PacketRec};
+pub use batch::{Batch, FrameRef, Item, PacketRec};
 pub use defrag::{Defrag, DefragLimits, DefragStats, DEFAULT_MAX_PER_SOURCE};
 pub use dispatch::{shard_hash, Dispatcher, Mode, ShardFn};
 pub use ingest::{Ingest, IngestStats};

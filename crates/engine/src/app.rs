@@ -269,6 +269,8 @@ pub struct App {
     pub alerted: bool,
     /// Offered once to FTP data-connection inference.
     pub infer_offered: bool,
+    /// The flow's kept frames, for a session pcap should it alert (`[evidence] dir`).
+    pub ring: Option<Box<crate::pcaps::PacketRing>>,
 }
 
 /// SMB files written on one connection (by FileId), at most [`MAX_SMB_FILES`] at once.

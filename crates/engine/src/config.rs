@@ -35,6 +35,13 @@ pub struct Shared {
     /// Community ID seed.
     pub community_id_seed: u16,
     pub detect: DetectConfig,
+    /// Session pcaps: settings and the directory's budget (`[evidence] dir`), and the worker count
+    /// the ring memory is shared among.
+    pub pcaps: Option<(
+        std::sync::Arc<crate::pcaps::PcapConfig>,
+        std::sync::Arc<crate::pcaps::DiskBudget>,
+    )>,
+    pub workers: usize,
     /// The live daemon's side channel: snapshots for metrics and stats, configuration reloads.
     pub live: Option<LiveShared>,
 }

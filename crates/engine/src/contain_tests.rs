@@ -22,7 +22,7 @@ fn replay_with_panic(pcaps: &[&str], panic_at: Option<u64>) -> (String, WorkerTo
     // pcaps/demo.toml: the default configuration, the threshold lowered to 100 KiB.
     let mut c = EngineConfig::default();
     c.detect.threshold_bytes = 100 << 10;
-    let shared = Arc::new(crate::pipeline::shared(&c, 1, None));
+    let shared = Arc::new(crate::pipeline::shared(&c, 1, None, None));
     let (tx, rx) = crossbeam_channel::bounded(8);
     let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(16);
     let (out_tx, out_rx) = crossbeam_channel::bounded::<Out>(64);

@@ -96,6 +96,8 @@ pub struct WorkerTotals {
     pub queue_depth: u64,
     /// Contained panics and work lost to them.
     pub health: WorkerHealth,
+    /// Session pcaps (`[evidence] dir`).
+    pub pcaps: crate::pcaps::PcapStats,
     /// Alerts for the human summary, (packet, line), bounded.
     pub alerts: Vec<(u64, String)>,
     /// Baselines at the end, for the state file.
@@ -120,6 +122,7 @@ impl WorkerTotals {
         self.expect.merge(&o.expect);
         self.sessions.merge(&o.sessions);
         self.detect.merge(&o.detect);
+        self.pcaps.merge(&o.pcaps);
         self.flows_tcp += o.flows_tcp;
         self.flows_udp += o.flows_udp;
         add(&mut self.flows_by_app_proto, &o.flows_by_app_proto);

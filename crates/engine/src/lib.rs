@@ -27,6 +27,7 @@ pub mod counters;
 pub mod evidence;
 pub mod health;
 pub mod inprocess;
+pub mod pcaps;
 pub mod pipeline;
 pub mod render;
 pub mod replay;

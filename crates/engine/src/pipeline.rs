@@ -55,6 +55,8 @@ pub struct EngineConfig {
     pub community_id_seed: u16,
     /// Detection, with roll-up and baseline table sizes for the whole sensor.
     pub detect: DetectConfig,
+    /// Session pcaps for every alert (`[evidence] dir`); none by default.
+    pub pcaps: Option<crate::pcaps::PcapConfig>,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +82,7 @@ impl Default for EngineConfig {
             log_credentials: false,
             community_id_seed: 0,
             detect: DetectConfig::default(),
+            pcaps: None,
         }
     }
 }
@@ -122,9 +125,16 @@ pub fn detect_per_worker(d: &DetectConfig, workers: usize) -> DetectConfig {
 }
 
 /// The configuration every one of `n` workers shares; the whole sensor's limits are shared out.
-pub(crate) fn shared(c: &EngineConfig, n: usize, live: Option<LiveShared>) -> Shared {
+pub(crate) fn shared(
+    c: &EngineConfig,
+    n: usize,
+    live: Option<LiveShared>,
+    pcaps: Option<(Arc<crate::pcaps::PcapConfig>, Arc<crate::pcaps::DiskBudget>)>,
+) -> Shared {
     let networks = Networks::new(c.internal.clone());
     Shared {
+        pcaps,
+        workers: n,
         shard: shard_fn(networks.clone()),
         networks,
         ports: c.ports.clone(),
@@ -184,7 +194,20 @@ impl Engine {
             save_gen: AtomicU64::new(0),
             beats: (0..n).map(|_| Beat::now()).collect(),
         });
-        let shared = Arc::new(shared(c, n, live));
+        let pcaps = match &c.pcaps {
+            Some(p) => {
+                let budget =
+                    crate::pcaps::DiskBudget::open(&p.dir, p.max_total).with_context(|| {
+                        format!(
+                            "evidence.dir: cannot use {} for session pcaps",
+                            p.dir.display()
+                        )
+                    })?;
+                Some((Arc::new(p.clone()), Arc::new(budget)))
+            }
+            None => None,
+        };
+        let shared = Arc::new(shared(c, n, live, pcaps));
         let (events_tx, events) = crossbeam_channel::bounded(n * 64);
         let (recycle_tx, recycle) = crossbeam_channel::bounded(n * (c.queue_batches + 4));
         let mut senders = Vec::with_capacity(n);
@@ -232,6 +255,8 @@ impl Engine {
             self.senders.clone(),
             self.recycle.clone(),
         );
+        let mut d = d;
+        d.keep_frames(self.shared.pcaps.is_some());
         Ingest::new(d, self.defrag)
     }
 

@@ -323,6 +323,7 @@ pub fn alert(
     ts_us: i64,
     shared: &Shared,
     session: Option<&Session>,
+    evidence_pcap: Option<&str>,
 ) -> String {
     let sig = a.sid.signature();
     let t = tuple(f, shared);
@@ -375,6 +376,9 @@ pub fn alert(
                 }
                 if a.raised.is_some() {
                     alert_files(x, f, session);
+                }
+                if let Some(p) = evidence_pcap {
+                    x.str("evidence_pcap", p);
                 }
             });
         },

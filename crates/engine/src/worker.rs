@@ -9,6 +9,7 @@
 use crate::app::{self, Anomaly, App, AppEv, AppState, DataInfo, Proto, TftpState};
 use crate::config::Shared;
 use crate::counters::{Ev, OrderKey, Out, WorkerTotals, MAX_NOTABLE};
+use crate::pcaps::{Frame, SessionPcaps};
 use crate::render;
 use crate::session::{pair_key, Activity, FtpCmd, Inference, Pending, PendingKind, Sessions};
 use crossbeam_channel::{Receiver, Sender};
@@ -45,6 +46,8 @@ pub struct Worker {
     published: Option<std::time::Instant>,
     /// The flow of the packet being handled, dropped if handling it panics.
     in_flight: Option<u32>,
+    /// Session pcaps for alerts (`[evidence] dir`).
+    pcaps: Option<SessionPcaps>,
     /// Tests only: panic on the packet with this number, as a bug on unforeseen bytes would.
     #[cfg(test)]
     pub(crate) panic_at_packet: Option<u64>,
@@ -70,7 +73,12 @@ impl Worker {
         let app = AppState::new(&shared.app);
         let expects = Expectations::new(shared.expect);
         let detector = Detector::new(shared.detect.clone());
+        let pcaps = shared
+            .pcaps
+            .as_ref()
+            .map(|(c, b)| SessionPcaps::new(c.clone(), b.clone(), shared.workers));
         Worker {
+            pcaps,
             detector,
             raised: Vec::new(),
             last_ts_us: 0,
@@ -155,6 +163,10 @@ impl Worker {
             let watermark = (batch.through, u8::MAX, u64::MAX);
             let _ = recycle.try_send(batch);
             let done = if end {
+                if let Some(p) = self.pcaps.as_mut() {
+                    p.finish_all();
+                    self.totals.pcaps = p.stats;
+                }
                 self.totals.table = self.table.stats();
                 self.totals.app = self.app.snapshot();
                 self.totals.expect = self.expects.stats;
@@ -239,7 +251,14 @@ impl Worker {
             }
             Item::Packet(ref rec) => {
                 let p = batch.l4(rec);
-                self.packet(&p, rec.frame_len, rec.ts_us, rec.idx);
+                let frame = batch.frame(rec).map(|bytes| Frame {
+                    idx: rec.idx,
+                    ts_us: rec.frame_ts_us,
+                    bytes,
+                    wire_len: rec.frame_wire,
+                    dlt: rec.dlt,
+                });
+                self.packet(&p, rec.frame_len, rec.ts_us, rec.idx, frame);
             }
         }
     }
@@ -308,6 +327,7 @@ impl Worker {
             reassembly_memory: self.app.budget.used as u64,
             queue_depth: queue_depth as u64,
             health: self.totals.health,
+            pcaps: self.pcaps.as_ref().map(|p| p.stats).unwrap_or_default(),
             ..Default::default()
         };
         if save != self.save_gen {
@@ -336,7 +356,14 @@ impl Worker {
         }
     }
 
-    fn packet(&mut self, p: &L4Packet<'_>, frame_len: u32, ts_us: i64, idx: u64) {
+    fn packet(
+        &mut self,
+        p: &L4Packet<'_>,
+        frame_len: u32,
+        ts_us: i64,
+        idx: u64,
+        frame: Option<Frame<'_>>,
+    ) {
         self.last_ts_us = self.last_ts_us.max(ts_us);
         let (h, mut dir) = self.table.packet(p, frame_len, ts_us, idx, &mut self.ended);
         self.in_flight = Some(h);
@@ -350,6 +377,9 @@ impl Worker {
         let Some(flow) = self.table.get_mut(h) else {
             return;
         };
+        if let Some(pc) = self.pcaps.as_mut() {
+            pc.packet(pcap_key(flow), &mut flow.app.ring, frame);
+        }
         let mut deferred: Vec<Deferred> = Vec::new();
         // A new flow: was it announced? Checked over its first packets, not only the first: with
         // several capture threads the announcement may be processed just after the flow starts.
@@ -514,6 +544,26 @@ impl Worker {
         if let Some(pair) = activity {
             self.claim_orphans(pair, ts_us, key);
         }
+        self.dump_pcaps(None);
+    }
+
+    /// Writes the rings of the sessions an alert just started a pcap for: every flow of theirs
+    /// in the table, and `ended`, a flow that just left it.
+    fn dump_pcaps(&mut self, ended: Option<&mut Flow<App>>) {
+        let Some(pc) = self.pcaps.as_mut() else {
+            return;
+        };
+        if !pc.pending() {
+            return;
+        }
+        let table = self
+            .table
+            .iter_mut()
+            .map(|f| (pcap_key(f), &mut f.app.ring));
+        match ended {
+            Some(f) => pc.dump(table.chain(std::iter::once((pcap_key(f), &mut f.app.ring)))),
+            None => pc.dump(table),
+        }
     }
 
     /// FTP activity between two hosts: the unannounced connections waiting between them are its
@@ -653,8 +703,16 @@ impl Worker {
                 self.expects.remove_wildcards(f.flow_id, &mut self.expired);
                 self.release_expired();
             }
-            if f.app.session != 0 && self.sessions.flow_ended(f.app.session) {
+            let session_over = f.app.session == 0 || self.sessions.flow_ended(f.app.session);
+            if session_over && f.app.session != 0 {
                 alerts!(self, &shared).session_end(&f, ts, key);
+            }
+            self.dump_pcaps(Some(&mut f));
+            if let Some(pc) = self.pcaps.as_mut() {
+                pc.flow_ended(&mut f.app.ring);
+                if session_over {
+                    pc.session_ended(pcap_key(&f));
+                }
             }
             let session = self.sessions.get(f.app.session);
             let line = render::flow(&f, session, &shared, &mut self.totals);
@@ -675,6 +733,7 @@ struct Alerts<'a> {
     totals: &'a mut WorkerTotals,
     events: &'a mut Vec<(OrderKey, Ev)>,
     shared: &'a Shared,
+    pcaps: &'a mut Option<SessionPcaps>,
 }
 
 /// [`Alerts`] from a worker's fields (a macro, so the flow table stays borrowable).
@@ -687,6 +746,7 @@ macro_rules! alerts {
             totals: &mut $w.totals,
             events: &mut $w.events,
             shared: $shared,
+            pcaps: &mut $w.pcaps,
         }
     };
 }
@@ -836,7 +896,11 @@ impl Alerts<'_> {
     fn emit(&mut self, flow: &Flow<App>, a: &render::AlertFacts, ts_us: i64, key: OrderKey) {
         self.detector.count(a.sid);
         let session = self.sessions.get(flow.app.session);
-        let line = render::alert(flow, a, ts_us, self.shared, session);
+        let pcap = self
+            .pcaps
+            .as_mut()
+            .and_then(|p| p.alert(pcap_key(flow), a.sid.id(), ts_us));
+        let line = render::alert(flow, a, ts_us, self.shared, session, pcap.as_deref());
         self.events.push((key, line));
         if self.totals.alerts.len() >= MAX_NOTABLE {
             return;
@@ -859,6 +923,15 @@ impl Alerts<'_> {
                 flow.server_endpoint().port
             ),
         ));
+    }
+}
+
+/// The session pcap a flow's packets go to: its session's, or its own when it has none.
+fn pcap_key(f: &Flow<App>) -> u64 {
+    if f.app.session != 0 {
+        f.app.session
+    } else {
+        f.flow_id
     }
 }
 

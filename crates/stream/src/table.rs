@@ -374,6 +374,11 @@ impl<A: Default> FlowTable<A> {
             .and_then(|s| s.flow.as_mut())
     }
 
+    /// Every flow in the table, in slot order (rare, whole-table work only).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Flow<A>> {
+        self.slots.iter_mut().filter_map(|s| s.flow.as_mut())
+    }
+
     fn flow(&mut self, h: u32) -> &mut Flow<A> {
         // Handles come from the map or the lists, which only hold occupied slots.
         self.slots[h as usize].flow.as_mut().expect("occupied slot")

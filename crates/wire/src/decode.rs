@@ -55,6 +55,24 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// The pcap link type number that writes frames of this kind (raw IP for the raw variants).
+    pub fn dlt(self) -> u32 {
+        match self {
+            LinkType::Null => 0,
+            LinkType::Ethernet => 1,
+            LinkType::Ppp => 9,
+            LinkType::PppSerial => 50,
+            LinkType::Raw => 101,
+            LinkType::CiscoHdlc => 104,
+            LinkType::Loop => 108,
+            LinkType::LinuxSll => 113,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+            LinkType::LinuxSll2 => 276,
+            LinkType::Unsupported(n) => n as u32,
+        }
+    }
+
     pub fn from_dlt(dlt: i32) -> LinkType {
         match dlt {
             0 => LinkType::Null,
@@ -207,6 +225,8 @@ pub struct Fragment<'a> {
     pub offset: u32,
     pub more: bool,
     pub data: &'a [u8],
+    /// The IP header (and IPv6 extension headers) before `data`, as captured.
+    pub header: &'a [u8],
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -460,6 +480,7 @@ fn ip(b: &[u8], ctx: Ctx) -> Result<Decoded<'_>, DecodeError> {
             offset: off,
             more,
             data,
+            header: b.get(..offset).unwrap_or(&[]),
         }));
     }
     transport(proto, src, dst, data, wire_len, ctx)

@@ -50,6 +50,10 @@ pub enum Cmd {
         /// Do not print the summary on standard error.
         #[arg(short, long)]
         quiet: bool,
+        /// Write a pcap of every alerted session into DIR (overrides [evidence] dir); each alert
+        /// names its file in xfer.evidence_pcap.
+        #[arg(long, value_name = "DIR")]
+        evidence: Option<PathBuf>,
         /// Capture files, read in this order.
         #[arg(required = true)]
         pcaps: Vec<PathBuf>,

@@ -23,10 +23,16 @@ fn main() -> ExitCode {
             force,
             workers,
             quiet,
+            evidence,
             pcaps,
         } => {
             let settings = match settings::Settings::load(config.as_deref()) {
-                Ok(s) => s,
+                Ok(mut s) => {
+                    if let Some(d) = evidence {
+                        s.evidence.dir = d.to_string_lossy().into_owned();
+                    }
+                    s
+                }
                 Err(e) => {
                     eprintln!("xferwatch: configuration error: {e:#}");
                     return ExitCode::from(1);

@@ -210,12 +210,30 @@ pub struct Settings {
 pub struct Evidence {
     /// Hashes of every file moved: any of "sha256", "sha1", "md5" (empty: sizes only).
     pub hashes: Vec<String>,
+    /// Directory of the session pcaps, one per alerted session (empty: none are written).
+    pub dir: String,
+    /// A session's pcap is closed at this size.
+    pub max_bytes_per_session: Bytes,
+    /// All session pcaps together; the oldest finished ones are removed first.
+    pub max_total: Bytes,
+    /// Packets kept from the start of every flow, for the pcap of an alert that comes later.
+    pub ring_first_packets: usize,
+    /// Bytes of every flow's latest packets kept besides.
+    pub ring_last_bytes: Bytes,
+    /// Memory of all those rings together; packets beyond it are not kept (counted).
+    pub ring_memory: Bytes,
 }
 
 impl Default for Evidence {
     fn default() -> Self {
         Evidence {
             hashes: vec!["sha256".into()],
+            dir: String::new(),
+            max_bytes_per_session: Bytes(64 << 20),
+            max_total: Bytes(1 << 30),
+            ring_first_packets: 8,
+            ring_last_bytes: Bytes(32 << 10),
+            ring_memory: Bytes(64 << 20),
         }
     }
 }
@@ -592,6 +610,17 @@ impl Settings {
                 );
             }
         }
+        if !self.evidence.dir.is_empty() {
+            if self.evidence.max_bytes_per_session.0 < 4096 {
+                bail!("evidence.max_bytes_per_session: at least 4 KiB");
+            }
+            if self.evidence.max_total.0 < self.evidence.max_bytes_per_session.0 {
+                bail!("evidence.max_total: smaller than evidence.max_bytes_per_session");
+            }
+            if self.evidence.ring_first_packets > 1024 {
+                bail!("evidence.ring_first_packets: at most 1024");
+            }
+        }
         if self.network.internal.is_empty() {
             bail!("network.internal: empty; give at least one CIDR (e.g. [\"10.0.0.0/8\"])");
         }
@@ -725,6 +754,17 @@ impl Settings {
             log_credentials: self.output.log_credentials,
             community_id_seed: self.output.community_id_seed,
             detect: self.detect_config(),
+            pcaps: (!self.evidence.dir.is_empty()).then(|| {
+                let e = &self.evidence;
+                xferwatch_engine::pcaps::PcapConfig {
+                    dir: std::path::PathBuf::from(&e.dir),
+                    head_packets: e.ring_first_packets,
+                    tail_bytes: e.ring_last_bytes.0.min(64 << 20) as usize,
+                    ring_memory: e.ring_memory.0.min(1 << 40) as usize,
+                    max_bytes_per_session: e.max_bytes_per_session.0,
+                    max_total: e.max_total.0,
+                }
+            }),
         }
     }
 
