@@ -189,6 +189,7 @@ install: build
 	  echo "installing $(DESTDIR)/etc/xferwatch/sensor.toml (from sensor.toml.example; EVE to /var/log/xferwatch, baselines in /var/lib/xferwatch)"; \
 	  sed -e 's|^eve_path = "eve.json"|eve_path = "/var/log/xferwatch/eve.json"|' \
 	      -e 's|^state_file = ""|state_file = "/var/lib/xferwatch/baseline.json"|' \
+	      -e 's|^dir = "evidence"|dir = "/var/lib/xferwatch/evidence"|' \
 	      sensor.toml.example > $(DESTDIR)/etc/xferwatch/sensor.toml; \
 	  chmod 0640 $(DESTDIR)/etc/xferwatch/sensor.toml; \
 	  if [ -z "$(DESTDIR)" ]; then chgrp xferwatch /etc/xferwatch/sensor.toml; fi; \

@@ -175,7 +175,7 @@ impl DataInfo {
         self.offset = cmd.offset;
     }
 
-    fn bytes(&mut self, dir: Dir, p: &L4Packet<'_>, hashes: Hashes) {
+    fn bytes(&mut self, dir: Dir, p: &L4Packet<'_>, hashes: &Hashes) {
         let Some(tcp) = p.tcp.filter(|_| !p.payload.is_empty()) else {
             return;
         };
@@ -199,7 +199,7 @@ pub struct TftpState {
 }
 
 impl TftpState {
-    fn datagram(&mut self, from_requester: bool, d: &[u8], hashes: Hashes) {
+    fn datagram(&mut self, from_requester: bool, d: &[u8], hashes: &Hashes) {
         if let Some((offset, data)) = self.transfer.datagram(from_requester, d) {
             self.track
                 .get_or_insert_with(|| Box::new(FileTrack::new(hashes)))
@@ -282,7 +282,7 @@ pub struct SmbFiles(pub Vec<([u8; 16], FileTrack)>);
 pub const MAX_SMB_FILES: usize = 64;
 
 impl SmbFiles {
-    fn bytes(&mut self, b: xferwatch_parsers::smb::FileBytes<'_>, hashes: Hashes) {
+    fn bytes(&mut self, b: xferwatch_parsers::smb::FileBytes<'_>, hashes: &Hashes) {
         if let Some((_, t)) = self.0.iter_mut().find(|(k, _)| k == b.fid) {
             t.at(b.offset, b.data);
         } else if self.0.len() < MAX_SMB_FILES {
@@ -317,7 +317,7 @@ impl AppState {
             budget: Budget::new(cfg.memcap),
             counters: AppCounters::default(),
             hunting: 0,
-            hashes: cfg.hashes,
+            hashes: cfg.hashes.clone(),
         }
     }
     pub fn snapshot(&self) -> AppCounters {
@@ -341,8 +341,8 @@ pub fn on_packet(
         Ident::Pending => {}
         Ident::Linked => {
             match &mut flow.app.proto {
-                Proto::Tftp(t) => t.datagram(dir == Dir::ToServer, p.payload, cfg.hashes),
-                Proto::FtpData(d) => d.bytes(dir, p, cfg.hashes),
+                Proto::Tftp(t) => t.datagram(dir == Dir::ToServer, p.payload, &cfg.hashes),
+                Proto::FtpData(d) => d.bytes(dir, p, &cfg.hashes),
                 _ => {}
             }
             return;
@@ -350,8 +350,8 @@ pub fn on_packet(
         Ident::Found(_) | Ident::Unknown => {
             match &mut flow.app.proto {
                 Proto::Ftp(_) | Proto::Smb(_) => follow_stream(flow, dir, p, st, evs),
-                Proto::Tftp(t) => t.datagram(dir == Dir::ToServer, p.payload, cfg.hashes),
-                Proto::FtpData(d) => d.bytes(dir, p, cfg.hashes),
+                Proto::Tftp(t) => t.datagram(dir == Dir::ToServer, p.payload, &cfg.hashes),
+                Proto::FtpData(d) => d.bytes(dir, p, &cfg.hashes),
                 Proto::None if flow.app.hunt.is_some() => {
                     if let Some(tcp) = p.tcp {
                         feed_tcp(
@@ -1034,7 +1034,7 @@ fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
     let Proto::Smb(conn) = &mut app.proto else {
         return;
     };
-    let hashes = st.hashes;
+    let hashes = &st.hashes;
     let files = &mut app.smb_files;
     let mut on_file = |b: xferwatch_parsers::smb::FileBytes<'_>| {
         files.get_or_insert_with(Default::default).bytes(b, hashes)

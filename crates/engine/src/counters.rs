@@ -98,6 +98,8 @@ pub struct WorkerTotals {
     pub health: WorkerHealth,
     /// Session pcaps (`[evidence] dir`).
     pub pcaps: crate::pcaps::PcapStats,
+    /// The file store, whole sensor (reported by worker 0 alone): stored, duplicates, skipped.
+    pub store: [u64; 3],
     /// Alerts for the human summary, (packet, line), bounded.
     pub alerts: Vec<(u64, String)>,
     /// Baselines at the end, for the state file.
@@ -123,6 +125,9 @@ impl WorkerTotals {
         self.sessions.merge(&o.sessions);
         self.detect.merge(&o.detect);
         self.pcaps.merge(&o.pcaps);
+        for (a, b) in self.store.iter_mut().zip(o.store) {
+            *a += b;
+        }
         self.flows_tcp += o.flows_tcp;
         self.flows_udp += o.flows_udp;
         add(&mut self.flows_by_app_proto, &o.flows_by_app_proto);

@@ -18,11 +18,13 @@ pub const MAX_AHEAD_SEGMENTS: usize = 64;
 pub const MAX_NAME: usize = 1024;
 
 /// Which hashes a file gets (`[evidence] hashes`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Hashes {
     pub sha256: bool,
     pub sha1: bool,
     pub md5: bool,
+    /// Whole files are also saved by SHA-256 (`[evidence] store_files`).
+    pub store: Option<std::sync::Arc<FileStore>>,
 }
 
 impl Default for Hashes {
@@ -31,11 +33,220 @@ impl Default for Hashes {
             sha256: true,
             sha1: false,
             md5: false,
+            store: None,
         }
     }
 }
 
+/// The file store: whole files saved as `files/<first two hex digits>/<sha256>` under the
+/// evidence directory, written as their bytes arrive (to `files/.partial/`) and renamed once the
+/// file is known whole; its total size capped (a file that would pass the cap is not stored,
+/// counted). Names come from the hash only, never from packet data.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: std::path::PathBuf,
+    max: u64,
+    used: std::sync::atomic::AtomicU64,
+    serial: std::sync::atomic::AtomicU64,
+    /// Files stored, files already there (same hash), files not stored (cap, error).
+    pub stored: std::sync::atomic::AtomicU64,
+    pub duplicates: std::sync::atomic::AtomicU64,
+    pub skipped: std::sync::atomic::AtomicU64,
+}
+
+impl FileStore {
+    /// The store under `dir` (`dir/files`), created if missing; partial files of an earlier run
+    /// are removed and the stored ones counted against `max`.
+    pub fn open(dir: &std::path::Path, max: u64) -> std::io::Result<FileStore> {
+        let root = dir.join("files");
+        let partial = root.join(".partial");
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o750);
+        }
+        b.create(&partial)?;
+        for e in std::fs::read_dir(&partial)? {
+            let _ = std::fs::remove_file(e?.path());
+        }
+        let mut used = 0;
+        for e in std::fs::read_dir(&root)? {
+            let e = e?;
+            if e.file_name().len() == 2 && e.file_type()?.is_dir() {
+                for f in std::fs::read_dir(e.path())? {
+                    used += f?.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        Ok(FileStore {
+            dir: root,
+            max,
+            used: std::sync::atomic::AtomicU64::new(used),
+            serial: std::sync::atomic::AtomicU64::new(0),
+            stored: Default::default(),
+            duplicates: Default::default(),
+            skipped: Default::default(),
+        })
+    }
+
+    /// Bytes stored (and being written) now.
+    pub fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn reserve(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut cur = self.used.load(Relaxed);
+        loop {
+            if cur.saturating_add(n) > self.max {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange_weak(cur, cur + n, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn release(&self, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = self
+            .used
+            .fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(n)));
+    }
+}
+
+/// One file being written into the store.
+#[derive(Debug)]
+pub struct StoreFile {
+    store: std::sync::Arc<FileStore>,
+    tmp: std::path::PathBuf,
+    w: Option<std::io::BufWriter<std::fs::File>>,
+    written: u64,
+    failed: bool,
+}
+
+impl StoreFile {
+    fn new(store: std::sync::Arc<FileStore>) -> StoreFile {
+        let n = store
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = store
+            .dir
+            .join(".partial")
+            .join(format!("{}-{n}", std::process::id()));
+        StoreFile {
+            store,
+            tmp,
+            w: None,
+            written: 0,
+            failed: false,
+        }
+    }
+
+    fn write(&mut self, b: &[u8]) {
+        use std::io::Write;
+        if self.failed || b.is_empty() {
+            return;
+        }
+        if !self.store.reserve(b.len() as u64) {
+            self.fail();
+            return;
+        }
+        if self.w.is_none() {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.mode(0o640);
+            }
+            match o.open(&self.tmp) {
+                Ok(f) => self.w = Some(std::io::BufWriter::with_capacity(64 << 10, f)),
+                Err(_) => {
+                    self.store.release(b.len() as u64);
+                    self.fail();
+                    return;
+                }
+            }
+        }
+        self.written += b.len() as u64;
+        if self.w.as_mut().is_some_and(|w| w.write_all(b).is_err()) {
+            self.fail();
+        }
+    }
+
+    fn fail(&mut self) {
+        if !self.failed {
+            self.failed = true;
+            self.discard();
+        }
+    }
+
+    fn discard(&mut self) {
+        if self.w.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        self.store.release(self.written);
+        self.written = 0;
+    }
+
+    /// The file is whole with this SHA-256: saved under its hash (true), or dropped.
+    pub fn commit(mut self, sha256: &str) -> bool {
+        use std::io::Write;
+        let store = self.store.clone();
+        let ok = !self.failed
+            && sha256.len() == 64
+            && sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            && self.w.as_mut().is_none_or(|w| w.flush().is_ok());
+        if !ok {
+            store
+                .skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        let dir = store.dir.join(&sha256[..2]);
+        let dest = dir.join(sha256);
+        if dest.exists() {
+            store
+                .duplicates
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return true; // dropped with `self`: the copy already stored stays
+        }
+        if self.w.take().is_none() {
+            // An empty file: nothing was written, create it.
+            let _ = std::fs::File::create(&self.tmp);
+        }
+        let moved =
+            std::fs::create_dir_all(&dir).is_ok() && std::fs::rename(&self.tmp, &dest).is_ok();
+        if moved {
+            self.written = 0; // now the stored file's bytes
+            store
+                .stored
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            let _ = std::fs::remove_file(&self.tmp);
+            store
+                .skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        moved
+    }
+}
+
+impl Drop for StoreFile {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
 impl Hashes {
+    /// Files are followed at all (hashed, or stored).
     pub fn any(&self) -> bool {
         self.sha256 || self.sha1 || self.md5
     }
@@ -50,7 +261,7 @@ struct Hashers {
 }
 
 impl Hashers {
-    fn new(h: Hashes) -> Self {
+    fn new(h: &Hashes) -> Self {
         Hashers {
             sha256: h.sha256.then(Sha256::new),
             sha1: h.sha1.then(Sha1::new),
@@ -114,11 +325,18 @@ pub struct FileTrack {
     isn: Option<u32>,
     /// Seen to its end (FTP 226 / connection closed in order, TFTP short block, SMB CLOSE).
     pub complete: bool,
+    /// Its bytes on their way into the file store.
+    store: Option<StoreFile>,
 }
 
 impl FileTrack {
-    pub fn new(hashes: Hashes) -> Self {
+    pub fn new(hashes: &Hashes) -> Self {
         FileTrack {
+            store: hashes
+                .store
+                .as_ref()
+                .filter(|_| hashes.sha256)
+                .map(|s| StoreFile::new(s.clone())),
             hashers: hashes.any().then(|| Hashers::new(hashes)),
             next: 0,
             ahead: Vec::new(),
@@ -137,6 +355,7 @@ impl FileTrack {
         if wire_len > data.len() {
             self.gaps += 1;
             self.hashers = None;
+            self.store = None;
         }
         if data.is_empty() {
             return;
@@ -179,6 +398,7 @@ impl FileTrack {
         if offset > self.next {
             self.gaps += 1;
             self.hashers = None;
+            self.store = None;
             self.size = self.size.saturating_add(offset - self.next);
             self.next = offset;
             self.drain_ahead();
@@ -188,6 +408,9 @@ impl FileTrack {
     fn take(&mut self, b: &[u8]) {
         if let Some(h) = &mut self.hashers {
             h.update(b);
+        }
+        if let Some(s) = &mut self.store {
+            s.write(b);
         }
         self.size = self.size.saturating_add(b.len() as u64);
         self.next = self.next.saturating_add(b.len() as u64);
@@ -218,6 +441,7 @@ impl FileTrack {
         self.ahead.clear();
         self.ahead_bytes = 0;
         if self.gaps > 0 {
+            self.store = None;
             return None;
         }
         let h = self.hashers.take()?;
@@ -226,6 +450,13 @@ impl FileTrack {
             sha1: h.sha1.map(|x| hex(&x.finalize())),
             md5: h.md5.map(|x| hex(&x.finalize())),
         })
+    }
+}
+
+impl FileTrack {
+    /// The file's bytes in the store, to be committed once the file is known whole.
+    pub fn take_store(&mut self) -> Option<StoreFile> {
+        self.store.take()
     }
 }
 
@@ -252,14 +483,14 @@ mod tests {
     #[test]
     fn in_order_and_reordered_give_the_same_hash() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
-        let mut a = FileTrack::new(Hashes::default());
+        let mut a = FileTrack::new(&Hashes::default());
         for c in data.chunks(1460) {
             a.at(a.size, c);
         }
         let da = a.finish().unwrap();
         assert_eq!(da.sha256.as_deref(), Some(sha(&data).as_str()));
         // Out of order by TCP sequence, with duplicates, starting at a wrapping ISN.
-        let mut b = FileTrack::new(Hashes::default());
+        let mut b = FileTrack::new(&Hashes::default());
         let isn = u32::MAX - 5000;
         let chunks: Vec<(usize, &[u8])> = data.chunks(1000).enumerate().collect();
         b.tcp(isn, chunks[0].1, chunks[0].1.len());
@@ -275,7 +506,7 @@ mod tests {
 
     #[test]
     fn a_missing_range_is_a_gap_not_a_hash() {
-        let mut t = FileTrack::new(Hashes::default());
+        let mut t = FileTrack::new(&Hashes::default());
         t.at(0, &[1; 100]);
         t.at(200, &[2; 100]);
         assert!(t.finish().is_none());
@@ -285,7 +516,7 @@ mod tests {
 
     #[test]
     fn the_window_is_bounded() {
-        let mut t = FileTrack::new(Hashes::default());
+        let mut t = FileTrack::new(&Hashes::default());
         t.at(0, &[0; 10]);
         for i in 0..1000u64 {
             t.at(100 + i * 10, &[1; 10]);
@@ -297,10 +528,11 @@ mod tests {
 
     #[test]
     fn all_three_hashes() {
-        let mut t = FileTrack::new(Hashes {
+        let mut t = FileTrack::new(&Hashes {
             sha256: true,
             sha1: true,
             md5: true,
+            store: None,
         });
         t.at(0, b"abc");
         let d = t.finish().unwrap();
@@ -316,7 +548,7 @@ mod tests {
     /// nothing overflows.
     #[test]
     fn offsets_at_the_end_of_the_range_do_not_overflow() {
-        let mut t = FileTrack::new(Hashes::default());
+        let mut t = FileTrack::new(&Hashes::default());
         t.at(u64::MAX - 3, &[1; 10]);
         t.at(u64::MAX - 1, &[2; 10]);
         t.tcp(7, &[3; 10], 10);

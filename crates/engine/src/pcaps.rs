@@ -70,7 +70,7 @@ pub struct PcapStats {
     pub ring_full: u64,
     /// Files closed at `max_bytes_per_session`.
     pub capped: u64,
-    /// Finished files removed to stay under `max_total`.
+    /// Finished files removed to stay under `max_total` (the directory's count).
     pub removed: u64,
     /// Packets not written because `max_total` was reached by files still open.
     pub disk_full: u64,
@@ -476,7 +476,14 @@ impl SessionPcaps {
         for o in all {
             self.finish(o);
         }
-        self.stats.removed = self.budget.removed();
+    }
+
+    /// Counters; `removed` is the directory's (the sensor's), so only `with_dir` gets it.
+    pub fn stats(&self, with_dir: bool) -> PcapStats {
+        PcapStats {
+            removed: if with_dir { self.budget.removed() } else { 0 },
+            ..self.stats
+        }
     }
 
     /// Files open now.

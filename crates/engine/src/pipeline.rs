@@ -57,6 +57,9 @@ pub struct EngineConfig {
     pub detect: DetectConfig,
     /// Session pcaps for every alert (`[evidence] dir`); none by default.
     pub pcaps: Option<crate::pcaps::PcapConfig>,
+    /// Whole files saved by SHA-256 under `DIR/files`, at most so many bytes
+    /// (`[evidence] store_files`, `max_store`); none by default.
+    pub file_store: Option<(PathBuf, u64)>,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +86,7 @@ impl Default for EngineConfig {
             community_id_seed: 0,
             detect: DetectConfig::default(),
             pcaps: None,
+            file_store: None,
         }
     }
 }
@@ -152,7 +156,7 @@ pub(crate) fn shared(
                 ..c.ftp
             },
             smb: c.smb,
-            hashes: c.hashes,
+            hashes: c.hashes.clone(),
         },
         expect: ExpectLimits {
             max_total: (c.max_expectations / n).max(64),
@@ -207,7 +211,14 @@ impl Engine {
             }
             None => None,
         };
-        let shared = Arc::new(shared(c, n, live, pcaps));
+        let mut shared = shared(c, n, live, pcaps);
+        if let Some((dir, max)) = &c.file_store {
+            let store = crate::evidence::FileStore::open(dir, *max).with_context(|| {
+                format!("evidence.store_files: cannot use {}/files", dir.display())
+            })?;
+            shared.app.hashes.store = Some(Arc::new(store));
+        }
+        let shared = Arc::new(shared);
         let (events_tx, events) = crossbeam_channel::bounded(n * 64);
         let (recycle_tx, recycle) = crossbeam_channel::bounded(n * (c.queue_batches + 4));
         let mut senders = Vec::with_capacity(n);

@@ -149,11 +149,20 @@ struct FileFacts<'a> {
     label: &'static str,
     fuid: Option<&'a str>,
     ts_us: i64,
+    /// The file's bytes in the file store, saved when it is whole.
+    store: Option<crate::evidence::StoreFile>,
 }
 
 /// Writes the `fileinfo` event of `file` on flow `f`, and what its session keeps of it.
 fn write_fileinfo(f: &Flow<App>, shared: &Shared, file: FileFacts<'_>) -> (String, FileSummary) {
     let digests = file.digests.filter(|_| file.whole);
+    let stored = match (
+        file.store,
+        digests.as_ref().and_then(|d| d.sha256.as_deref()),
+    ) {
+        (Some(s), Some(sha)) => s.commit(sha),
+        _ => false,
+    };
     let name = bounded_name(file.name).to_string();
     let t = tuple(f, shared);
     let mut out = String::with_capacity(600);
@@ -173,7 +182,7 @@ fn write_fileinfo(f: &Flow<App>, shared: &Shared, file: FileFacts<'_>) -> (Strin
                 }
                 x.bool("gaps", file.gaps > 0)
                     .str("state", if file.whole { "CLOSED" } else { "TRUNCATED" })
-                    .bool("stored", false)
+                    .bool("stored", stored)
                     .u64("size", file.size)
                     .u64("tx_id", 0);
             });
@@ -199,12 +208,20 @@ fn write_fileinfo(f: &Flow<App>, shared: &Shared, file: FileFacts<'_>) -> (Strin
 }
 
 /// A finished track's digests (when it was seen whole), size and gap count; no track: nothing seen.
-fn finish_track(track: Option<&mut FileTrack>) -> (Option<Digests>, u64, u64) {
+fn finish_track(track: Option<&mut FileTrack>) -> Finished {
     match track {
-        Some(t) => (t.finish(), t.size, t.gaps),
-        None => (None, 0, 0),
+        Some(t) => (t.finish(), t.size, t.gaps, t.take_store()),
+        None => (None, 0, 0, None),
     }
 }
+
+/// Digests (when whole), size, gaps and the stored bytes of a finished track.
+type Finished = (
+    Option<Digests>,
+    u64,
+    u64,
+    Option<crate::evidence::StoreFile>,
+);
 
 /// The `fileinfo` event of the file a flow carried, when it ends: Suricata's fields, and under
 /// `xfer` the session, the file's direction relative to the internal network and the command that
@@ -213,51 +230,58 @@ fn finish_track(track: Option<&mut FileTrack>) -> (Option<Digests>, u64, u64) {
 pub fn fileinfo(f: &mut Flow<App>, shared: &Shared) -> Option<(String, FileSummary)> {
     let closed = f.end_reason == Some(xferwatch_stream::EndReason::Closed);
     let (client, server) = (f.client_endpoint().addr, f.server_endpoint().addr);
-    let (name, command, client_sends, (digests, size, gaps), whole, label) = match &mut f.app.proto
-    {
-        Proto::FtpData(d) => {
-            let command = d.command?;
-            if !matches!(command, "STOR" | "STOU" | "APPE" | "RETR") {
-                return None;
+    let (name, command, client_sends, (digests, size, gaps, store), whole, label) =
+        match &mut f.app.proto {
+            Proto::FtpData(d) => {
+                let command = d.command?;
+                if !matches!(command, "STOR" | "STOU" | "APPE" | "RETR") {
+                    return None;
+                }
+                let (digests, size, gaps, store) = finish_track(d.track.as_deref_mut());
+                // The data connection carries one direction; without bytes, the sender is the
+                // control client on an upload, the other end otherwise.
+                let client_sends = match d.track_dir {
+                    Some(dir) => dir == Dir::ToServer,
+                    None => d
+                        .control_client
+                        .is_none_or(|c| (c == client) == (d.upload == Some(true))),
+                };
+                let whole = gaps == 0 && d.offset == 0 && closed;
+                // A REST offset: the bytes before it were never seen.
+                let gaps = gaps + u64::from(d.offset > 0);
+                let name = d.file.take().unwrap_or_default();
+                (
+                    name,
+                    command,
+                    client_sends,
+                    (digests, size, gaps, store),
+                    whole,
+                    "ftp-data",
+                )
             }
-            let (digests, size, gaps) = finish_track(d.track.as_deref_mut());
-            // The data connection carries one direction; without bytes, the sender is the
-            // control client on an upload, the other end otherwise.
-            let client_sends = match d.track_dir {
-                Some(dir) => dir == Dir::ToServer,
-                None => d
-                    .control_client
-                    .is_none_or(|c| (c == client) == (d.upload == Some(true))),
-            };
-            let whole = gaps == 0 && d.offset == 0 && closed;
-            // A REST offset: the bytes before it were never seen.
-            let gaps = gaps + u64::from(d.offset > 0);
-            let name = d.file.take().unwrap_or_default();
-            (
-                name,
-                command,
-                client_sends,
-                (digests, size, gaps),
-                whole,
-                "ftp-data",
-            )
-        }
-        Proto::Tftp(st) if !st.handed_over => {
-            let write = st
-                .request
-                .as_ref()
-                .map(|r| r.write)
-                .unwrap_or(st.transfer.write);
-            let name = st.request.as_ref().map(|r| r.file.clone())?;
-            let (digests, size, gaps) = finish_track(st.track.as_deref_mut());
-            let gaps = gaps + st.transfer.missing;
-            let whole = gaps == 0 && st.transfer.complete;
-            // The requester is the transfer flow's client: it sends on a write.
-            let command = if write { "WRQ" } else { "RRQ" };
-            (name, command, write, (digests, size, gaps), whole, "tftp")
-        }
-        _ => return None,
-    };
+            Proto::Tftp(st) if !st.handed_over => {
+                let write = st
+                    .request
+                    .as_ref()
+                    .map(|r| r.write)
+                    .unwrap_or(st.transfer.write);
+                let name = st.request.as_ref().map(|r| r.file.clone())?;
+                let (digests, size, gaps, store) = finish_track(st.track.as_deref_mut());
+                let gaps = gaps + st.transfer.missing;
+                let whole = gaps == 0 && st.transfer.complete;
+                // The requester is the transfer flow's client: it sends on a write.
+                let command = if write { "WRQ" } else { "RRQ" };
+                (
+                    name,
+                    command,
+                    write,
+                    (digests, size, gaps, store),
+                    whole,
+                    "tftp",
+                )
+            }
+            _ => return None,
+        };
     let (from, to) = if client_sends {
         (client, server)
     } else {
@@ -274,6 +298,7 @@ pub fn fileinfo(f: &mut Flow<App>, shared: &Shared) -> Option<(String, FileSumma
         label,
         fuid: None,
         ts_us: f.last_us,
+        store,
     };
     Some(write_fileinfo(f, shared, facts))
 }
@@ -289,9 +314,9 @@ pub fn smb_fileinfo(
     shared: &Shared,
 ) -> (String, FileSummary) {
     let followed = track.is_some() || !shared.app.hashes.any();
-    let (digests, size, gaps) = match track.as_mut() {
+    let (digests, size, gaps, store) = match track.as_mut() {
         Some(t) => finish_track(Some(t)),
-        None => (None, tx.bytes_written, 0),
+        None => (None, tx.bytes_written, 0, None),
     };
     // Whole: every byte written seen in order from offset 0, up to the end-of-file the server
     // reported (a CLOSE without attributes reports 0: no end-of-file). With hashing on, a file
@@ -312,6 +337,7 @@ pub fn smb_fileinfo(
         label: "smb",
         fuid: tx.fuid.as_deref(),
         ts_us,
+        store,
     };
     write_fileinfo(f, shared, facts)
 }

@@ -115,6 +115,26 @@ pub fn stats_record(
     if app.smb_field_errors > 0 {
         rec.extra.push(("smb_field_errors", app.smb_field_errors));
     }
+    let p = &t.pcaps;
+    for (k, v) in [
+        ("evidence_pcaps", p.files),
+        ("evidence_pcap_packets", p.packets),
+        ("evidence_pcap_bytes", p.bytes),
+        ("evidence_ring_full", p.ring_full),
+        ("evidence_pcaps_capped", p.capped),
+        ("evidence_pcaps_removed", p.removed),
+        ("evidence_disk_full", p.disk_full),
+        ("evidence_pcaps_refused", p.refused),
+        ("evidence_errors", p.errors),
+        ("evidence_unwritable", p.unwritable),
+        ("files_stored", t.store[0]),
+        ("files_store_duplicates", t.store[1]),
+        ("files_store_skipped", t.store[2]),
+    ] {
+        if v > 0 {
+            rec.extra.push((k, v));
+        }
+    }
     rec
 }
 

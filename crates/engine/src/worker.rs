@@ -165,8 +165,9 @@ impl Worker {
             let done = if end {
                 if let Some(p) = self.pcaps.as_mut() {
                     p.finish_all();
-                    self.totals.pcaps = p.stats;
+                    self.totals.pcaps = p.stats(self.id == 0);
                 }
+                self.totals.store = self.store_counts();
                 self.totals.table = self.table.stats();
                 self.totals.app = self.app.snapshot();
                 self.totals.expect = self.expects.stats;
@@ -327,7 +328,12 @@ impl Worker {
             reassembly_memory: self.app.budget.used as u64,
             queue_depth: queue_depth as u64,
             health: self.totals.health,
-            pcaps: self.pcaps.as_ref().map(|p| p.stats).unwrap_or_default(),
+            pcaps: self
+                .pcaps
+                .as_ref()
+                .map(|p| p.stats(self.id == 0))
+                .unwrap_or_default(),
+            store: self.store_counts(),
             ..Default::default()
         };
         if save != self.save_gen {
@@ -347,6 +353,19 @@ impl Worker {
                 }
                 *s = snap;
             }
+        }
+    }
+
+    /// The file store's counters, from worker 0 only (the store is the sensor's).
+    fn store_counts(&self) -> [u64; 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        match (&self.shared.app.hashes.store, self.id) {
+            (Some(s), 0) => [
+                s.stored.load(Relaxed),
+                s.duplicates.load(Relaxed),
+                s.skipped.load(Relaxed),
+            ],
+            _ => [0; 3],
         }
     }
 

@@ -19,20 +19,24 @@ fn repo(rel: &str) -> PathBuf {
 type Tuple = (String, u16, String, u16);
 
 fn events(pcap: &Path, dir: &Path, cfg: impl FnOnce(&mut PcapConfig)) -> Vec<serde_json::Value> {
-    let (tx, rx) = crossbeam_channel::unbounded();
     let mut p = PcapConfig::new(dir.to_path_buf());
     cfg(&mut p);
-    let mut config = EngineConfig {
+    let config = EngineConfig {
         workers: 2,
         pcaps: Some(p),
         ..EngineConfig::default()
     };
+    run(config, &[pcap.to_path_buf()])
+}
+
+fn run(mut config: EngineConfig, pcaps: &[PathBuf]) -> Vec<serde_json::Value> {
+    let (tx, rx) = crossbeam_channel::unbounded();
     // The demo's threshold (pcaps/demo.toml): the bundled transfers are 100 KiB to 600 KiB.
     config.detect.threshold_bytes = 100 << 10;
     replay(
         &config,
         &BaselineFile::load(None, 3600),
-        &[pcap.to_path_buf()],
+        pcaps,
         Box::new(ChannelSink(tx)),
         &AtomicBool::new(false),
     )
@@ -176,4 +180,85 @@ fn a_session_pcap_stops_at_its_cap_and_the_directory_at_its_total() {
         .unwrap()
         .to_string();
     assert!(Path::new(&last).exists());
+}
+
+fn bundled() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo("pcaps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn whole_files_are_stored_by_their_sha256_and_the_store_is_capped() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        workers: 2,
+        file_store: Some((dir.path().to_path_buf(), 1 << 30)),
+        ..EngineConfig::default()
+    };
+    let evs = run(config, &bundled());
+    let files: Vec<_> = evs
+        .iter()
+        .filter(|e| e["event_type"] == "fileinfo")
+        .collect();
+    let mut stored = 0;
+    for f in &files {
+        let fi = &f["fileinfo"];
+        let whole = fi["state"] == "CLOSED" && fi["sha256"].is_string();
+        assert_eq!(fi["stored"].as_bool(), Some(whole), "{f}");
+        if whole {
+            stored += 1;
+            let sha = fi["sha256"].as_str().unwrap();
+            let path = dir.path().join("files").join(&sha[..2]).join(sha);
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(bytes.len() as u64, fi["size"].as_u64().unwrap());
+            let got: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(got, sha);
+        }
+    }
+    assert!(stored >= 17, "stored {stored} of {}", files.len());
+    // Nothing is left half-written.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("files/.partial"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // A store too small for any of the files: none stored, none claimed, nothing left behind.
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        workers: 2,
+        file_store: Some((dir.path().to_path_buf(), 10 << 10)),
+        ..EngineConfig::default()
+    };
+    let evs = run(config, &[repo("pcaps/ftp-multi-stor.pcap")]);
+    assert!(evs.iter().any(|e| e["event_type"] == "fileinfo"));
+    assert!(evs
+        .iter()
+        .filter(|e| e["event_type"] == "fileinfo")
+        .all(|e| e["fileinfo"]["stored"] == false));
+    let left: u64 = walk(&dir.path().join("files"));
+    assert_eq!(left, 0);
+}
+
+fn walk(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .sum()
 }

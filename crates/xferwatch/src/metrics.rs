@@ -30,6 +30,10 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_reassembly_memcap_hits_total", true, Unit::Count, "Times the reassembly memory cap (limits.reassembly_memcap) was reached."),
     ("xferwatch_expectations_total", true, Unit::Count, "Announced connections (FTP data, TFTP transfers), by event: created, matched, expired, refused."),
     ("xferwatch_sessions_total", true, Unit::Count, "Transfer sessions started."),
+    ("xferwatch_evidence_pcaps_total", true, Unit::Count, "Session pcaps started ([evidence] dir), one per alerted session."),
+    ("xferwatch_evidence_pcap_bytes_total", true, Unit::Bytes, "Bytes written to session pcaps."),
+    ("xferwatch_evidence_losses_total", true, Unit::Count, "Evidence not kept, by reason: ring_full (a packet not kept: [evidence] ring_memory), capped (a session pcap closed at max_bytes_per_session), removed (an old pcap removed to stay under max_total), disk_full (a packet not written: max_total reached by open files), refused (an alert got no pcap), error (a write failed), unwritable (a packet with no frame to write)."),
+    ("xferwatch_files_stored_total", true, Unit::Count, "Whole files offered to the file store ([evidence] store_files), by result: stored, duplicate (already there), skipped (max_store reached, or an error)."),
     ("xferwatch_worker_queue_depth", false, Unit::Count, "Batches waiting in a worker's queue."),
     ("xferwatch_events_total", true, Unit::Count, "EVE events written by the workers, by event_type."),
     ("xferwatch_events_dropped_total", true, Unit::Count, "EVE events lost, by reason: buffer_full (the output failed and [output] buffer_max was reached), shutdown (still held when the daemon stopped), writer_gone (the writer thread had ended)."),
@@ -186,6 +190,27 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
         counter!("xferwatch_expectations_total", "event" => event).absolute(v);
     }
     counter!("xferwatch_sessions_total").absolute(t.sessions.created);
+    let p = &t.pcaps;
+    counter!("xferwatch_evidence_pcaps_total").absolute(p.files);
+    counter!("xferwatch_evidence_pcap_bytes_total").absolute(p.bytes);
+    for (reason, v) in [
+        ("ring_full", p.ring_full),
+        ("capped", p.capped),
+        ("removed", p.removed),
+        ("disk_full", p.disk_full),
+        ("refused", p.refused),
+        ("error", p.errors),
+        ("unwritable", p.unwritable),
+    ] {
+        counter!("xferwatch_evidence_losses_total", "reason" => reason).absolute(v);
+    }
+    for (result, v) in [
+        ("stored", t.store[0]),
+        ("duplicate", t.store[1]),
+        ("skipped", t.store[2]),
+    ] {
+        counter!("xferwatch_files_stored_total", "result" => result).absolute(v);
+    }
     // Flow records are written by the workers too.
     let flows: u64 = t.flows_by_app_proto.values().sum();
     counter!("xferwatch_events_total", "event_type" => "flow").absolute(flows);

@@ -222,6 +222,10 @@ pub struct Evidence {
     pub ring_last_bytes: Bytes,
     /// Memory of all those rings together; packets beyond it are not kept (counted).
     pub ring_memory: Bytes,
+    /// Whole files are saved under `dir/files/`, named by their SHA-256.
+    pub store_files: bool,
+    /// All stored files together; a file that would pass it is not stored (counted).
+    pub max_store: Bytes,
 }
 
 impl Default for Evidence {
@@ -234,6 +238,8 @@ impl Default for Evidence {
             ring_first_packets: 8,
             ring_last_bytes: Bytes(32 << 10),
             ring_memory: Bytes(64 << 20),
+            store_files: false,
+            max_store: Bytes(1 << 30),
         }
     }
 }
@@ -610,6 +616,14 @@ impl Settings {
                 );
             }
         }
+        if self.evidence.store_files {
+            if self.evidence.dir.is_empty() {
+                bail!("evidence.store_files: needs evidence.dir (the files go under DIR/files)");
+            }
+            if !self.evidence.hashes.iter().any(|h| h == "sha256") {
+                bail!("evidence.store_files: needs \"sha256\" in evidence.hashes (files are named by it)");
+            }
+        }
         if !self.evidence.dir.is_empty() {
             if self.evidence.max_bytes_per_session.0 < 4096 {
                 bail!("evidence.max_bytes_per_session: at least 4 KiB");
@@ -742,6 +756,7 @@ impl Settings {
                     sha256: has("sha256"),
                     sha1: has("sha1"),
                     md5: has("md5"),
+                    store: None,
                 }
             },
             max_expectations: self.limits.max_expectations,
@@ -754,6 +769,12 @@ impl Settings {
             log_credentials: self.output.log_credentials,
             community_id_seed: self.output.community_id_seed,
             detect: self.detect_config(),
+            file_store: (self.evidence.store_files && !self.evidence.dir.is_empty()).then(|| {
+                (
+                    std::path::PathBuf::from(&self.evidence.dir),
+                    self.evidence.max_store.0,
+                )
+            }),
             pcaps: (!self.evidence.dir.is_empty()).then(|| {
                 let e = &self.evidence;
                 xferwatch_engine::pcaps::PcapConfig {
