@@ -862,8 +862,9 @@ impl Alerts<'_> {
     }
 }
 
-/// An SMB transaction's `smb` event; when it closed a file the connection wrote, that file's
-/// `fileinfo` too, and the file in its session's list.
+/// An SMB transaction's `smb` event; when it closed a file the connection wrote or read, that
+/// file's `fileinfo` too (one per direction: the upload, then the download), and the file in its
+/// session's list.
 #[allow(
     clippy::too_many_arguments,
     reason = "the worker's tables are borrowed apart while the flow is borrowed from one of them"
@@ -885,17 +886,19 @@ fn smb_events(
         key,
         render::smb(flow, tx, ts_us, shared),
     );
-    if tx.bytes_written == 0 {
-        return;
-    }
     let Some(fuid) = tx.fuid.as_deref() else {
         return;
     };
-    let track = flow.app.smb_files.as_mut().and_then(|f| f.take(fuid));
-    let (line, file) = render::smb_fileinfo(flow, tx, track, ts_us, shared);
-    queue(totals, events, "fileinfo", key, line);
-    if let Some(s) = sessions.get_mut(flow.app.session) {
-        s.add_file(file);
+    for (read, moved) in [(false, tx.bytes_written), (true, tx.bytes_read)] {
+        if moved == 0 {
+            continue;
+        }
+        let track = flow.app.smb_files.as_mut().and_then(|f| f.take(fuid, read));
+        let (line, file) = render::smb_fileinfo(flow, tx, read, track, ts_us, shared);
+        queue(totals, events, "fileinfo", key, line);
+        if let Some(s) = sessions.get_mut(flow.app.session) {
+            s.add_file(file);
+        }
     }
 }
 
