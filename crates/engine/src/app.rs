@@ -1104,3 +1104,69 @@ fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
     }
     evs.extend(out.into_iter().map(AppEv::Smb));
 }
+
+#[cfg(test)]
+mod smb_files_tests {
+    use super::*;
+    use xferwatch_parsers::smb::{fuid_of, FileBytes};
+
+    fn bytes(key: FileKey, read: bool, offset: u64, data: &[u8]) -> FileOp<'_> {
+        FileOp::Bytes(FileBytes {
+            key,
+            read,
+            offset,
+            data,
+        })
+    }
+
+    /// One track per file and direction; a compound's bytes follow the file once its CREATE is
+    /// answered, and are forgotten when the open failed.
+    #[test]
+    fn per_direction_tracks_and_rekey() {
+        let h = Hashes::default();
+        let fid = FileKey::V2([7; 16]);
+        let mut f = SmbFiles::default();
+        f.op(bytes(FileKey::Compound(2), false, 0, b"abc"), h);
+        f.op(
+            FileOp::Rekey {
+                from: FileKey::Compound(2),
+                to: Some(fid),
+            },
+            h,
+        );
+        f.op(bytes(fid, false, 3, b"def"), h);
+        f.op(bytes(fid, true, 0, b"xy"), h);
+        f.op(bytes(FileKey::Compound(9), false, 0, b"lost"), h);
+        f.op(
+            FileOp::Rekey {
+                from: FileKey::Compound(9),
+                to: None,
+            },
+            h,
+        );
+        assert_eq!(f.0.len(), 2);
+        let mut w = f.take(&fuid_of(&fid), false).expect("written");
+        assert_eq!((w.size, w.gaps), (6, 0));
+        assert_eq!(
+            w.finish().and_then(|d| d.sha256).as_deref(),
+            // sha256("abcdef")
+            Some("bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721")
+        );
+        let r = f.take(&fuid_of(&fid), true).expect("read");
+        assert_eq!(r.size, 2);
+        assert!(f.take(&fuid_of(&fid), true).is_none());
+        assert!(f.0.is_empty());
+    }
+
+    #[test]
+    fn at_most_max_smb_files_are_followed() {
+        let mut f = SmbFiles::default();
+        for i in 0..(MAX_SMB_FILES as u16 + 10) {
+            f.op(
+                bytes(FileKey::V1(i), i % 2 == 0, 0, b"z"),
+                Hashes::default(),
+            );
+        }
+        assert_eq!(f.0.len(), MAX_SMB_FILES);
+    }
+}

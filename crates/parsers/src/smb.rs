@@ -2,7 +2,8 @@
 //!
 //! # What is parsed
 //!
-//! The caller feeds the in-order reassembled bytes of each direction to [`SmbConn::feed`]. The
+//! The caller feeds the in-order reassembled bytes of each direction to [`SmbConn::feed`] (or
+//! [`SmbConn::feed_files`], which also hands file data over; see "File data" below). The
 //! parser walks the NetBIOS session service framing (RFC 1002 / MS-SMB2 2.1 "Direct TCP": one
 //! type byte and a 24-bit big-endian length) and reads:
 //!
@@ -32,6 +33,20 @@
 //! read) and forgets it. [`SmbConn::finish`] pushes a CLOSE-shaped tx (status `None`) for every
 //! file still open that moved bytes, and one `"SMB3_ENCRYPTED"` tx per encrypted session.
 //!
+//! # File data
+//!
+//! [`SmbConn::feed_files`] hands the data of WRITE requests (SMB2 WRITE, SMB1 WRITE_ANDX) and READ
+//! responses (SMB2 READ, SMB1 READ_ANDX) to its callback as [`FileOp::Bytes`], by file
+//! ([`FileKey`]), direction and file offset, in stream order, without buffering: data inside the
+//! part of a message the parser reads is handed over once the message is parsed, data after it
+//! while the rest of the message passes. A READ response's file and offset are those of its
+//! request (kept in the pending table, matched by MessageId or PID/MID), so pipelined reads
+//! answered in any order land at their offsets. A related compound WRITE (FileId all ones after a
+//! CREATE in the same request) is handed over as [`FileKey::Compound`] of the CREATE's MessageId;
+//! the CREATE response then sends [`FileOp::Rekey`] to its FileId (or to `None` when the open
+//! failed). Data offsets that point into the header are not used (`field_errors`); file offsets
+//! near `u64::MAX` saturate.
+//!
 //! `fuid`: an SMB2 FileId is printed as Suricata prints a GUID (lower-case 8-4-4-4-12, bytes in
 //! Suricata's order 3210-54-76-98-BA FEDC); an SMB1 FID is printed as 4 lower-case hex digits of
 //! its 16-bit value (as Suricata does). `filename` is `Some("")` for the share root, and `None`
@@ -53,7 +68,9 @@
 //! * Heap allocation happens only for the names and file ids kept for a tx and for table growth
 //!   up to the caps.
 //! * A compound chain is walked as far as it lies in the first `MAX_NEED` bytes of its message
-//!   (a chain that starts with a large WRITE loses the commands after it).
+//!   (a chain that starts with a large WRITE loses the commands after it; the data of the last
+//!   command read may extend past them and is still handed over).
+//! * File operations queued for one message: at most one per command read.
 //!
 //! # Errors and gaps
 //!
@@ -75,7 +92,7 @@
 //! authentication blobs (the tx then has no `ntlmssp`), SMB1 non-extended-security session setup
 //! account names, SMB1 TRANS/TRANS2/NT_TRANS and the legacy (non-AndX) read/write/open commands,
 //! SMB2 IOCTL/QUERY_DIRECTORY/QUERY_INFO/SET_INFO (renames, deletes), DCE/RPC over named pipes,
-//! file contents, SMB over QUIC or RDMA, and the NBSS 17-bit length form's extension bit for
+//! the data of SMB1 raw/multiplexed and legacy read/write commands, SMB over QUIC or RDMA, and the NBSS 17-bit length form's extension bit for
 //! message types other than 0x81-0x85 (session messages use the 24-bit SMB2 framing).
 
 use crate::smb_records::{
