@@ -1068,7 +1068,12 @@ fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
     };
     let hashes = st.hashes;
     let files = &mut app.smb_files;
-    let mut on_file = |op: FileOp<'_>| files.get_or_insert_with(Default::default).op(op, hashes);
+    // Without hashes no file is followed: its fileinfo has the sizes the parser counted.
+    let mut on_file = |op: FileOp<'_>| {
+        if hashes.any() {
+            files.get_or_insert_with(Default::default).op(op, hashes)
+        }
+    };
     let mut out = Vec::new();
     for side in [0usize, 1] {
         let to_server = side == 0;

@@ -889,6 +889,19 @@ fn smb_events(
     let Some(fuid) = tx.fuid.as_deref() else {
         return;
     };
+    // Named pipes (the IPC$ share: DCE/RPC) carry no file, as in Suricata.
+    let pipe = tx.share.as_deref().is_some_and(|s| {
+        let b = s.as_bytes();
+        b.len() >= 4 && b[b.len() - 4..].eq_ignore_ascii_case(b"IPC$")
+    });
+    if pipe {
+        if let Some(f) = flow.app.smb_files.as_mut() {
+            for read in [false, true] {
+                let _ = f.take(fuid, read);
+            }
+        }
+        return;
+    }
     for (read, moved) in [(false, tx.bytes_written), (true, tx.bytes_read)] {
         if moved == 0 {
             continue;
