@@ -92,8 +92,9 @@
 //! authentication blobs (the tx then has no `ntlmssp`), SMB1 non-extended-security session setup
 //! account names, SMB1 TRANS/TRANS2/NT_TRANS and the legacy (non-AndX) read/write/open commands,
 //! SMB2 IOCTL/QUERY_DIRECTORY/QUERY_INFO/SET_INFO (renames, deletes), DCE/RPC over named pipes,
-//! the data of SMB1 raw/multiplexed and legacy read/write commands, SMB over QUIC or RDMA, and the NBSS 17-bit length form's extension bit for
-//! message types other than 0x81-0x85 (session messages use the 24-bit SMB2 framing).
+//! the data of SMB1 raw and legacy read/write commands, SMB over QUIC or RDMA, and the NBSS 17-bit
+//! length form's extension bit for message types other than 0x81-0x85 (session messages use the
+//! 24-bit SMB2 framing).
 
 use crate::smb_records::{
     self as rec, Magic, Smb1Header, Smb2Header, COMPRESSED_HDR, NBSS_HDR, SMB1_HDR, SMB2_HDR,

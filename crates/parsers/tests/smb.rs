@@ -939,6 +939,21 @@ fn tree_rsp(h: &H) -> Vec<u8> {
     smb2(h, &b)
 }
 
+/// A related compound command (FLAGS_RELATED_OPERATIONS): request and response.
+fn related_req(cmd: u16, msg_id: u64) -> H {
+    H {
+        related: true,
+        ..req(cmd, msg_id)
+    }
+}
+
+fn related_rsp(cmd: u16, msg_id: u64) -> H {
+    H {
+        related: true,
+        ..rsp(cmd, msg_id)
+    }
+}
+
 fn fid(n: u8) -> [u8; 16] {
     let mut f = [0u8; 16];
     f[0] = n;
@@ -958,19 +973,11 @@ fn compound_create_write_read_close() {
     feed_all(&mut c, true, &[tree_req(&req(3, 1), r"\\srv\data")]);
     feed_all(&mut c, false, &[tree_rsp(&rsp(3, 1))]);
     let all = [0xffu8; 16];
-    let related = |cmd, id| H {
-        related: true,
-        ..req(cmd, id)
-    };
-    let related_rsp = |cmd, id| H {
-        related: true,
-        ..rsp(cmd, id)
-    };
     let request = chain(&[
         create_req(&req(5, 2), r"dir\c.txt", 2),
-        write_req(&related(9, 3), all, 100),
-        read_req(&related(8, 4), all, 40),
-        close_req(&related(6, 5), all),
+        write_req(&related_req(9, 3), all, 100),
+        read_req(&related_req(8, 4), all, 40),
+        close_req(&related_req(6, 5), all),
     ]);
     let response = chain(&[
         create_rsp(&rsp(5, 2), fid(9), 0),
@@ -1157,20 +1164,12 @@ fn outstanding_reads_are_bounded() {
 #[test]
 fn compound_create_write_close_hands_data_over() {
     let all = [0xffu8; 16];
-    let related = |cmd, id| H {
-        related: true,
-        ..req(cmd, id)
-    };
-    let related_rsp = |cmd, id| H {
-        related: true,
-        ..rsp(cmd, id)
-    };
     let (a, b) = (content(300, 1), content(200, 2));
     let request = chain(&[
         create_req(&req(5, 2), "c.bin", 2),
-        write_req_data(&related(9, 3), all, &a, 0),
-        write_req_data(&related(9, 4), all, &b, 300),
-        close_req(&related(6, 5), all),
+        write_req_data(&related_req(9, 3), all, &a, 0),
+        write_req_data(&related_req(9, 4), all, &b, 300),
+        close_req(&related_req(6, 5), all),
     ]);
     for failed in [false, true] {
         let mut c = Caller::new(SmbLimits::default());
