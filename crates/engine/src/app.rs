@@ -10,7 +10,7 @@ use xferwatch_fingerprint::{
     SmbSync, Transport as FpTransport,
 };
 use xferwatch_parsers::ftp::{FtpConn, FtpEvent};
-use xferwatch_parsers::smb::{SmbConn, SmbTx};
+use xferwatch_parsers::smb::{FileKey, FileOp, SmbConn, SmbTx};
 use xferwatch_parsers::tftp::{parse_request, Request, Transfer};
 use xferwatch_policy::rules::{self, Identified};
 use xferwatch_stream::{Budget, Dir, Flow, Reassembler};
@@ -259,7 +259,8 @@ pub struct App {
     pub proto: Proto,
     /// What was odd about this flow (caps its parsers reached, a bounce, a mid-stream pickup).
     pub anomalies: Anomalies,
-    /// SMB: the files being written on this connection, hashed as the WRITE data passes.
+    /// SMB: the files being written or read on this connection, hashed as the WRITE request and
+    /// READ response data passes.
     pub smb_files: Option<Box<SmbFiles>>,
     /// A session was asked for once (the table may have been full).
     pub session_tried: bool,
@@ -273,32 +274,65 @@ pub struct App {
     pub ring: Option<Box<crate::pcaps::PacketRing>>,
 }
 
-/// SMB files written on one connection (by FileId), at most [`MAX_SMB_FILES`] at once.
+/// SMB files written or read on one connection, by file id and direction (`true`: read), at most
+/// [`MAX_SMB_FILES`] at once.
 #[derive(Debug, Default)]
-pub struct SmbFiles(pub Vec<([u8; 16], FileTrack)>);
+pub struct SmbFiles(pub Vec<(FileKey, bool, FileTrack)>);
 
-/// Files of one SMB connection hashed at once; beyond, a new file is not hashed (its fileinfo
-/// still has its size from the parser, TRUNCATED).
+/// Files (per direction) of one SMB connection hashed at once; beyond, a new file is not hashed
+/// (its fileinfo still has its size from the parser, TRUNCATED).
 pub const MAX_SMB_FILES: usize = 64;
 
 impl SmbFiles {
-    fn bytes(&mut self, b: xferwatch_parsers::smb::FileBytes<'_>, hashes: &Hashes) {
-        if let Some((_, t)) = self.0.iter_mut().find(|(k, _)| k == b.fid) {
-            t.at(b.offset, b.data);
-        } else if self.0.len() < MAX_SMB_FILES {
-            let mut t = FileTrack::new(hashes);
-            t.at(b.offset, b.data);
-            self.0.push((*b.fid, t));
+    fn op(&mut self, op: FileOp<'_>, hashes: &Hashes) {
+        match op {
+            FileOp::Bytes(b) => {
+                if let Some((_, _, t)) = self
+                    .0
+                    .iter_mut()
+                    .find(|(k, r, _)| *k == b.key && *r == b.read)
+                {
+                    t.at(b.offset, b.data);
+                } else if self.0.len() < MAX_SMB_FILES {
+                    let mut t = FileTrack::new(hashes);
+                    t.at(b.offset, b.data);
+                    self.0.push((b.key, b.read, t));
+                }
+            }
+            FileOp::Rekey { from, to } => {
+                // A file that already has bytes under its real id keeps those (should not
+                // happen: the id is new); the compound's bytes are then forgotten.
+                let taken = |k: FileKey, r: bool, v: &[(FileKey, bool, FileTrack)]| {
+                    v.iter().any(|(x, y, _)| *x == k && *y == r)
+                };
+                let mut i = 0;
+                while i < self.0.len() {
+                    let (k, r) = (self.0[i].0, self.0[i].1);
+                    if k != from {
+                        i += 1;
+                        continue;
+                    }
+                    match to {
+                        Some(to) if !taken(to, r, &self.0) => {
+                            self.0[i].0 = to;
+                            i += 1;
+                        }
+                        _ => {
+                            self.0.swap_remove(i);
+                        }
+                    }
+                }
+            }
         }
     }
 
-    /// The file with this `fuid` (as an SmbTx writes it), taken out.
-    pub fn take(&mut self, fuid: &str) -> Option<FileTrack> {
+    /// The file with this `fuid` (as an SmbTx writes it) and direction, taken out.
+    pub fn take(&mut self, fuid: &str, read: bool) -> Option<FileTrack> {
         let i = self
             .0
             .iter()
-            .position(|(k, _)| xferwatch_parsers::smb::fuid_of(k) == fuid)?;
-        Some(self.0.swap_remove(i).1)
+            .position(|(k, r, _)| *r == read && xferwatch_parsers::smb::fuid_of(k) == fuid)?;
+        Some(self.0.swap_remove(i).2)
     }
 }
 
@@ -1036,8 +1070,11 @@ fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
     };
     let hashes = &st.hashes;
     let files = &mut app.smb_files;
-    let mut on_file = |b: xferwatch_parsers::smb::FileBytes<'_>| {
-        files.get_or_insert_with(Default::default).bytes(b, hashes)
+    // Without hashes no file is followed: its fileinfo has the sizes the parser counted.
+    let mut on_file = |op: FileOp<'_>| {
+        if hashes.any() {
+            files.get_or_insert_with(Default::default).op(op, hashes)
+        }
     };
     let mut out = Vec::new();
     for side in [0usize, 1] {
@@ -1053,7 +1090,7 @@ fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
             let used = conn.feed_files(to_server, r.data(), &mut out, &mut on_file);
             r.consume(used, SMB_DEPTH, &mut st.budget);
             let skip = conn.skippable(to_server);
-            // WRITE data passes through the parser when files are hashed; otherwise it is skipped
+            // File data passes through the parser when files are hashed; otherwise it is skipped
             // without ever being buffered.
             let keep = hashes.any() && conn.file_data_ahead(to_server);
             if skip > 0 && r.data().is_empty() && !keep {
@@ -1073,4 +1110,70 @@ fn smb_drain(flow: &mut Flow<App>, st: &mut AppState, evs: &mut Vec<AppEv>) {
         }
     }
     evs.extend(out.into_iter().map(AppEv::Smb));
+}
+
+#[cfg(test)]
+mod smb_files_tests {
+    use super::*;
+    use xferwatch_parsers::smb::{fuid_of, FileBytes};
+
+    fn bytes(key: FileKey, read: bool, offset: u64, data: &[u8]) -> FileOp<'_> {
+        FileOp::Bytes(FileBytes {
+            key,
+            read,
+            offset,
+            data,
+        })
+    }
+
+    /// One track per file and direction; a compound's bytes follow the file once its CREATE is
+    /// answered, and are forgotten when the open failed.
+    #[test]
+    fn per_direction_tracks_and_rekey() {
+        let h = &Hashes::default();
+        let fid = FileKey::V2([7; 16]);
+        let mut f = SmbFiles::default();
+        f.op(bytes(FileKey::Compound(2), false, 0, b"abc"), h);
+        f.op(
+            FileOp::Rekey {
+                from: FileKey::Compound(2),
+                to: Some(fid),
+            },
+            h,
+        );
+        f.op(bytes(fid, false, 3, b"def"), h);
+        f.op(bytes(fid, true, 0, b"xy"), h);
+        f.op(bytes(FileKey::Compound(9), false, 0, b"lost"), h);
+        f.op(
+            FileOp::Rekey {
+                from: FileKey::Compound(9),
+                to: None,
+            },
+            h,
+        );
+        assert_eq!(f.0.len(), 2);
+        let mut w = f.take(&fuid_of(&fid), false).expect("written");
+        assert_eq!((w.size, w.gaps), (6, 0));
+        assert_eq!(
+            w.finish().and_then(|d| d.sha256).as_deref(),
+            // sha256("abcdef")
+            Some("bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721")
+        );
+        let r = f.take(&fuid_of(&fid), true).expect("read");
+        assert_eq!(r.size, 2);
+        assert!(f.take(&fuid_of(&fid), true).is_none());
+        assert!(f.0.is_empty());
+    }
+
+    #[test]
+    fn at_most_max_smb_files_are_followed() {
+        let mut f = SmbFiles::default();
+        for i in 0..(MAX_SMB_FILES as u16 + 10) {
+            f.op(
+                bytes(FileKey::V1(i), i % 2 == 0, 0, b"z"),
+                &Hashes::default(),
+            );
+        }
+        assert_eq!(f.0.len(), MAX_SMB_FILES);
+    }
 }

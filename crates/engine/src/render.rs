@@ -303,33 +303,48 @@ pub fn fileinfo(f: &mut Flow<App>, shared: &Shared) -> Option<(String, FileSumma
     Some(write_fileinfo(f, shared, facts))
 }
 
-/// The `fileinfo` event of a file an SMB connection wrote, at the transaction that closed it
-/// (`tx`: its name, FileId, end-of-file and bytes written). `track` holds what was hashed of it
-/// (None when hashing is off or the connection held too many files at once).
+/// The `fileinfo` event of a file an SMB connection wrote (`read` false: WRITE requests, an
+/// upload by the client) or read (`read` true: READ responses, a download to the client), at the
+/// transaction that closed it (`tx`: its name, FileId, end-of-file and bytes written and read).
+/// `track` holds what was hashed of it (None when hashing is off or the connection held too many
+/// files at once).
 pub fn smb_fileinfo(
     f: &Flow<App>,
     tx: &SmbTx,
+    read: bool,
     mut track: Option<FileTrack>,
     ts_us: i64,
     shared: &Shared,
 ) -> (String, FileSummary) {
+    let moved = if read {
+        tx.bytes_read
+    } else {
+        tx.bytes_written
+    };
     let followed = track.is_some() || !shared.app.hashes.any();
     let (digests, size, gaps, store) = match track.as_mut() {
         Some(t) => finish_track(Some(t)),
-        None => (None, tx.bytes_written, 0, None),
+        None => (None, moved, 0, None),
     };
-    // Whole: every byte written seen in order from offset 0, up to the end-of-file the server
+    // Whole: every byte moved seen in order from offset 0, up to the end-of-file the server
     // reported (a CLOSE without attributes reports 0: no end-of-file). With hashing on, a file
-    // that was not followed (too many open at once) cannot be called whole.
+    // that was not followed (too many open at once) cannot be called whole. A range read twice
+    // counts twice in `moved` but once in `size`: a read is whole when it reached the end-of-file.
     let eof_ok = tx.size.is_none_or(|eof| eof == 0 || eof == size);
-    let whole = followed && gaps == 0 && eof_ok && size == tx.bytes_written;
+    let all_moved = size == moved || (read && size > 0 && tx.size == Some(size));
+    let whole = followed && gaps == 0 && eof_ok && all_moved;
     // SMB1 names keep the share-relative leading backslash SMB2 names do not have.
     let name = tx.filename.as_deref().unwrap_or("");
     let (client, server) = (f.client_endpoint().addr, f.server_endpoint().addr);
+    let (command, from, to) = if read {
+        ("READ", server, client)
+    } else {
+        ("WRITE", client, server)
+    };
     let facts = FileFacts {
         name: name.strip_prefix('\\').unwrap_or(name),
-        command: "WRITE",
-        direction: shared.networks.direction(client, server),
+        command,
+        direction: shared.networks.direction(from, to),
         digests,
         size,
         gaps,

@@ -954,8 +954,9 @@ fn pcap_key(f: &Flow<App>) -> u64 {
     }
 }
 
-/// An SMB transaction's `smb` event; when it closed a file the connection wrote, that file's
-/// `fileinfo` too, and the file in its session's list.
+/// An SMB transaction's `smb` event; when it closed a file the connection wrote or read, that
+/// file's `fileinfo` too (one per direction: the upload, then the download), and the file in its
+/// session's list.
 #[allow(
     clippy::too_many_arguments,
     reason = "the worker's tables are borrowed apart while the flow is borrowed from one of them"
@@ -977,17 +978,32 @@ fn smb_events(
         key,
         render::smb(flow, tx, ts_us, shared),
     );
-    if tx.bytes_written == 0 {
-        return;
-    }
     let Some(fuid) = tx.fuid.as_deref() else {
         return;
     };
-    let track = flow.app.smb_files.as_mut().and_then(|f| f.take(fuid));
-    let (line, file) = render::smb_fileinfo(flow, tx, track, ts_us, shared);
-    queue(totals, events, "fileinfo", key, line);
-    if let Some(s) = sessions.get_mut(flow.app.session) {
-        s.add_file(file);
+    // Named pipes (the IPC$ share: DCE/RPC) carry no file, as in Suricata.
+    let pipe = tx.share.as_deref().is_some_and(|s| {
+        let b = s.as_bytes();
+        b.len() >= 4 && b[b.len() - 4..].eq_ignore_ascii_case(b"IPC$")
+    });
+    if pipe {
+        if let Some(f) = flow.app.smb_files.as_mut() {
+            for read in [false, true] {
+                let _ = f.take(fuid, read);
+            }
+        }
+        return;
+    }
+    for (read, moved) in [(false, tx.bytes_written), (true, tx.bytes_read)] {
+        if moved == 0 {
+            continue;
+        }
+        let track = flow.app.smb_files.as_mut().and_then(|f| f.take(fuid, read));
+        let (line, file) = render::smb_fileinfo(flow, tx, read, track, ts_us, shared);
+        queue(totals, events, "fileinfo", key, line);
+        if let Some(s) = sessions.get_mut(flow.app.session) {
+            s.add_file(file);
+        }
     }
 }
 

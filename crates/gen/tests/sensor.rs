@@ -68,7 +68,7 @@ fn check(case: &str, gen_args: &[&str], threshold: u64) {
     )
     .unwrap();
     let out = Command::new(&sensor)
-        .args(["replay", "-q", "-c"])
+        .args(["replay", "-q", "--force", "-c"])
         .arg(&cfg)
         .arg("--eve")
         .arg(&eve)

@@ -2,7 +2,8 @@
 //!
 //! # What is parsed
 //!
-//! The caller feeds the in-order reassembled bytes of each direction to [`SmbConn::feed`]. The
+//! The caller feeds the in-order reassembled bytes of each direction to [`SmbConn::feed`] (or
+//! [`SmbConn::feed_files`], which also hands file data over; see "File data" below). The
 //! parser walks the NetBIOS session service framing (RFC 1002 / MS-SMB2 2.1 "Direct TCP": one
 //! type byte and a 24-bit big-endian length) and reads:
 //!
@@ -32,6 +33,20 @@
 //! read) and forgets it. [`SmbConn::finish`] pushes a CLOSE-shaped tx (status `None`) for every
 //! file still open that moved bytes, and one `"SMB3_ENCRYPTED"` tx per encrypted session.
 //!
+//! # File data
+//!
+//! [`SmbConn::feed_files`] hands the data of WRITE requests (SMB2 WRITE, SMB1 WRITE_ANDX) and READ
+//! responses (SMB2 READ, SMB1 READ_ANDX) to its callback as [`FileOp::Bytes`], by file
+//! ([`FileKey`]), direction and file offset, in stream order, without buffering: data inside the
+//! part of a message the parser reads is handed over once the message is parsed, data after it
+//! while the rest of the message passes. A READ response's file and offset are those of its
+//! request (kept in the pending table, matched by MessageId or PID/MID), so pipelined reads
+//! answered in any order land at their offsets. A related compound WRITE (FileId all ones after a
+//! CREATE in the same request) is handed over as [`FileKey::Compound`] of the CREATE's MessageId;
+//! the CREATE response then sends [`FileOp::Rekey`] to its FileId (or to `None` when the open
+//! failed). Data offsets that point into the header are not used (`field_errors`); file offsets
+//! near `u64::MAX` saturate.
+//!
 //! `fuid`: an SMB2 FileId is printed as Suricata prints a GUID (lower-case 8-4-4-4-12, bytes in
 //! Suricata's order 3210-54-76-98-BA FEDC); an SMB1 FID is printed as 4 lower-case hex digits of
 //! its 16-bit value (as Suricata does). `filename` is `Some("")` for the share root, and `None`
@@ -53,7 +68,9 @@
 //! * Heap allocation happens only for the names and file ids kept for a tx and for table growth
 //!   up to the caps.
 //! * A compound chain is walked as far as it lies in the first `MAX_NEED` bytes of its message
-//!   (a chain that starts with a large WRITE loses the commands after it).
+//!   (a chain that starts with a large WRITE loses the commands after it; the data of the last
+//!   command read may extend past them and is still handed over).
+//! * File operations queued for one message: at most one per command read.
 //!
 //! # Errors and gaps
 //!
@@ -75,8 +92,9 @@
 //! authentication blobs (the tx then has no `ntlmssp`), SMB1 non-extended-security session setup
 //! account names, SMB1 TRANS/TRANS2/NT_TRANS and the legacy (non-AndX) read/write/open commands,
 //! SMB2 IOCTL/QUERY_DIRECTORY/QUERY_INFO/SET_INFO (renames, deletes), DCE/RPC over named pipes,
-//! file contents, SMB over QUIC or RDMA, and the NBSS 17-bit length form's extension bit for
-//! message types other than 0x81-0x85 (session messages use the 24-bit SMB2 framing).
+//! the data of SMB1 raw and legacy read/write commands, SMB over QUIC or RDMA, and the NBSS 17-bit
+//! length form's extension bit for message types other than 0x81-0x85 (session messages use the
+//! 24-bit SMB2 framing).
 
 use crate::smb_records::{
     self as rec, Magic, Smb1Header, Smb2Header, COMPRESSED_HDR, NBSS_HDR, SMB1_HDR, SMB2_HDR,
@@ -409,6 +427,7 @@ pub fn nt_status_name(code: u32) -> &'static str {
 
 fn fuid_string(key: &FileKey) -> String {
     match key {
+        FileKey::Compound(m) => format!("compound-{m}"),
         FileKey::V2(g) => format!(
             "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
             g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[9], g[8], g[11], g[10], g[15], g[14],
@@ -453,10 +472,16 @@ fn ntlm_auth(blob: &[u8], max: usize, field_errors: &mut u64) -> Option<Ntlm> {
 // State
 // ---------------------------------------------------------------------------------------------
 
+/// A file of the connection, as [`FileBytes`] names it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum FileKey {
+pub enum FileKey {
+    /// An SMB2 FileId.
     V2([u8; 16]),
+    /// An SMB1 FID.
     V1(u16),
+    /// The file a compound request's CREATE (this MessageId) opens, before its response names
+    /// the FileId; a [`FileOp::Rekey`] follows at that response.
+    Compound(u64),
 }
 
 #[derive(Debug)]
@@ -504,9 +529,17 @@ enum Req {
     Create {
         name: Option<String>,
         disposition: Option<&'static str>,
+        /// Part of a compound request: related WRITEs after it handed their data over as
+        /// `FileKey::Compound(MessageId)`.
+        chained: bool,
     },
-    /// CLOSE / READ: the file the response is about.
+    /// CLOSE: the file the response is about.
     File(FileKey),
+    /// READ: the file and the offset the response's data starts at.
+    Read {
+        key: FileKey,
+        offset: u64,
+    },
     /// A related compound WRITE on the chain's file: data length, attributed at the response.
     ChainWrite(u64),
 }
@@ -525,14 +558,16 @@ struct Pending {
 struct DirState {
     skip: u64,
     resync: bool,
-    /// The data of a WRITE being skipped, delivered to the caller as it passes.
+    /// The data of a WRITE request or READ response being skipped, delivered to the caller as it
+    /// passes.
     run: Option<DataRun>,
 }
 
-/// Where the data of an SMB2 WRITE lies within the bytes skipped after its fixed part.
+/// Where the file data of a message lies within the bytes skipped after the part read.
 #[derive(Debug, Clone, Copy)]
 struct DataRun {
-    fid: [u8; 16],
+    key: FileKey,
+    read: bool,
     /// File offset of the next data byte.
     offset: u64,
     /// Skipped bytes before the data starts (padding between the fixed part and DataOffset).
@@ -541,19 +576,55 @@ struct DataRun {
     left: u64,
 }
 
-/// Bytes of a file written by an SMB2 WRITE, as they pass (see [`SmbConn::feed_files`]).
+/// Bytes of a file as they pass (see [`SmbConn::feed_files`]): the data of a WRITE request
+/// (SMB2 WRITE, SMB1 WRITE_ANDX) or of a READ response (SMB2 READ, SMB1 READ_ANDX).
 #[derive(Debug, Clone, Copy)]
 pub struct FileBytes<'a> {
-    /// The SMB2 FileId, as [`fuid_of`] writes it in `SmbTx::fuid`.
-    pub fid: &'a [u8; 16],
+    /// The file, as [`fuid_of`] writes it in `SmbTx::fuid`.
+    pub key: FileKey,
+    /// READ response data (server to client); otherwise WRITE request data (client to server).
+    pub read: bool,
     /// Offset in the file of `data`'s first byte.
     pub offset: u64,
     pub data: &'a [u8],
 }
 
-/// The `fuid` text of an SMB2 FileId, as `SmbTx::fuid` carries it.
-pub fn fuid_of(fid: &[u8; 16]) -> String {
-    fuid_string(&FileKey::V2(*fid))
+/// What [`SmbConn::feed_files`] hands its callback, in stream order.
+#[derive(Debug, Clone, Copy)]
+pub enum FileOp<'a> {
+    Bytes(FileBytes<'a>),
+    /// The bytes handed over as `from` (a [`FileKey::Compound`]) belong to the file `to`; `None`:
+    /// the open failed, forget them.
+    Rekey {
+        from: FileKey,
+        to: Option<FileKey>,
+    },
+}
+
+/// Where file data lies in the message being parsed (collected while its commands are read,
+/// delivered once the message is done).
+#[derive(Debug, Clone, Copy)]
+enum MsgOp {
+    Data {
+        key: FileKey,
+        read: bool,
+        offset: u64,
+        /// From the start of the SMB message (after the NBSS header).
+        at: usize,
+        n: u64,
+    },
+    Rekey {
+        from: FileKey,
+        to: Option<FileKey>,
+    },
+}
+
+/// File operations one message may queue (one per command at most).
+const MAX_MSG_OPS: usize = MAX_CHAIN + MAX_ANDX;
+
+/// The `fuid` text of a file, as `SmbTx::fuid` carries it.
+pub fn fuid_of(key: &FileKey) -> String {
+    fuid_string(key)
 }
 
 /// Parsed SMB2 header fields.
@@ -624,8 +695,13 @@ pub struct SmbConn {
     encrypted: Vec<EncSession>,
     dialect: Option<&'static str>,
     chain_fid: Option<[u8; 16]>,
-    /// The WRITE just read (FileId, file offset, DataOffset, data length): its data follows.
-    write_run: Option<([u8; 16], u64, u16, u64)>,
+    /// In a compound request: the file of the previous command (for related operations).
+    req_chain: Option<FileKey>,
+    /// Offset of the SMB2 command being read from the start of its message.
+    cmd_at: usize,
+    /// File data of the message being read, and compound files named (bounded by
+    /// [`MAX_MSG_OPS`]).
+    ops: Vec<MsgOp>,
     stats: SmbStats,
 }
 
@@ -691,7 +767,9 @@ impl SmbConn {
             encrypted: Vec::new(),
             dialect: None,
             chain_fid: None,
-            write_run: None,
+            req_chain: None,
+            cmd_at: 0,
+            ops: Vec::new(),
             stats: SmbStats::default(),
         }
     }
@@ -707,7 +785,8 @@ impl SmbConn {
         self.dirs[dir_index(to_server)].skip
     }
 
-    /// The bytes to skip hold WRITE data: a caller that hashes files passes them through
+    /// The bytes to skip hold file data (WRITE request or READ response): a caller that hashes
+    /// files passes them through
     /// [`feed_files`](Self::feed_files) instead of skipping them.
     pub fn file_data_ahead(&self, to_server: bool) -> bool {
         self.dirs[dir_index(to_server)].run.is_some()
@@ -717,7 +796,7 @@ impl SmbConn {
     pub fn skipped(&mut self, to_server: bool, n: u64) {
         let d = &mut self.dirs[dir_index(to_server)];
         d.skip = d.skip.saturating_sub(n);
-        // WRITE data skipped unseen: its file has a gap there.
+        // File data skipped unseen: its file has a gap there.
         d.run = None;
     }
 
@@ -756,14 +835,17 @@ impl SmbConn {
         self.feed_files(to_server, data, out, &mut |_| {})
     }
 
-    /// [`feed`](Self::feed), also handing the data of SMB2 WRITE requests to `files` as it
-    /// passes (by FileId and file offset), so the caller can hash uploads without buffering.
+    /// [`feed`](Self::feed), also handing file data to `files` as it passes, by file and file
+    /// offset: WRITE requests (SMB2 WRITE, lone or in a compound; SMB1 WRITE_ANDX) and READ
+    /// responses (SMB2 READ, SMB1 READ_ANDX, paired with their request's file and offset), so the
+    /// caller can hash uploads and downloads without buffering. Data is handed over once per
+    /// message, in stream order; nothing is held back.
     pub fn feed_files(
         &mut self,
         to_server: bool,
         data: &[u8],
         out: &mut Vec<SmbTx>,
-        files: &mut dyn FnMut(FileBytes<'_>),
+        files: &mut dyn FnMut(FileOp<'_>),
     ) -> usize {
         let d = dir_index(to_server);
         let mut pos = 0usize;
@@ -778,11 +860,12 @@ impl SmbConn {
                     chunk = &chunk[pre as usize..];
                     let take = run.left.min(chunk.len() as u64) as usize;
                     if take > 0 {
-                        files(FileBytes {
-                            fid: &run.fid,
+                        files(FileOp::Bytes(FileBytes {
+                            key: run.key,
+                            read: run.read,
                             offset: run.offset,
                             data: &chunk[..take],
-                        });
+                        }));
                         run.offset = run.offset.saturating_add(take as u64);
                         run.left -= take as u64;
                     }
@@ -876,20 +959,79 @@ impl SmbConn {
             }
             pos += NBSS_HDR + want;
             self.dirs[d].skip = (len - want) as u64;
-            self.dirs[d].run = self
-                .write_run
-                .take()
-                .and_then(|(fid, offset, data_offset, n)| {
-                    let pre = (data_offset as u64).checked_sub(want as u64)?;
-                    let left = n.min(((len - want) as u64).saturating_sub(pre));
-                    (left > 0).then_some(DataRun {
-                        fid,
-                        offset,
-                        pre,
-                        left,
-                    })
-                });
+            self.dirs[d].run = self.deliver(msg, len, files);
         }
+    }
+
+    /// Hands over the file data of the message just read: what lies in `msg` (the part read)
+    /// now; what lies after it (in the `len` bytes on the wire) as the run to deliver while the
+    /// rest of the message passes. Only one run can extend past the part read (a compound chain
+    /// is read only as far as `msg`); if several claim to, the last is kept.
+    fn deliver(
+        &mut self,
+        msg: &[u8],
+        len: usize,
+        files: &mut dyn FnMut(FileOp<'_>),
+    ) -> Option<DataRun> {
+        let want = msg.len();
+        let mut run = None;
+        for op in self.ops.drain(..) {
+            let (key, read, offset, at, n) = match op {
+                MsgOp::Rekey { from, to } => {
+                    files(FileOp::Rekey { from, to });
+                    continue;
+                }
+                MsgOp::Data {
+                    key,
+                    read,
+                    offset,
+                    at,
+                    n,
+                } => (key, read, offset, at, n),
+            };
+            // The data never extends past the message on the wire.
+            let end = (at as u64).saturating_add(n).min(len as u64);
+            if (at as u64) >= end {
+                continue;
+            }
+            if at < want {
+                let in_msg = end.min(want as u64) as usize;
+                if let Some(b) = msg.get(at..in_msg) {
+                    files(FileOp::Bytes(FileBytes {
+                        key,
+                        read,
+                        offset,
+                        data: b,
+                    }));
+                }
+            }
+            if end > want as u64 {
+                let start = at.max(want);
+                run = Some(DataRun {
+                    key,
+                    read,
+                    offset: offset.saturating_add((start - at) as u64),
+                    pre: (start - want) as u64,
+                    left: end - start as u64,
+                });
+            }
+        }
+        run
+    }
+
+    /// File data at `at` (from the message start) of `n` bytes: handed over once the message is
+    /// read.
+    fn queue_data(&mut self, key: FileKey, read: bool, offset: u64, at: usize, n: u64) {
+        if n == 0 || self.ops.len() >= MAX_MSG_OPS {
+            return;
+        }
+        self.ops.push(MsgOp::Data {
+            key,
+            read,
+            offset,
+            at,
+            n,
+        });
     }
 
     fn malformed_framing(&mut self, d: usize) {
@@ -1130,7 +1272,7 @@ impl SmbConn {
 
     fn close_tx(&self, f: FileEntry, status: Option<u32>) -> SmbTx {
         let command = match f.key {
-            FileKey::V2(_) => cmd::SMB2_CLOSE,
+            FileKey::V2(_) | FileKey::Compound(_) => cmd::SMB2_CLOSE,
             FileKey::V1(_) => cmd::SMB1_CLOSE,
         };
         let mut tx = self.tx(command, status, f.session_id, f.tree_id);
@@ -1202,7 +1344,10 @@ impl SmbConn {
         req: Option<Req>,
     ) -> SmbTx {
         let mut tx = self.tx(command, Some(status), session_id, tree_id);
-        if let Some(Req::Create { name, disposition }) = req {
+        if let Some(Req::Create {
+            name, disposition, ..
+        }) = req
+        {
             tx.filename = name;
             tx.disposition = disposition;
         }
@@ -1238,11 +1383,16 @@ impl SmbConn {
     /// The file an SMB2 request named: a compound's "previous file" is the file the chain opened.
     fn smb2_file(&self, req: Option<Req>) -> Option<FileKey> {
         match req {
-            Some(Req::File(FileKey::V2(fid))) if fid == CHAIN_FID => {
-                self.chain_fid.map(FileKey::V2)
-            }
-            Some(Req::File(k)) => Some(k),
+            Some(Req::File(k)) | Some(Req::Read { key: k, .. }) => self.smb2_resolve(k),
             _ => None,
+        }
+    }
+
+    /// A compound's "previous file" (all-ones FileId) is the file the response chain opened.
+    fn smb2_resolve(&self, k: FileKey) -> Option<FileKey> {
+        match k {
+            FileKey::V2(fid) if fid == CHAIN_FID => self.chain_fid.map(FileKey::V2),
+            k => Some(k),
         }
     }
 
@@ -1299,6 +1449,7 @@ impl SmbConn {
     /// An SMB2 message: `msg` is what was read (a prefix of the `len` bytes on the wire).
     fn smb2_message(&mut self, msg: &[u8], len: usize, out: &mut Vec<SmbTx>) {
         self.chain_fid = None;
+        self.req_chain = None;
         let mut off = 0usize;
         for _ in 0..MAX_CHAIN {
             let Some(cmd_buf) = msg.get(off..) else {
@@ -1323,7 +1474,8 @@ impl SmbConn {
             } else {
                 (cmd_buf, len - off)
             };
-            self.smb2_command(&hdr, cmd_slice, wire_len, out);
+            self.cmd_at = off;
+            self.smb2_command(&hdr, cmd_slice, next != 0, wire_len, out);
             if next == 0 {
                 break;
             }
@@ -1335,17 +1487,44 @@ impl SmbConn {
         }
     }
 
-    fn smb2_command(&mut self, h: &H2, c: &[u8], wire_len: usize, out: &mut Vec<SmbTx>) {
+    fn smb2_command(
+        &mut self,
+        h: &H2,
+        c: &[u8],
+        chained: bool,
+        wire_len: usize,
+        out: &mut Vec<SmbTx>,
+    ) {
         if h.flags & SMB2_FLAGS_SERVER_TO_REDIR == 0 {
-            self.smb2_request(h, c, wire_len, out);
+            self.smb2_request(h, c, chained, wire_len, out);
         } else {
             self.smb2_response(h, c, wire_len, out);
         }
     }
 
-    fn smb2_request(&mut self, h: &H2, c: &[u8], wire_len: usize, out: &mut Vec<SmbTx>) {
+    /// The file a request names: a related operation's all-ones FileId is the file of the
+    /// previous command of the compound request (`None` when no command before it named one).
+    fn smb2_req_file(&mut self, fid: [u8; 16], related: bool) -> Option<FileKey> {
+        if fid == CHAIN_FID && related {
+            return self.req_chain;
+        }
+        let key = FileKey::V2(fid);
+        self.req_chain = Some(key);
+        Some(key)
+    }
+
+    fn smb2_request(
+        &mut self,
+        h: &H2,
+        c: &[u8],
+        chained: bool,
+        wire_len: usize,
+        out: &mut Vec<SmbTx>,
+    ) {
         let max = self.limits.max_name;
         let related = h.flags & SMB2_FLAGS_RELATED_OPERATIONS != 0;
+        // The last command of a chain has NextCommand 0 but is part of it when related.
+        let chained = chained || related;
         // Offsets in the body count from the start of the header (`c`).
         let body = c.get(SMB2_HDR..).unwrap_or(&[]);
         let req = match h.cmd {
@@ -1394,17 +1573,37 @@ impl SmbConn {
                         Some(String::new())
                     }
                 };
-                Req::Create { name, disposition }
+                if chained {
+                    // Related commands after it work on the file it opens.
+                    self.req_chain = Some(FileKey::Compound(h.msg_id));
+                }
+                Req::Create {
+                    name,
+                    disposition,
+                    chained,
+                }
             }
             SMB2_CLOSE => match rec::close_request(body) {
-                Ok((_, r)) => Req::File(FileKey::V2(*r.file_id)),
+                Ok((_, r)) => {
+                    // Resolved at the response, from the response chain's CREATE.
+                    let _ = self.smb2_req_file(*r.file_id, related);
+                    Req::File(FileKey::V2(*r.file_id))
+                }
                 Err(_) => {
                     self.stats.malformed += 1;
                     return;
                 }
             },
             SMB2_READ => match rec::read_request(body) {
-                Ok((_, r)) => Req::File(FileKey::V2(*r.file_id)),
+                Ok((_, r)) => {
+                    let _ = self.smb2_req_file(*r.file_id, related);
+                    // The data comes with the response: its file (a related FileId is resolved
+                    // from the response chain's CREATE) and offset are kept until then.
+                    Req::Read {
+                        key: FileKey::V2(*r.file_id),
+                        offset: r.offset,
+                    }
+                }
                 Err(_) => {
                     self.stats.malformed += 1;
                     return;
@@ -1420,12 +1619,19 @@ impl SmbConn {
                 let room = wire_len.saturating_sub(w.data_offset as usize) as u64;
                 let n = (w.length as u64).min(room);
                 self.stats.bytes_written += n;
+                // The data: in the part read (a compound) or after it (a lone WRITE); never in
+                // the header.
+                if let Some(key) = self.smb2_req_file(fid, related) {
+                    if w.data_offset as usize >= SMB2_HDR {
+                        let at = self.cmd_at.saturating_add(w.data_offset as usize);
+                        self.queue_data(key, false, w.offset, at, n);
+                    } else if n > 0 {
+                        self.stats.field_errors += 1;
+                    }
+                }
                 if fid == CHAIN_FID && related {
                     Req::ChainWrite(n)
                 } else {
-                    // A lone WRITE has its data in the bytes after the part read (`feed` checks
-                    // that the data lies there before it delivers any).
-                    self.write_run = Some((fid, w.offset, w.data_offset, n));
                     self.add_written(FileKey::V2(fid), h.session_id, h.tree_id, n, out);
                     return;
                 }
@@ -1493,16 +1699,26 @@ impl SmbConn {
                 out.push(tx);
             }
             SMB2_CREATE => {
+                let chained = matches!(req, Some(Req::Create { chained: true, .. }));
                 let mut tx = self.create_tx(cmd::SMB2_CREATE, h.status, p_session, p_tree, req);
+                let mut opened = None;
                 if ok {
                     match rec::create_response(body) {
                         Ok((_, r)) => {
                             let fid = *r.file_id;
                             self.chain_fid = Some(fid);
+                            opened = Some(FileKey::V2(fid));
                             self.file_opened(FileKey::V2(fid), Some(r.end_of_file), &mut tx, out);
                         }
                         Err(_) => self.stats.malformed += 1,
                     }
+                }
+                if chained && self.ops.len() < MAX_MSG_OPS {
+                    // Data the compound request wrote before the FileId was known.
+                    self.ops.push(MsgOp::Rekey {
+                        from: FileKey::Compound(h.msg_id),
+                        to: opened,
+                    });
                 }
                 out.push(tx);
             }
@@ -1544,8 +1760,16 @@ impl SmbConn {
                 let room = wire_len.saturating_sub(r.data_offset as usize) as u64;
                 let n = (r.data_length as u64).min(room);
                 self.stats.bytes_read += n;
-                if let Some(k) = self.smb2_file(req) {
-                    self.add_read(k, p_session, p_tree, n, out);
+                if let Some(Req::Read { key, offset }) = req {
+                    if let Some(k) = self.smb2_resolve(key) {
+                        if r.data_offset as usize >= SMB2_HDR {
+                            let at = self.cmd_at.saturating_add(r.data_offset as usize);
+                            self.queue_data(k, true, offset, at, n);
+                        } else if n > 0 {
+                            self.stats.field_errors += 1;
+                        }
+                        self.add_read(k, p_session, p_tree, n, out);
+                    }
                 }
             }
             SMB2_WRITE => {
@@ -1747,7 +1971,11 @@ impl SmbConn {
                 } else {
                     self.smb1_string(h, bytes, bytes_at, 0, Some(nlen))
                 };
-                Req::Create { name, disposition }
+                Req::Create {
+                    name,
+                    disposition,
+                    chained: false,
+                }
             }
             SMB1_WRITE_ANDX => {
                 let Ok((_, w)) = rec::smb1_write_request(words) else {
@@ -1757,11 +1985,29 @@ impl SmbConn {
                 let room = wire_len.saturating_sub(w.data_offset as usize) as u64;
                 let n = w.data_length.min(room);
                 self.stats.bytes_written += n;
+                // DataOffset counts from the SMB1 header, where the message starts.
+                if w.data_offset as usize >= SMB1_HDR {
+                    self.queue_data(
+                        FileKey::V1(w.fid),
+                        false,
+                        w.offset,
+                        w.data_offset as usize,
+                        n,
+                    );
+                } else if n > 0 {
+                    self.stats.field_errors += 1;
+                }
                 self.add_written(FileKey::V1(w.fid), session_id, tree_id, n, out);
                 return;
             }
             SMB1_READ_ANDX => match rec::smb1_read_request(words) {
-                Ok((_, fid)) => Req::File(FileKey::V1(fid)),
+                Ok((_, r)) => Req::Read {
+                    key: FileKey::V1(r.fid),
+                    offset: r.offset.unwrap_or_else(|| {
+                        self.stats.field_errors += 1;
+                        0
+                    }),
+                },
                 Err(_) => {
                     self.stats.malformed += 1;
                     return;
@@ -1864,8 +2110,13 @@ impl SmbConn {
                 let room = wire_len.saturating_sub(r.data_offset as usize) as u64;
                 let n = r.data_length.min(room);
                 self.stats.bytes_read += n;
-                if let Some(Req::File(k)) = req {
-                    self.add_read(k, p_session, p_tree, n, out);
+                if let Some(Req::Read { key, offset }) = req {
+                    if r.data_offset as usize >= SMB1_HDR {
+                        self.queue_data(key, true, offset, r.data_offset as usize, n);
+                    } else if n > 0 {
+                        self.stats.field_errors += 1;
+                    }
+                    self.add_read(key, p_session, p_tree, n, out);
                 }
             }
             SMB1_CLOSE => {

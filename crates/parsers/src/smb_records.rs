@@ -799,11 +799,12 @@ pub fn smb1_nt_create_response(words: &[u8]) -> Decoded<'_, NtCreateAndxResponse
     Ok((i, NtCreateAndxResponse { fid, end_of_file }))
 }
 
-/// WRITE_ANDX request words (MS-CIFS 2.2.4.43.1, WordCount 12 or 14), up to DataOffset.
+/// WRITE_ANDX request words (MS-CIFS 2.2.4.43.1, WordCount 12 or 14), up to OffsetHigh.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteAndxRequest {
     pub fid: u16,
-    pub offset: u32,
+    /// Offset with OffsetHigh (WordCount 14; taken as 0 when the words end before it).
+    pub offset: u64,
     /// DataLength with DataLengthHigh.
     pub data_length: u64,
     /// From the start of the SMB1 header.
@@ -824,21 +825,36 @@ pub fn smb1_write_request(words: &[u8]) -> Decoded<'_, WriteAndxRequest> {
     let (i, _write_mode) = le_u16(i)?;
     let (i, _remaining) = le_u16(i)?;
     let (i, (high, low, data_offset)) = (le_u16, le_u16, le_u16).parse(i)?;
+    let (i, offset_high) = opt(le_u32).parse(i)?;
     Ok((
         i,
         WriteAndxRequest {
             fid,
-            offset,
+            offset: ((offset_high.unwrap_or(0) as u64) << 32) | offset as u64,
             data_length: halves(high, low),
             data_offset,
         },
     ))
 }
 
-/// The words of a READ_ANDX request (MS-CIFS 2.2.4.42.1), as far as the FID.
-pub fn smb1_read_request(words: &[u8]) -> Decoded<'_, u16> {
+/// READ_ANDX request words (MS-CIFS 2.2.4.42.1, WordCount 10 or 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadAndxRequest {
+    pub fid: u16,
+    /// Offset with OffsetHigh (WordCount 12); `None` when the words end before Offset.
+    pub offset: Option<u64>,
+}
+
+/// The words of a READ_ANDX request: the FID and, when present, the file offset (its high 32
+/// bits taken as 0 when the words end before OffsetHigh).
+pub fn smb1_read_request(words: &[u8]) -> Decoded<'_, ReadAndxRequest> {
     let (i, _andx) = andx(words)?;
-    le_u16(i)
+    let (i, fid) = le_u16(i)?;
+    let (i, low) = opt(le_u32).parse(i)?;
+    // MaxCountOfBytesToReturn, MinCountOfBytesToReturn, Timeout, Remaining, then OffsetHigh.
+    let (i, high) = opt(preceded(take(10usize), le_u32)).parse(i)?;
+    let offset = low.map(|l| ((high.unwrap_or(0) as u64) << 32) | l as u64);
+    Ok((i, ReadAndxRequest { fid, offset }))
 }
 
 /// READ_ANDX response words (MS-CIFS 2.2.4.42.2), up to DataLengthHigh.
@@ -1259,15 +1275,35 @@ mod tests {
         }
         let (_, r) = smb1_write_request(&w).unwrap();
         assert_eq!(
-            (r.fid, r.data_length, r.data_offset),
-            (0x4000, 0x1_2c00, 64)
+            (r.fid, r.data_length, r.data_offset, r.offset),
+            (0x4000, 0x1_2c00, 64, 0)
         );
         cut_at_every_length(&w, 24, |b| smb1_write_request(b).is_ok());
-        // READ_ANDX request and response.
+        // WordCount 14: Offset 0x1000 with OffsetHigh 2.
+        w[6..10].copy_from_slice(&0x1000u32.to_le_bytes());
+        w.extend_from_slice(&2u32.to_le_bytes());
+        let (_, r) = smb1_write_request(&w).unwrap();
+        assert_eq!(r.offset, 0x2_0000_1000);
+        assert_eq!(smb1_write_request(&w[..27]).unwrap().1.offset, 0x1000);
+        // READ_ANDX request (WordCount 10, then 12 with OffsetHigh) and response.
         let mut w = andx_hdr.to_vec();
         w.extend_from_slice(&0x4001u16.to_le_bytes());
-        assert_eq!(smb1_read_request(&w).unwrap().1, 0x4001);
+        assert_eq!(
+            smb1_read_request(&w).unwrap().1,
+            ReadAndxRequest {
+                fid: 0x4001,
+                offset: None
+            }
+        );
         cut_at_every_length(&w, 6, |b| smb1_read_request(b).is_ok());
+        w.extend_from_slice(&0xf000u32.to_le_bytes());
+        w.extend_from_slice(&[0; 10]);
+        assert_eq!(smb1_read_request(&w).unwrap().1.offset, Some(0xf000));
+        w.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            smb1_read_request(&w).unwrap().1.offset,
+            Some(0xffff_ffff_0000_f000)
+        );
         let mut w = andx_hdr.to_vec();
         for v in [0xffffu16, 0, 0, 0xffff, 60, 0xffff] {
             w.extend_from_slice(&v.to_le_bytes());

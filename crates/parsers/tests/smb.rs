@@ -18,7 +18,7 @@
 //! * smb1-port139: `smb.data_len_low + 65536 * smb.data_len_high` of the WRITE_ANDX requests =
 //!   307200, of the READ_ANDX responses = 307200; dialect "NT LANMAN 1.0" (selected index 0).
 
-use xferwatch_parsers::smb::{cmd, SmbConn, SmbLimits, SmbStats, SmbTx};
+use xferwatch_parsers::smb::{cmd, FileKey, FileOp, SmbConn, SmbLimits, SmbStats, SmbTx};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures and drivers
@@ -112,17 +112,94 @@ impl Rng {
     }
 }
 
-/// A caller: keeps each direction's unconsumed bytes and appends new ones.
+/// A caller: keeps each direction's unconsumed bytes and appends new ones, and collects the file
+/// operations handed over.
 struct Caller {
     conn: SmbConn,
     buf: [Vec<u8>; 2],
     out: Vec<SmbTx>,
+    files: Vec<Got>,
 }
 
-#[derive(Debug, PartialEq)]
+/// A [`FileOp`], owned.
+#[derive(Clone, Debug, PartialEq)]
+enum Got {
+    Bytes {
+        key: FileKey,
+        read: bool,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Rekey {
+        from: FileKey,
+        to: Option<FileKey>,
+    },
+}
+
+#[derive(Debug)]
 struct Run {
     txs: Vec<SmbTx>,
     stats: SmbStats,
+    files: Vec<Got>,
+}
+
+/// Transactions and counters; the file bytes depend on how the input was cut and skipped (see
+/// [`coalesced`]).
+impl PartialEq for Run {
+    fn eq(&self, o: &Run) -> bool {
+        self.txs == o.txs && self.stats == o.stats
+    }
+}
+
+/// File operations with adjacent pieces of one file joined: the same for any chunking.
+fn coalesced(files: &[Got]) -> Vec<Got> {
+    let mut v: Vec<Got> = Vec::new();
+    for g in files {
+        if let (
+            Some(Got::Bytes {
+                key: k0,
+                read: r0,
+                offset: o0,
+                data: d0,
+            }),
+            Got::Bytes {
+                key,
+                read,
+                offset,
+                data,
+            },
+        ) = (v.last_mut(), g)
+        {
+            if k0 == key && r0 == read && *o0 + d0.len() as u64 == *offset {
+                d0.extend_from_slice(data);
+                continue;
+            }
+        }
+        v.push(g.clone());
+    }
+    v
+}
+
+/// The file ranges covered by the bytes of one direction (`read`), merged.
+fn coverage(files: &[Got], want_read: bool) -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = files
+        .iter()
+        .filter_map(|g| match g {
+            Got::Bytes {
+                read, offset, data, ..
+            } if *read == want_read => Some((*offset, *offset + data.len() as u64)),
+            _ => None,
+        })
+        .collect();
+    r.sort();
+    let mut m: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in r {
+        match m.last_mut() {
+            Some(l) if a <= l.1 => l.1 = l.1.max(b),
+            _ => m.push((a, b)),
+        }
+    }
+    m
 }
 
 impl Caller {
@@ -131,13 +208,34 @@ impl Caller {
             conn: SmbConn::new(limits),
             buf: [Vec::new(), Vec::new()],
             out: Vec::new(),
+            files: Vec::new(),
         }
     }
 
     fn push(&mut self, to_server: bool, bytes: &[u8]) {
         let d = if to_server { 0 } else { 1 };
         self.buf[d].extend_from_slice(bytes);
-        let n = self.conn.feed(to_server, &self.buf[d], &mut self.out);
+        let files = &mut self.files;
+        let n = self
+            .conn
+            .feed_files(to_server, &self.buf[d], &mut self.out, &mut |op| match op {
+                FileOp::Bytes(b) => {
+                    assert!(!b.data.is_empty(), "empty file bytes handed over");
+                    assert!(b.data.len() <= 16 << 20);
+                    // Writes travel to the server, reads to the client.
+                    assert_eq!(b.read, !to_server);
+                    files.push(Got::Bytes {
+                        key: b.key,
+                        read: b.read,
+                        offset: b.offset,
+                        data: b.data.to_vec(),
+                    });
+                }
+                FileOp::Rekey { from, to } => {
+                    assert!(matches!(from, FileKey::Compound(_)));
+                    files.push(Got::Rekey { from, to });
+                }
+            });
         assert!(n <= self.buf[d].len());
         self.buf[d].drain(..n);
         assert!(
@@ -168,6 +266,7 @@ impl Caller {
         Run {
             txs: self.out,
             stats: self.conn.stats().clone(),
+            files: self.files,
         }
     }
 }
@@ -437,6 +536,51 @@ fn smb1_port139_transactions() {
     assert_eq!(closes[1].status, Some("STATUS_SUCCESS"));
 }
 
+/// The data of every WRITE request and READ response of the captures is handed over, at the
+/// right offsets, exactly once: the files are covered from 0 to their size (tshark's sums above).
+#[test]
+fn capture_file_data_is_handed_over_by_offset() {
+    for (name, written, read) in [
+        ("smb-upload.hex", 512_000u64, 0u64),
+        ("smb-port443.hex", 307_200, 0),
+        ("smb1-port139.hex", 307_200, 307_200),
+        ("smb3-encrypted.hex", 0, 0),
+    ] {
+        let run = drive(&load(name), Elided::Fill, None, None, SmbLimits::default());
+        let total = |want_read: bool| -> u64 {
+            run.files
+                .iter()
+                .map(|g| match g {
+                    Got::Bytes { read, data, .. } if *read == want_read => data.len() as u64,
+                    _ => 0,
+                })
+                .sum()
+        };
+        assert_eq!((total(false), total(true)), (written, read), "{name}");
+        let span = |n: u64| if n == 0 { vec![] } else { vec![(0, n)] };
+        assert_eq!(coverage(&run.files, false), span(written), "{name}");
+        assert_eq!(coverage(&run.files, true), span(read), "{name}");
+        // SMB1 files are named by FID, SMB2 files by FileId; no compound keys here.
+        for g in &run.files {
+            match g {
+                Got::Bytes { key, .. } => assert_eq!(
+                    matches!(key, FileKey::V1(_)),
+                    name.starts_with("smb1"),
+                    "{name}"
+                ),
+                Got::Rekey { .. } => panic!("{name}: no compound CREATE in the capture"),
+            }
+        }
+        // The bytes of the files the CLOSEs report.
+        let moved: (u64, u64) = run
+            .txs
+            .iter()
+            .map(|t| (t.bytes_written, t.bytes_read))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        assert_eq!(moved, (written, read), "{name}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Chunking, skipping, gaps
 // ---------------------------------------------------------------------------------------------
@@ -456,6 +600,7 @@ fn random_chunks_match_one_feed() {
         assert!(!base.txs.is_empty());
         let filled = drive(&fx, Elided::Fill, None, None, SmbLimits::default());
         assert_eq!(filled, base, "{name}: filler fed in one piece");
+        let filled_files = coalesced(&filled.files);
         for seed in 1..=12u64 {
             let mut rng = Rng::new(seed);
             let run = drive(
@@ -466,6 +611,10 @@ fn random_chunks_match_one_feed() {
                 SmbLimits::default(),
             );
             assert_eq!(run, base, "{name}: filler in random chunks, seed {seed}");
+            assert!(
+                coalesced(&run.files) == filled_files,
+                "{name}: file bytes in random chunks, seed {seed}"
+            );
             let mut rng = Rng::new(seed + 1000);
             let run = drive(
                 &fx,
@@ -790,6 +939,21 @@ fn tree_rsp(h: &H) -> Vec<u8> {
     smb2(h, &b)
 }
 
+/// A related compound command (FLAGS_RELATED_OPERATIONS): request and response.
+fn related_req(cmd: u16, msg_id: u64) -> H {
+    H {
+        related: true,
+        ..req(cmd, msg_id)
+    }
+}
+
+fn related_rsp(cmd: u16, msg_id: u64) -> H {
+    H {
+        related: true,
+        ..rsp(cmd, msg_id)
+    }
+}
+
 fn fid(n: u8) -> [u8; 16] {
     let mut f = [0u8; 16];
     f[0] = n;
@@ -809,19 +973,11 @@ fn compound_create_write_read_close() {
     feed_all(&mut c, true, &[tree_req(&req(3, 1), r"\\srv\data")]);
     feed_all(&mut c, false, &[tree_rsp(&rsp(3, 1))]);
     let all = [0xffu8; 16];
-    let related = |cmd, id| H {
-        related: true,
-        ..req(cmd, id)
-    };
-    let related_rsp = |cmd, id| H {
-        related: true,
-        ..rsp(cmd, id)
-    };
     let request = chain(&[
         create_req(&req(5, 2), r"dir\c.txt", 2),
-        write_req(&related(9, 3), all, 100),
-        read_req(&related(8, 4), all, 40),
-        close_req(&related(6, 5), all),
+        write_req(&related_req(9, 3), all, 100),
+        read_req(&related_req(8, 4), all, 40),
+        close_req(&related_req(6, 5), all),
     ]);
     let response = chain(&[
         create_rsp(&rsp(5, 2), fid(9), 0),
@@ -877,6 +1033,327 @@ fn cut_request_fields_are_counted_not_malformed() {
     assert_eq!(create[0].filename.as_deref(), Some(""));
     assert_eq!(create[0].disposition, Some("FILE_CREATE"));
     assert_eq!(by_cmd(&run, cmd::SMB2_SESSION_SETUP)[0].ntlmssp, None);
+}
+
+/// File content for the synthetic tests: a pattern that differs at every offset of a piece.
+fn content(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+fn read_req_at(h: &H, fid: [u8; 16], len: usize, offset: u64) -> Vec<u8> {
+    let mut m = read_req(h, fid, len);
+    m[64 + 8..64 + 16].copy_from_slice(&offset.to_le_bytes());
+    m
+}
+
+fn read_rsp_data(h: &H, data: &[u8]) -> Vec<u8> {
+    let mut m = read_rsp(h, data.len());
+    m[80..].copy_from_slice(data);
+    m
+}
+
+fn write_req_data(h: &H, fid: [u8; 16], data: &[u8], offset: u64) -> Vec<u8> {
+    let mut m = write_req(h, fid, data.len());
+    m[64 + 8..64 + 16].copy_from_slice(&offset.to_le_bytes());
+    m[112..].copy_from_slice(data);
+    m
+}
+
+/// The bytes of one file and direction, put together by offset (offsets small in these tests).
+fn assemble(files: &[Got], want: FileKey, want_read: bool) -> Vec<u8> {
+    let mut v = Vec::new();
+    for g in files {
+        if let Got::Bytes {
+            key,
+            read,
+            offset,
+            data,
+        } = g
+        {
+            if *key == want && *read == want_read {
+                let o = *offset as usize;
+                if v.len() < o + data.len() {
+                    v.resize(o + data.len(), 0);
+                }
+                v[o..o + data.len()].copy_from_slice(data);
+            }
+        }
+    }
+    v
+}
+
+fn push_in_chunks(c: &mut Caller, to_server: bool, bytes: &[u8], chunk: usize) {
+    for piece in bytes.chunks(chunk) {
+        c.push(to_server, piece);
+    }
+}
+
+/// Pipelined credits: three READs outstanding at once, answered out of order; each response's
+/// data lands at its own request's offset (the response carries only the MessageId).
+#[test]
+fn pipelined_reads_answered_out_of_order() {
+    let file = content(120_000, 7);
+    let mut c = Caller::new(SmbLimits::default());
+    feed_all(&mut c, true, &[create_req(&req(5, 1), "big.bin", 1)]);
+    feed_all(&mut c, false, &[create_rsp(&rsp(5, 1), fid(3), 120_000)]);
+    let mut reqs = Vec::new();
+    for (id, off) in [(10u64, 0usize), (11, 40_000), (12, 80_000)] {
+        reqs.extend_from_slice(&nbss(&read_req_at(&req(8, id), fid(3), 40_000, off as u64)));
+    }
+    c.push(true, &reqs);
+    let mut rsps = Vec::new();
+    for (id, off) in [(12u64, 80_000usize), (10, 0), (11, 40_000)] {
+        rsps.extend_from_slice(&nbss(&read_rsp_data(&rsp(8, id), &file[off..off + 40_000])));
+    }
+    // Larger than the part of a READ response the parser reads: the data passes in pieces.
+    push_in_chunks(&mut c, false, &rsps, 1_337);
+    feed_all(&mut c, true, &[close_req(&req(6, 13), fid(3))]);
+    feed_all(&mut c, false, &[close_rsp(&rsp(6, 13), None)]);
+    let run = c.finish();
+    let pieces: Vec<(u64, usize)> = coalesced(&run.files)
+        .iter()
+        .map(|g| match g {
+            Got::Bytes {
+                key,
+                read,
+                offset,
+                data,
+            } => {
+                assert_eq!((*key, *read), (FileKey::V2(fid(3)), true));
+                (*offset, data.len())
+            }
+            Got::Rekey { .. } => panic!("no compound here"),
+        })
+        .collect();
+    // Answered 12, 10, 11: the last two are adjacent and join.
+    assert_eq!(pieces, [(80_000, 40_000), (0, 80_000)]);
+    assert!(assemble(&run.files, FileKey::V2(fid(3)), true) == file);
+    let close = the_file(&run, cmd::SMB2_CLOSE, "big.bin");
+    assert_eq!((close.bytes_read, close.bytes_written), (120_000, 0));
+    assert_eq!((run.stats.limit_hits, run.stats.malformed), (0, 0));
+}
+
+/// Outstanding READs are bounded by `max_pending`: the oldest is forgotten (counted), its
+/// response's data is not handed over (its file gets a gap), the others still land right.
+#[test]
+fn outstanding_reads_are_bounded() {
+    let limits = SmbLimits {
+        max_pending: 2,
+        ..SmbLimits::default()
+    };
+    let mut c = Caller::new(limits);
+    let reqs: Vec<_> = (0..3u64)
+        .map(|i| read_req_at(&req(8, 20 + i), fid(4), 100, i * 100))
+        .collect();
+    feed_all(&mut c, true, &reqs);
+    assert_eq!(c.conn.stats().limit_hits, 1);
+    let rsps: Vec<_> = (0..3u64)
+        .map(|i| read_rsp_data(&rsp(8, 20 + i), &content(100, i as u8)))
+        .collect();
+    feed_all(&mut c, false, &rsps);
+    let run = c.finish();
+    assert_eq!(coverage(&run.files, true), [(100, 300)]);
+    assert_eq!(run.stats.bytes_read, 300, "all responses are still counted");
+    assert_eq!(run.stats.limit_hits, 1);
+}
+
+/// A compound CREATE+WRITE+WRITE+CLOSE: the related WRITEs (FileId all ones) hand their data over
+/// before the FileId is known, as the compound's file, then the CREATE response names it.
+#[test]
+fn compound_create_write_close_hands_data_over() {
+    let all = [0xffu8; 16];
+    let (a, b) = (content(300, 1), content(200, 2));
+    let request = chain(&[
+        create_req(&req(5, 2), "c.bin", 2),
+        write_req_data(&related_req(9, 3), all, &a, 0),
+        write_req_data(&related_req(9, 4), all, &b, 300),
+        close_req(&related_req(6, 5), all),
+    ]);
+    for failed in [false, true] {
+        let mut c = Caller::new(SmbLimits::default());
+        c.push(true, &nbss(&request));
+        let status = if failed { 0xc000_0022 } else { 0 };
+        let create = H {
+            status,
+            ..rsp(5, 2)
+        };
+        let response = chain(&[
+            create_rsp(&create, fid(9), 0),
+            write_rsp(&related_rsp(9, 3), 300),
+            write_rsp(&related_rsp(9, 4), 200),
+            close_rsp(&related_rsp(6, 5), Some(500)),
+        ]);
+        c.push(false, &nbss(&response));
+        let run = c.finish();
+        let pending = FileKey::Compound(2);
+        let to = (!failed).then_some(FileKey::V2(fid(9)));
+        assert_eq!(
+            run.files,
+            [
+                Got::Bytes {
+                    key: pending,
+                    read: false,
+                    offset: 0,
+                    data: a.clone()
+                },
+                Got::Bytes {
+                    key: pending,
+                    read: false,
+                    offset: 300,
+                    data: b.clone()
+                },
+                Got::Rekey { from: pending, to },
+            ],
+            "failed open: {failed}"
+        );
+        assert_eq!(run.stats.bytes_written, 500);
+        if !failed {
+            let close = the_file(&run, cmd::SMB2_CLOSE, "c.bin");
+            assert_eq!((close.bytes_written, close.size), (500, Some(500)));
+            assert_eq!(
+                close.fuid.as_deref(),
+                Some(xferwatch_parsers::smb::fuid_of(&FileKey::V2(fid(9))).as_str())
+            );
+        }
+    }
+}
+
+/// An SMB1 message by hand: header (PID 0x1234, TID 1, UID 0x64), words, ByteCount and bytes.
+fn smb1(command: u8, reply: bool, mid: u16, words: &[u8], bytes: &[u8]) -> Vec<u8> {
+    let mut v = vec![0xff, b'S', b'M', b'B', command, 0, 0, 0, 0];
+    v.push(if reply { 0x98 } else { 0x18 });
+    v.extend_from_slice(&0xc801u16.to_le_bytes());
+    v.extend_from_slice(&[0; 10]); // PIDHigh, SecurityFeatures
+    v.extend_from_slice(&0u16.to_le_bytes()); // Reserved
+    for x in [1u16, 0x1234, 0x64, mid] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    assert_eq!(v.len(), 32);
+    v.push((words.len() / 2) as u8);
+    v.extend_from_slice(words);
+    v.extend_from_slice(&(bytes.len().min(0xffff) as u16).to_le_bytes());
+    v.extend_from_slice(bytes);
+    v
+}
+
+fn le(fields: &[&[u8]]) -> Vec<u8> {
+    fields.concat()
+}
+
+/// WRITE_ANDX request: WordCount 14 with OffsetHigh, or 12 without; one pad byte before the data.
+fn write_andx(mid: u16, fid: u16, offset: u64, data: &[u8], wc14: bool) -> Vec<u8> {
+    let n = data.len();
+    let data_offset: u16 = if wc14 { 64 } else { 60 };
+    let mut w = le(&[
+        &[0xff, 0, 0, 0],
+        &fid.to_le_bytes(),
+        &(offset as u32).to_le_bytes(),
+        &[0; 8], // Timeout, WriteMode, Remaining
+        &((n >> 16) as u16).to_le_bytes(),
+        &(n as u16).to_le_bytes(),
+        &data_offset.to_le_bytes(),
+    ]);
+    if wc14 {
+        w.extend_from_slice(&((offset >> 32) as u32).to_le_bytes());
+    }
+    let mut b = vec![0u8];
+    b.extend_from_slice(data);
+    smb1(0x2f, false, mid, &w, &b)
+}
+
+/// SMB1: WRITE_ANDX with the offset's high 32 bits, a WRITE_ANDX over 64 KiB (DataLengthHigh,
+/// data starting inside the part the parser reads), and READ_ANDX paired by PID/MID with the
+/// request's high offset.
+#[test]
+fn smb1_write_andx_high_offset_and_read_andx() {
+    let mut c = Caller::new(SmbLimits::default());
+    let small = content(5_000, 3);
+    let big = content(70_000, 4);
+    feed_all(
+        &mut c,
+        true,
+        &[write_andx(1, 0x4000, 0x1_0000_0007, &small, true)],
+    );
+    push_in_chunks(
+        &mut c,
+        true,
+        &nbss(&write_andx(2, 0x4000, 0, &big, false)),
+        999,
+    );
+    // READ_ANDX request (WordCount 12): offset 0x2_0000_0010, then its response.
+    let w = le(&[
+        &[0xff, 0, 0, 0],
+        &0x4000u16.to_le_bytes(),
+        &0x10u32.to_le_bytes(),
+        &[0; 10],
+        &2u32.to_le_bytes(),
+    ]);
+    feed_all(&mut c, true, &[smb1(0x2e, false, 3, &w, &[])]);
+    let got = content(3_000, 5);
+    let w = le(&[
+        &[0xff, 0, 0, 0],
+        &[0; 6],
+        &3_000u16.to_le_bytes(),
+        &60u16.to_le_bytes(),
+        &[0; 10],
+    ]);
+    let mut b = vec![0u8];
+    b.extend_from_slice(&got);
+    feed_all(&mut c, false, &[smb1(0x2e, true, 3, &w, &b)]);
+    let run = c.finish();
+    let f = coalesced(&run.files);
+    let key = FileKey::V1(0x4000);
+    assert_eq!(
+        f,
+        [
+            Got::Bytes {
+                key,
+                read: false,
+                offset: 0x1_0000_0007,
+                data: small
+            },
+            Got::Bytes {
+                key,
+                read: false,
+                offset: 0,
+                data: big
+            },
+            Got::Bytes {
+                key,
+                read: true,
+                offset: 0x2_0000_0010,
+                data: got
+            },
+        ]
+    );
+    assert_eq!(
+        (run.stats.bytes_written, run.stats.bytes_read),
+        (75_000, 3_000)
+    );
+    assert_eq!((run.stats.malformed, run.stats.field_errors), (0, 0));
+}
+
+/// A WRITE at an offset near the end of the u64 range: the offsets of later pieces saturate.
+#[test]
+fn write_offsets_near_the_limit_saturate() {
+    let mut c = Caller::new(SmbLimits::default());
+    let data = content(100_000, 6);
+    let m = nbss(&write_req_data(&req(9, 1), fid(2), &data, u64::MAX - 10));
+    push_in_chunks(&mut c, true, &m, 4_096);
+    let run = c.finish();
+    let offsets: Vec<u64> = run
+        .files
+        .iter()
+        .map(|g| match g {
+            Got::Bytes { offset, .. } => *offset,
+            Got::Rekey { .. } => panic!(),
+        })
+        .collect();
+    assert!(offsets.len() > 1);
+    assert_eq!(offsets[0], u64::MAX - 10);
+    assert!(offsets[1..].iter().all(|&o| o == u64::MAX));
 }
 
 #[test]
