@@ -24,6 +24,11 @@ FLOOR=target/release/examples/readloop
 mkdir -p "$DIR"
 NOHASH="$DIR/no-hashes.toml"
 printf '[evidence]\nhashes = []\n' > "$NOHASH"
+# Evidence on: a session pcap per alert and the file store, in a directory emptied before each run.
+EVID="$DIR/evidence.toml"
+printf '[evidence]\ndir = "%s/evidence"\nstore_files = true\n' "$DIR" > "$EVID"
+# (/usr/bin/time runs a program: the emptying is a small shell in front of the replay.)
+EVIDENCE_RUN=(bash -c 'rm -rf "$0/evidence" && exec "$@"' "$DIR")
 
 gen() { # gen PROFILE
   local f="$DIR/$1.pcap" stamp="$DIR/$1.args"
@@ -73,8 +78,10 @@ for profile in bulk many-flows; do
   # show what hashing costs.
   row "xferwatch replay, 1 worker" $XW replay -q --workers 1 --eve /dev/null "$f"
   row "  same, no hashes" $XW replay -q --workers 1 -c "$NOHASH" --eve /dev/null "$f"
+  row "  same, pcaps + file store" "${EVIDENCE_RUN[@]}" $XW replay -q --workers 1 -c "$EVID" --eve /dev/null "$f"
   row "xferwatch replay, $WORKERS workers" $XW replay -q --workers "$WORKERS" --eve /dev/null "$f"
   row "  same, no hashes" $XW replay -q --workers "$WORKERS" -c "$NOHASH" --eve /dev/null "$f"
+  row "  same, pcaps + file store" "${EVIDENCE_RUN[@]}" $XW replay -q --workers "$WORKERS" -c "$EVID" --eve /dev/null "$f"
   if command -v ndpiReader >/dev/null; then
     row "ndpiReader" ndpiReader -q -i "$f"
   else

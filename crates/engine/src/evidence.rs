@@ -121,6 +121,9 @@ impl FileStore {
     }
 }
 
+/// Write buffer of a file on its way into the store (many may be in flight at once).
+const STORE_BUFFER: usize = 8 << 10;
+
 /// One file being written into the store.
 #[derive(Debug)]
 pub struct StoreFile {
@@ -167,7 +170,7 @@ impl StoreFile {
                 o.mode(0o640);
             }
             match o.open(&self.tmp) {
-                Ok(f) => self.w = Some(std::io::BufWriter::with_capacity(64 << 10, f)),
+                Ok(f) => self.w = Some(std::io::BufWriter::with_capacity(STORE_BUFFER, f)),
                 Err(_) => {
                     self.store.release(b.len() as u64);
                     self.fail();

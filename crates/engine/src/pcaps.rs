@@ -52,7 +52,7 @@ impl PcapConfig {
             dir,
             head_packets: 8,
             tail_bytes: 32 << 10,
-            ring_memory: 64 << 20,
+            ring_memory: 16 << 20,
             max_bytes_per_session: 64 << 20,
             max_total: 1 << 30,
         }

@@ -237,7 +237,7 @@ impl Default for Evidence {
             max_total: Bytes(1 << 30),
             ring_first_packets: 8,
             ring_last_bytes: Bytes(32 << 10),
-            ring_memory: Bytes(64 << 20),
+            ring_memory: Bytes(16 << 20),
             store_files: false,
             max_store: Bytes(1 << 30),
         }
