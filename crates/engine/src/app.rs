@@ -272,6 +272,8 @@ pub struct App {
     pub infer_offered: bool,
     /// The flow's kept frames, for a session pcap should it alert (`[evidence] dir`).
     pub ring: Option<Box<crate::pcaps::PacketRing>>,
+    /// Outbound payload already added to the per-protocol totals (counted as it is seen).
+    pub out_totalled: u64,
 }
 
 /// SMB files written or read on one connection, by file id and direction (`true`: read), at most

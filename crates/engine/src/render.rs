@@ -643,6 +643,35 @@ pub fn transfer_event(f: &Flow<App>, shared: &Shared) -> Option<(&'static str, S
     }
 }
 
+/// Outbound payload bytes are added to the per-protocol totals as they are seen, every
+/// [`LIVE_OUTBOUND_STEP`] bytes of a flow once its protocol is known (the rest when it ends), so a
+/// long upload shows in the metrics while it runs. The protocol is the one known when counted.
+pub const LIVE_OUTBOUND_STEP: u64 = 64 << 10;
+
+/// Counts a running flow's outbound payload into `totals` (see [`LIVE_OUTBOUND_STEP`]).
+pub fn count_outbound(f: &mut Flow<App>, shared: &Shared, totals: &mut WorkerTotals) {
+    let sent = f.payload[0].max(f.payload[1]);
+    if sent < f.app.out_totalled.saturating_add(LIVE_OUTBOUND_STEP) {
+        return;
+    }
+    let client = f.client_endpoint();
+    let server = f.server_endpoint();
+    let direction = Direction::of(
+        shared.networks.is_internal(client.addr),
+        shared.networks.is_internal(server.addr),
+    );
+    let outbound = outbound_payload(direction, f.payload[0], f.payload[1]);
+    let delta = outbound.saturating_sub(f.app.out_totalled);
+    if delta < LIVE_OUTBOUND_STEP {
+        return;
+    }
+    let Some(label) = app::facts(f, shared).app_proto else {
+        return;
+    };
+    *totals.outbound_by_app_proto.entry(label).or_default() += delta;
+    f.app.out_totalled = outbound;
+}
+
 /// The flow record, plus the summary line for notable flows.
 pub fn flow(
     f: &Flow<App>,
@@ -664,9 +693,11 @@ pub fn flow(
     }
     let label = facts.app_proto.unwrap_or("none");
     *totals.flows_by_app_proto.entry(label).or_default() += 1;
+    // What the worker has not counted yet while the flow ran (see `count_outbound`).
     let outbound = outbound_payload(direction, f.payload[0], f.payload[1]);
-    if outbound > 0 {
-        *totals.outbound_by_app_proto.entry(label).or_default() += outbound;
+    let rest = outbound.saturating_sub(f.app.out_totalled);
+    if rest > 0 {
+        *totals.outbound_by_app_proto.entry(label).or_default() += rest;
     }
     if facts.port_mismatch == Some(true) {
         *totals.mismatch_by_app_proto.entry(label).or_default() += 1;

@@ -552,6 +552,7 @@ impl Worker {
             }
         }
         self.app.counters.ftp_infer_evictions = self.inference.evicted;
+        render::count_outbound(flow, shared, &mut self.totals);
         let mut alerts = alerts!(self, shared);
         alerts.outbound(flow, ts_us, key);
         // A protocol on the wrong port: decided once the flow's protocol is.

@@ -21,7 +21,7 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_flows_active", false, Unit::Count, "Flows in the flow tables now."),
     ("xferwatch_flows_ended_total", true, Unit::Count, "Flows ended and written, by app_proto (none: no payload)."),
     ("xferwatch_flows_evicted_total", true, Unit::Count, "Flows ended early because the flow table was full (limits.max_flows)."),
-    ("xferwatch_outbound_payload_bytes_total", true, Unit::Bytes, "Payload sent by internal hosts to external hosts, by app_proto, counted when each flow ends."),
+    ("xferwatch_outbound_payload_bytes_total", true, Unit::Bytes, "Payload sent by internal hosts to external hosts, by app_proto, counted while flows run (every 64 KiB of a flow once its protocol is known; the rest when it ends)."),
     ("xferwatch_alerts_total", true, Unit::Count, "Alerts raised, by signature id."),
     ("xferwatch_alerts_suppressed_total", true, Unit::Count, "Alerts an [[allow]] entry suppressed, by signature id."),
     ("xferwatch_port_mismatches_total", true, Unit::Count, "Flows whose protocol and server port disagree, by app_proto."),
