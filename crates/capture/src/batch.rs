@@ -26,6 +26,8 @@ pub struct PacketRec {
     pub dlt: u32,
     /// The frame's own capture time (`ts_us` is the timeline's, which never runs backwards).
     pub frame_ts_us: i64,
+    /// The capture interface (1-based, as the engine numbers them; 0: none).
+    pub iface: u16,
 }
 
 /// A frame handed to the dispatcher with its packet, to be kept for evidence.

@@ -63,6 +63,8 @@ pub struct Dispatcher {
     pub dead_worker_packets: u64,
     /// Whole frames travel with their packets (evidence pcaps need them).
     keep_frames: bool,
+    /// The capture interface of every packet (1-based; 0: none).
+    iface: u16,
 }
 
 impl Dispatcher {
@@ -85,7 +87,13 @@ impl Dispatcher {
             dropped_packets: 0,
             dead_worker_packets: 0,
             keep_frames: false,
+            iface: 0,
         }
+    }
+
+    /// Packets from now on come from capture interface `iface` (1-based; 0: none).
+    pub fn set_iface(&mut self, iface: u16) {
+        self.iface = iface;
     }
 
     /// Whole frames travel with their packets from now on (see [`Dispatcher::packet`]).
@@ -194,6 +202,7 @@ impl Dispatcher {
             frame_wire,
             dlt,
             frame_ts_us,
+            iface: self.iface,
         }));
         if b.items.len() >= BATCH_ITEMS || b.data.len() >= BATCH_BYTES {
             self.send(w, false);

@@ -274,6 +274,9 @@ pub struct App {
     pub ring: Option<Box<crate::pcaps::PacketRing>>,
     /// Outbound payload already added to the per-protocol totals (counted as it is seen).
     pub out_totalled: u64,
+    /// The capture interface the flow was first seen on (1-based into the engine's
+    /// `interfaces`; 0: none, replay).
+    pub iface: u16,
 }
 
 /// SMB files written or read on one connection, by file id and direction (`true`: read), at most

@@ -60,6 +60,9 @@ pub struct EngineConfig {
     /// Whole files saved by SHA-256 under `DIR/files`, at most so many bytes
     /// (`[evidence] store_files`, `max_store`); none by default.
     pub file_store: Option<(PathBuf, u64)>,
+    /// Capture interfaces (live): a packet fed through [`Engine::ingest_on`] with index `i`
+    /// carries `interfaces[i]` as its events' `in_iface`.
+    pub interfaces: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -87,6 +90,7 @@ impl Default for EngineConfig {
             detect: DetectConfig::default(),
             pcaps: None,
             file_store: None,
+            interfaces: Vec::new(),
         }
     }
 }
@@ -139,6 +143,7 @@ pub(crate) fn shared(
     Shared {
         pcaps,
         workers: n,
+        interfaces: c.interfaces.iter().map(|s| s.as_str().into()).collect(),
         shard: shard_fn(networks.clone()),
         networks,
         ports: c.ports.clone(),
@@ -269,6 +274,16 @@ impl Engine {
         let mut d = d;
         d.keep_frames(self.shared.pcaps.is_some());
         Ingest::new(d, self.defrag)
+    }
+
+    /// [`Engine::ingest`] for the capture interface `interfaces[index]`: the flows it starts
+    /// carry the interface's name (`in_iface`).
+    pub fn ingest_on(&self, mode: Mode, index: usize) -> Ingest {
+        let mut i = self.ingest(mode);
+        if index < self.shared.interfaces.len() {
+            i.dispatcher.set_iface(index as u16 + 1);
+        }
+        i
     }
 
     /// The workers' events, for the writer (once).

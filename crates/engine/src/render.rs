@@ -18,6 +18,7 @@ struct Tuple {
     src: String,
     dst: String,
     community_id: String,
+    in_iface: Option<std::sync::Arc<str>>,
 }
 
 fn tuple(f: &Flow<App>, shared: &Shared) -> Tuple {
@@ -40,6 +41,10 @@ fn tuple(f: &Flow<App>, shared: &Shared) -> Tuple {
         src: c.addr.to_string(),
         dst: s.addr.to_string(),
         community_id,
+        in_iface: (f.app.iface as usize)
+            .checked_sub(1)
+            .and_then(|i| shared.interfaces.get(i))
+            .cloned(),
     }
 }
 
@@ -60,6 +65,7 @@ fn header<'a>(
         vlan: f.key.vlan,
         app_proto,
         community_id: Some(&t.community_id),
+        in_iface: t.in_iface.as_deref(),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::render;
 use crate::session::{pair_key, Activity, FtpCmd, Inference, Pending, PendingKind, Sessions};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
-use xferwatch_capture::{Batch, Item};
+use xferwatch_capture::{Batch, Item, PacketRec};
 use xferwatch_parsers::ftp::FtpEvent;
 use xferwatch_parsers::tftp::Transfer;
 use xferwatch_policy::detect::{Detector, Raised, Sid};
@@ -259,7 +259,7 @@ impl Worker {
                     wire_len: rec.frame_wire,
                     dlt: rec.dlt,
                 });
-                self.packet(&p, rec.frame_len, rec.ts_us, rec.idx, frame);
+                self.packet(&p, rec, frame);
             }
         }
     }
@@ -375,14 +375,8 @@ impl Worker {
         }
     }
 
-    fn packet(
-        &mut self,
-        p: &L4Packet<'_>,
-        frame_len: u32,
-        ts_us: i64,
-        idx: u64,
-        frame: Option<Frame<'_>>,
-    ) {
+    fn packet(&mut self, p: &L4Packet<'_>, rec: &PacketRec, frame: Option<Frame<'_>>) {
+        let (frame_len, ts_us, idx) = (rec.frame_len, rec.ts_us, rec.idx);
         self.last_ts_us = self.last_ts_us.max(ts_us);
         let (h, mut dir) = self.table.packet(p, frame_len, ts_us, idx, &mut self.ended);
         self.in_flight = Some(h);
@@ -396,6 +390,9 @@ impl Worker {
         let Some(flow) = self.table.get_mut(h) else {
             return;
         };
+        if flow.app.iface == 0 {
+            flow.app.iface = rec.iface;
+        }
         if let Some(pc) = self.pcaps.as_mut() {
             pc.packet(pcap_key(flow), &mut flow.app.ring, frame);
         }

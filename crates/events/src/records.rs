@@ -117,6 +117,8 @@ pub struct EventHeader<'a> {
     pub app_proto: Option<&'a str>,
     /// Community ID v1 of the flow (see [`crate::community_id_v1`]).
     pub community_id: Option<&'a str>,
+    /// The capture interface the flow was first seen on (live capture only).
+    pub in_iface: Option<&'a str>,
 }
 
 /// One event line: the header, then whatever `body` writes (the protocol object, `xfer`).
@@ -133,6 +135,9 @@ pub fn write_event(
     o.str("dest_ip", h.dest_ip)
         .u64("dest_port", h.dest_port as u64);
     o.str("proto", h.proto);
+    if let Some(i) = h.in_iface {
+        o.str("in_iface", i);
+    }
     if let Some(c) = h.community_id {
         o.str("community_id", c);
     }

@@ -67,7 +67,9 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     }
 
     let n = worker_count(s.engine.workers);
-    let mut engine = Engine::start(&s.engine_config(n), &baselines.saved, true)?;
+    let mut config = s.engine_config(n);
+    config.interfaces = s.capture.interfaces.clone();
+    let mut engine = Engine::start(&config, &baselines.saved, true)?;
     let out_rx = engine.take_events().context("events already taken")?;
     let reopen = sink.reopen.clone();
     let output = sink.status.clone();
@@ -98,7 +100,13 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     let capture_beats: Arc<Vec<Beat>> = Arc::new(handles.iter().map(|_| Beat::now()).collect());
     let mut capture_threads = Vec::new();
     for (i, (h, group)) in handles.into_iter().enumerate() {
-        let mut ingest = engine.ingest(Mode::Live);
+        let index = s
+            .capture
+            .interfaces
+            .iter()
+            .position(|n| *n == h.interface)
+            .unwrap_or(usize::MAX);
+        let mut ingest = engine.ingest_on(Mode::Live, index);
         let (stop, reports, beats) = (stop.clone(), reports.clone(), capture_beats.clone());
         let (iface, lc) = (h.interface.clone(), lc.clone());
         capture_threads.push(

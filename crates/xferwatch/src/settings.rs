@@ -769,6 +769,8 @@ impl Settings {
             log_credentials: self.output.log_credentials,
             community_id_seed: self.output.community_id_seed,
             detect: self.detect_config(),
+            // Live only: `run` names its interfaces (events' in_iface).
+            interfaces: Vec::new(),
             file_store: (self.evidence.store_files && !self.evidence.dir.is_empty()).then(|| {
                 (
                     std::path::PathBuf::from(&self.evidence.dir),

@@ -1064,6 +1064,11 @@ fn check_live_against_replay(rig: &Rig, test: &str, run: &str, name: &str, threa
         d.proc.diag()
     );
     let live = read_eve(&eve);
+    // Every event about a flow names the interface it was captured on (replay has none).
+    for e in live.iter().filter(|e| e.get("flow_id").is_some()) {
+        assert_eq!(e["in_iface"], CAP_IF, "{run}: in_iface of {e}");
+    }
+    assert!(expected.iter().all(|e| e.get("in_iface").is_none()));
 
     let (want, got) = (flow_keys(&expected), flow_keys(&live));
     assert_eq!(
