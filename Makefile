@@ -182,9 +182,10 @@ test-rules: deps-test
 # then scripts/test-deb.sh checks its contents and conffiles, runs lintian (fails on errors),
 # installs it with dpkg -i (nothing is started), checks the binary, the man page, the user and the
 # directories, purges it and checks that nothing is left. It refuses to run on a machine where
-# xferwatch is installed already (package, /usr/bin/xferwatch or the user).
+# xferwatch is installed already (package, /usr/bin/xferwatch or the user). The recipe must not
+# name $(MAKE): make would then run it under `make -n` too.
 test-deb:
-	@MAKE="$(MAKE)" bash scripts/test-deb.sh
+	@bash scripts/test-deb.sh
 
 # Fuzzing (fuzz/README.md): every target for FUZZ_SECONDS each, seeds generated from pcaps/ first;
 # fails on a crash. fuzz-smoke is the short run `make test` does. Both need the nightly toolchain

@@ -11,6 +11,7 @@ set -euo pipefail
 
 T=test-deb
 cd "$(dirname "$0")/.."
+# `make deb` (the Makefile does not pass $MAKE: `make -n test-deb` would then run this script).
 MAKE=${MAKE:-make}
 
 skip() {
