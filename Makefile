@@ -5,8 +5,9 @@ BIN := target/release/xferwatch
 SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
-# What make test-deb needs besides dpkg: lintian, and man-db for `man -w`.
-DEB_TEST_PKGS := lintian man-db
+# What make deb and test-deb need besides dpkg: dpkg-dev (dpkg-shlibdeps computes Depends),
+# lintian, and man-db for `man -w`.
+DEB_TEST_PKGS := dpkg-dev lintian man-db
 
 .PHONY: all deps deps-build deps-test build man deb demo test test-deb test-steps test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
@@ -17,7 +18,7 @@ all: build
 # without them the build stops.
 # deps-test: what only the tests need (make test, test-eve, test-live, soak, test-rules): Python
 # jsonschema for the EVE schema check, and for the live tests tcpreplay, prometheus (+ promtool),
-# iproute2 and curl, and for make test-deb lintian and man-db. As root the missing ones are installed (the prometheus package's own service is
+# iproute2 and curl, and for make deb and test-deb dpkg-dev, lintian and man-db. As root the missing ones are installed (the prometheus package's own service is
 # kept from starting with policy-rc.d and then disabled); otherwise the command is printed and the
 # tests go on (those that need them then skip).
 # deps: both.

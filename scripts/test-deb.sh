@@ -77,6 +77,7 @@ for field in Package Version Architecture Maintainer Depends Description; do
   grep -qE "^ $field: " <<<"$info" || fail "control has no $field field"
 done
 grep -qE '^ Depends: .*adduser' <<<"$info" || fail "Depends lacks adduser"
+grep -qE '^ Depends: .*libpcap' <<<"$info" || fail "Depends lacks libpcap (is dpkg-dev installed?)"
 unit=$(dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/lib/systemd/system/xferwatch.service)
 grep -qx 'ExecStart=/usr/bin/xferwatch run -c /etc/xferwatch/sensor.toml' <<<"$unit" \
   || fail "the packaged unit does not start /usr/bin/xferwatch"
