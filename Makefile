@@ -5,8 +5,11 @@ BIN := target/release/xferwatch
 SHARED ?= ../shared
 DEMO_OUT := out
 LIVE_PKGS := tcpreplay prometheus iproute2 curl
+# What make deb and test-deb need besides dpkg: dpkg-dev (dpkg-shlibdeps computes Depends),
+# lintian, and man-db for `man -w`.
+DEB_TEST_PKGS := dpkg-dev lintian man-db
 
-.PHONY: all deps deps-build deps-test build man demo test test-steps test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
+.PHONY: all deps deps-build deps-test build man deb demo test test-deb test-steps test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -15,7 +18,7 @@ all: build
 # without them the build stops.
 # deps-test: what only the tests need (make test, test-eve, test-live, soak, test-rules): Python
 # jsonschema for the EVE schema check, and for the live tests tcpreplay, prometheus (+ promtool),
-# iproute2 and curl. As root the missing ones are installed (the prometheus package's own service is
+# iproute2 and curl, and for make deb and test-deb dpkg-dev, lintian and man-db. As root the missing ones are installed (the prometheus package's own service is
 # kept from starting with policy-rc.d and then disabled); otherwise the command is printed and the
 # tests go on (those that need them then skip).
 # deps: both.
@@ -40,12 +43,12 @@ deps-test:
 	    || echo "warning: no jsonschema for python3; the EVE schema test will be skipped"; \
 	fi
 	@missing=""; \
-	for p in $(LIVE_PKGS); do \
+	for p in $(LIVE_PKGS) $(DEB_TEST_PKGS); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing$$missing (live tests)"; \
+	    echo "installing$$missing (live and package tests)"; \
 	    made_policy=0; \
 	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
 	      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1; \
@@ -58,7 +61,7 @@ deps-test:
 	        || systemctl disable prometheus.service >/dev/null 2>&1 || true;; \
 	    esac; \
 	  else \
-	    echo "note: the live tests (make test-live) need: sudo apt-get install --no-install-recommends$$missing"; \
+	    echo "note: the live and package tests (make test-live, test-deb) need: sudo apt-get install --no-install-recommends$$missing"; \
 	  fi; \
 	fi
 
@@ -89,6 +92,32 @@ man: build
 	gzip -9nf target/man/xferwatch.1
 	for sh in bash zsh fish; do $(BIN) generate completions $$sh target/completions; done
 
+# The operator's package: target/debian/xferwatch_<version>-1_<arch>.deb, built by cargo-deb
+# (CARGO_DEB_VERSION, installed with `cargo install --locked` when missing or another version) with
+# --no-build from the release binary and what `make man` rendered, as [package.metadata.deb] in
+# crates/xferwatch/Cargo.toml says. Gathered in target/release/pkg/ first (cargo-deb takes
+# target/release/ as the target directory): the man page and completions, the unit with
+# ExecStart=/usr/bin/xferwatch, the configuration as `make install` writes it, and the Debian
+# changelog (version from Cargo.toml, date of the last commit). What it installs: docs/operations.md.
+CARGO_DEB_VERSION := 3.8.0
+deb: man
+	@if ! cargo-deb --version 2>/dev/null | grep -qxF "cargo-deb $(CARGO_DEB_VERSION)"; then \
+	  echo "$(CARGO) install --locked --version $(CARGO_DEB_VERSION) cargo-deb"; \
+	  $(CARGO) install --locked --version $(CARGO_DEB_VERSION) cargo-deb || exit 1; \
+	fi
+	@rm -rf target/release/pkg && mkdir -p target/release/pkg
+	cp target/man/xferwatch.1.gz target/completions/* target/release/pkg/
+	sed 's|/usr/local/bin/xferwatch|/usr/bin/xferwatch|g' systemd/xferwatch.service > target/release/pkg/xferwatch.service
+	sed $(INSTALLED_CONF) sensor.toml.example > target/release/pkg/sensor.toml
+	@epoch=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)}; \
+	version=$$(sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n1); \
+	{ echo "xferwatch ($$version-1) unstable; urgency=medium"; echo; \
+	  echo "  * Package of xferwatch $$version."; echo; \
+	  echo " -- xferwatch maintainers <xferwatch@example.org>  $$(LC_ALL=C date -u -R -d @$$epoch)"; \
+	} > target/release/pkg/changelog
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} \
+	  cargo-deb -p xferwatch --no-build --locked --strip --no-dbgsym
+
 # Replays the bundled captures of real client/server software and shows what was found.
 demo: build
 	@mkdir -p $(DEMO_OUT)
@@ -112,6 +141,7 @@ test-steps:
 	$(CARGO) test --release --workspace --locked
 	@$(MAKE) --no-print-directory test-eve
 	@$(MAKE) --no-print-directory test-rules
+	@$(MAKE) --no-print-directory test-deb
 	@$(MAKE) --no-print-directory fuzz-smoke
 
 # Every event must validate against Suricata's own EVE schema.
@@ -149,6 +179,15 @@ test-rules: deps-test
 	done; \
 	[ $$bad = 0 ] && echo "runbooks: $$rules alerts, every runbook anchor is a heading of docs/operations.md"
 
+# The package (root only; prints "test-deb: skipped: ..." otherwise, or without dpkg): make deb,
+# then scripts/test-deb.sh checks its contents and conffiles, runs lintian (fails on errors),
+# installs it with dpkg -i (nothing is started), checks the binary, the man page, the user and the
+# directories, purges it and checks that nothing is left. It refuses to run on a machine where
+# xferwatch is installed already (package, /usr/bin/xferwatch or the user). The recipe must not
+# name $(MAKE): make would then run it under `make -n` too.
+test-deb:
+	@bash scripts/test-deb.sh
+
 # Fuzzing (fuzz/README.md): every target for FUZZ_SECONDS each, seeds generated from pcaps/ first;
 # fails on a crash. fuzz-smoke is the short run `make test` does. Both need the nightly toolchain
 # (skipped with a message without it) and install cargo-fuzz when it is missing.
@@ -173,6 +212,11 @@ soak: deps-build deps-test
 	$(CARGO) build --release -p xferwatch -p xferwatch-gen
 	bash bench/soak.sh
 
+# sensor.toml.example as installed (make install, make deb): EVE to /var/log, baselines in /var/lib.
+INSTALLED_CONF := -e 's|^eve_path = "eve.json"|eve_path = "/var/log/xferwatch/eve.json"|' \
+	-e 's|^state_file = ""|state_file = "/var/lib/xferwatch/baseline.json"|' \
+	-e 's|^dir = "evidence"|dir = "/var/lib/xferwatch/evidence"|'
+
 # Installs the daemon as a systemd service (root). DESTDIR stages the files instead; the system
 # user and the ownership of the configuration are then left to the package.
 install: build
@@ -187,10 +231,7 @@ install: build
 	  echo "keeping the existing $(DESTDIR)/etc/xferwatch/sensor.toml"; \
 	else \
 	  echo "installing $(DESTDIR)/etc/xferwatch/sensor.toml (from sensor.toml.example; EVE to /var/log/xferwatch, baselines in /var/lib/xferwatch)"; \
-	  sed -e 's|^eve_path = "eve.json"|eve_path = "/var/log/xferwatch/eve.json"|' \
-	      -e 's|^state_file = ""|state_file = "/var/lib/xferwatch/baseline.json"|' \
-	      -e 's|^dir = "evidence"|dir = "/var/lib/xferwatch/evidence"|' \
-	      sensor.toml.example > $(DESTDIR)/etc/xferwatch/sensor.toml; \
+	  sed $(INSTALLED_CONF) sensor.toml.example > $(DESTDIR)/etc/xferwatch/sensor.toml; \
 	  chmod 0640 $(DESTDIR)/etc/xferwatch/sensor.toml; \
 	  if [ -z "$(DESTDIR)" ]; then chgrp xferwatch /etc/xferwatch/sensor.toml; fi; \
 	fi

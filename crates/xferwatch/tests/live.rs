@@ -600,6 +600,71 @@ impl Rig {
         fs::write(&cfg, body).expect("write config");
         (cfg, eve)
     }
+
+    /// A real Prometheus in the namespace (web on PROM_WEB, the namespace's own loopback, so the
+    /// port is free), scraping the daemon every second into a fresh storage directory in the test
+    /// directory; waits (at most 60 s) until it is ready.
+    fn start_prometheus(&self) -> Proc {
+        let prom_dir = self.dir.join("prometheus");
+        fs::create_dir_all(prom_dir.join("data")).unwrap();
+        let prom_cfg = prom_dir.join("prometheus.yml");
+        fs::write(
+            &prom_cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: xferwatch\n    static_configs:\n      - targets: [\"{METRICS}\"]\n"
+            ),
+        )
+        .unwrap();
+        let prom_bin = self.tools.get("prometheus").to_string_lossy().into_owned();
+        let mut prom = self.spawn(
+            "prometheus",
+            &[
+                &prom_bin,
+                &format!("--config.file={}", prom_cfg.display()),
+                &format!("--storage.tsdb.path={}", prom_dir.join("data").display()),
+                &format!("--web.listen-address={PROM_WEB}"),
+                "--log.level=warn",
+            ],
+            &[],
+        );
+        let ready = poll(Duration::from_secs(60), || {
+            if !prom.running() {
+                return Some(false);
+            }
+            self.http_get(&format!("http://{PROM_WEB}/-/ready"))
+                .map(|_| true)
+        });
+        assert_eq!(
+            ready,
+            Some(true),
+            "Prometheus did not become ready{}",
+            prom.diag()
+        );
+        prom
+    }
+
+    /// GET of Prometheus's HTTP API `/api/v1/<path>` with the (url-encoded) parameters: the JSON
+    /// answer, also for a rejected query (status "error", with errorType and error).
+    fn prom_api(&self, path: &str, params: &[(&str, &str)]) -> Option<Value> {
+        let curl = self.tools.get("curl").to_string_lossy().into_owned();
+        let url = format!("http://{PROM_WEB}/api/v1/{path}");
+        let mut args = vec![
+            curl,
+            "-s".into(),
+            "--max-time".into(),
+            "3".into(),
+            "-G".into(),
+            url,
+        ];
+        for (k, v) in params {
+            args.push("--data-urlencode".into());
+            args.push(format!("{k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = self.exec(&args, Duration::from_secs(8)).ok()?;
+        serde_json::from_slice(&o.stdout).ok()
+    }
 }
 
 impl Drop for Rig {
@@ -1190,42 +1255,7 @@ fn prometheus_scrapes_the_daemon() {
 
     let mut d = rig.start_daemon("daemon", &cfg, &[]);
 
-    let prom_dir = rig.dir.join("prometheus");
-    fs::create_dir_all(prom_dir.join("data")).unwrap();
-    let prom_cfg = prom_dir.join("prometheus.yml");
-    fs::write(
-        &prom_cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: xferwatch\n    static_configs:\n      - targets: [\"{METRICS}\"]\n"
-        ),
-    )
-    .unwrap();
-    let prom_bin = rig.tools.get("prometheus").to_string_lossy().into_owned();
-    let mut prom = rig.spawn(
-        "prometheus",
-        &[
-            &prom_bin,
-            &format!("--config.file={}", prom_cfg.display()),
-            &format!("--storage.tsdb.path={}", prom_dir.join("data").display()),
-            &format!("--web.listen-address={PROM_WEB}"),
-            "--log.level=warn",
-        ],
-        &[],
-    );
-    let ready = poll(Duration::from_secs(60), || {
-        if !prom.running() {
-            return Some(false);
-        }
-        rig.http_get(&format!("http://{PROM_WEB}/-/ready"))
-            .map(|_| true)
-    });
-    assert_eq!(
-        ready,
-        Some(true),
-        "Prometheus did not become ready{}",
-        prom.diag()
-    );
+    let mut prom = rig.start_prometheus();
 
     rig.tcpreplay(&file);
     let npkts = pcap_packets(&file) as f64;
@@ -1241,24 +1271,7 @@ fn prometheus_scrapes_the_daemon() {
     );
 
     let query = |q: &str| -> Option<f64> {
-        let curl = rig.tools.get("curl").to_string_lossy().into_owned();
-        let o = rig
-            .exec(
-                &[
-                    &curl,
-                    "-s",
-                    "-f",
-                    "--max-time",
-                    "3",
-                    "-G",
-                    &format!("http://{PROM_WEB}/api/v1/query"),
-                    "--data-urlencode",
-                    &format!("query={q}"),
-                ],
-                Duration::from_secs(8),
-            )
-            .ok()?;
-        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        let v = rig.prom_api("query", &[("query", q)])?;
         if v["status"] != "success" {
             return None;
         }
@@ -2141,5 +2154,263 @@ fn full_disk_holds_events_until_space_returns() {
     println!(
         "{T}: held while the disk was full, {} events written after",
         ev.len()
+    );
+}
+
+// ------------------------------------------------------------------------- Grafana dashboard --
+
+/// The Grafana dashboard of deploy/grafana/xferwatch.json, reduced to what its queries need.
+struct Dashboard {
+    /// Panels other than rows.
+    panels: usize,
+    /// Its query variables in order: name, label_values() selector, label.
+    vars: Vec<(String, String, String)>,
+    /// Every panel target: panel title and expression.
+    targets: Vec<(String, String)>,
+}
+
+/// Reads the dashboard and checks its form: schemaVersion >= 36, a Prometheus data source
+/// variable used by every panel and target, the sensor (instance) and interface variables as
+/// `label_values(selector, label)` queries, unique panel ids, an expression in every target.
+fn dashboard() -> Dashboard {
+    let path = repo().join("deploy/grafana/xferwatch.json");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        v["schemaVersion"].as_u64().is_some_and(|n| n >= 36),
+        "schemaVersion {} < 36",
+        v["schemaVersion"]
+    );
+    let ds_ok = |d: &Value| d["type"] == "prometheus" && d["uid"] == "${datasource}";
+    let list = v["templating"]["list"].as_array().expect("templating.list");
+    assert!(
+        list.iter().any(|t| t["name"] == "datasource"
+            && t["type"] == "datasource"
+            && t["query"] == "prometheus"),
+        "no Prometheus data source variable `datasource`"
+    );
+    let mut vars = Vec::new();
+    for t in list.iter().filter(|t| t["type"] == "query") {
+        let name = t["name"].as_str().expect("variable name").to_string();
+        assert!(
+            ds_ok(&t["datasource"]),
+            "variable {name}: data source is not ${{datasource}}"
+        );
+        let def = t["definition"].as_str().unwrap_or_default();
+        let inner = def
+            .strip_prefix("label_values(")
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("variable {name}: not label_values(selector, label): {def}"));
+        let (sel, label) = inner
+            .rsplit_once(',')
+            .unwrap_or_else(|| panic!("variable {name}: {def}"));
+        assert_eq!(
+            t["query"]["query"], def,
+            "variable {name}: query and definition differ"
+        );
+        vars.push((name, sel.trim().to_string(), label.trim().to_string()));
+    }
+    for want in ["instance", "interface"] {
+        assert!(
+            vars.iter().any(|(n, _, _)| n == want),
+            "no `{want}` variable"
+        );
+    }
+    let mut flat = Vec::new();
+    for p in v["panels"].as_array().expect("panels") {
+        flat.push(p);
+        // A collapsed row keeps its panels inside it.
+        flat.extend(p["panels"].as_array().into_iter().flatten());
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut panels = 0;
+    let mut targets = Vec::new();
+    for p in flat {
+        let id = p["id"].as_u64().expect("panel id");
+        assert!(ids.insert(id), "panel id {id} twice");
+        if p["type"] == "row" {
+            continue;
+        }
+        panels += 1;
+        let title = p["title"].as_str().unwrap_or_default().to_string();
+        assert!(
+            ds_ok(&p["datasource"]),
+            "panel {title}: data source is not ${{datasource}}"
+        );
+        let ts = p["targets"].as_array().filter(|t| !t.is_empty());
+        let ts = ts.unwrap_or_else(|| panic!("panel {title} has no targets"));
+        for t in ts {
+            assert!(
+                ds_ok(&t["datasource"]),
+                "panel {title}: a target's data source"
+            );
+            let expr = t["expr"].as_str().unwrap_or_default();
+            assert!(
+                !expr.trim().is_empty(),
+                "panel {title}: a target without expr"
+            );
+            targets.push((title.clone(), expr.to_string()));
+        }
+    }
+    Dashboard {
+        panels,
+        vars,
+        targets,
+    }
+}
+
+/// A dashboard expression as Grafana sends it: the variables replaced by their values (a regex
+/// alternation, as Grafana formats multi-value variables) and the interval macros by durations.
+fn substitute(expr: &str, values: &BTreeMap<String, String>) -> String {
+    let mut e = expr.to_string();
+    for (name, value) in values {
+        e = e
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
+    }
+    for (mac, dur) in [
+        ("$__rate_interval", "1m"),
+        ("$__interval", "15s"),
+        ("$__range", "5m"),
+    ] {
+        e = e.replace(mac, dur);
+    }
+    assert!(!e.contains('$'), "unsubstituted variable in {e}");
+    e
+}
+
+/// Label values as one regex for a PromQL string: `(a|b)`, regex metacharacters escaped.
+fn regex_alternation(values: &[String]) -> String {
+    let esc: Vec<String> = values
+        .iter()
+        .map(|v| {
+            v.chars()
+                .map(|c| {
+                    if r"\.+*?()|[]{}^$".contains(c) {
+                        format!(r"\\{c}")
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    format!("({})", esc.join("|"))
+}
+
+/// (l) The Grafana dashboard: a real Prometheus scrapes the daemon while every bundled capture
+/// is replayed onto its interface; then each variable resolves to values and each panel query,
+/// with the variables and interval macros substituted, is valid and returns data.
+#[test]
+fn grafana_dashboard_queries_return_data() {
+    const T: &str = "grafana_dashboard_queries_return_data";
+    let dash = dashboard();
+    let Some((_g, rig)) = rig_for(T, &["ip", "tcpreplay", "curl", "kill", "prometheus"]) else {
+        println!(
+            "{T}: dashboard form checked ({} panels, {} queries); the live queries need root",
+            dash.panels,
+            dash.targets.len()
+        );
+        return;
+    };
+    let t0 = Instant::now();
+    let (cfg, _eve) = rig.config("daemon", 1, SHORT_TIMEOUTS);
+    let mut d = rig.start_daemon("daemon", &cfg, &[]);
+    let mut prom = rig.start_prometheus();
+
+    let mut files: Vec<PathBuf> = fs::read_dir(repo().join("pcaps"))
+        .expect("pcaps/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    files.sort();
+    let mut npkts = 0.0;
+    for f in &files {
+        rig.tcpreplay(f);
+        npkts += pcap_packets(f) as f64;
+    }
+    rig.wait_metrics(
+        &mut d,
+        "every replayed packet captured and every flow ended",
+        Duration::from_secs(60),
+        |m| {
+            packets_on(m) >= npkts
+                && m.has("xferwatch_flows_active")
+                && m.sum("xferwatch_flows_active", &[]) == 0.0
+        },
+    );
+
+    // The variables, in order (a later one may use an earlier one), from the labels Prometheus
+    // has stored.
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    let mut shown = Vec::new();
+    for (name, sel, label) in &dash.vars {
+        let sel = substitute(sel, &values);
+        let got = poll(Duration::from_secs(30), || {
+            let v = rig.prom_api(&format!("label/{label}/values"), &[("match[]", &sel)])?;
+            let vals: Vec<String> = v["data"]
+                .as_array()?
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
+            (!vals.is_empty()).then_some(vals)
+        });
+        let vals = got.unwrap_or_else(|| {
+            panic!(
+                "variable {name}: label_values({sel}, {label}) found nothing in 30 s{}",
+                prom.diag()
+            )
+        });
+        shown.push(format!("{name}={}", vals.join(",")));
+        values.insert(name.clone(), regex_alternation(&vals));
+    }
+
+    // Every panel query, until each returns data (a few scrapes after the traffic).
+    let queries: Vec<(String, String)> = dash
+        .targets
+        .iter()
+        .map(|(title, e)| (title.clone(), substitute(e, &values)))
+        .collect();
+    let mut empty: Vec<String> = Vec::new();
+    let done = poll(Duration::from_secs(60), || {
+        empty.clear();
+        for (title, q) in &queries {
+            let Some(v) = rig.prom_api("query", &[("query", q)]) else {
+                empty.push(format!("{title}: no answer: {q}"));
+                continue;
+            };
+            assert_eq!(
+                v["status"], "success",
+                "panel {title}: Prometheus rejects the query {q}: {} {}",
+                v["errorType"], v["error"]
+            );
+            if v["data"]["result"].as_array().is_none_or(|r| r.is_empty()) {
+                empty.push(format!("{title}: no data: {q}"));
+            }
+        }
+        empty.is_empty().then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "{} of {} dashboard queries returned no data within 60 s:\n  {}{}",
+        empty.len(),
+        queries.len(),
+        empty.join("\n  "),
+        prom.diag()
+    );
+
+    prom.signal("TERM");
+    let _ = prom.wait(Duration::from_secs(15));
+    let st = rig.stop_daemon(&mut d);
+    assert!(st.success(), "daemon exit status {st}{}", d.proc.diag());
+    println!(
+        "{T}: {} captures replayed ({npkts} packets); {} panels, {} queries: all valid and \
+         returned data ({}) ({:.1} s)",
+        files.len(),
+        dash.panels,
+        queries.len(),
+        shown.join("; "),
+        t0.elapsed().as_secs_f64()
     );
 }
