@@ -277,6 +277,8 @@ pub struct App {
     /// The capture interface the flow was first seen on (1-based into the engine's
     /// `interfaces`; 0: none, replay).
     pub iface: u16,
+    /// Packet time of the flow's last interim record (0: none yet).
+    pub interim_at: i64,
 }
 
 /// SMB files written or read on one connection, by file id and direction (`true`: read), at most

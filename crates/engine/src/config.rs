@@ -42,6 +42,8 @@ pub struct Shared {
         std::sync::Arc<crate::pcaps::DiskBudget>,
     )>,
     pub workers: usize,
+    /// Interim flow records this often (0: none).
+    pub flow_interim_us: i64,
     /// Capture interfaces by index (events name a flow's as `in_iface`); empty in replay.
     pub interfaces: Vec<std::sync::Arc<str>>,
     /// The live daemon's side channel: snapshots for metrics and stats, configuration reloads.

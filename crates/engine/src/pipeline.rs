@@ -63,6 +63,9 @@ pub struct EngineConfig {
     /// Capture interfaces (live): a packet fed through [`Engine::ingest_on`] with index `i`
     /// carries `interfaces[i]` as its events' `in_iface`.
     pub interfaces: Vec<String>,
+    /// Interim `flow` records of running flows this often, packet time (`[output] flow_interim`;
+    /// 0: none).
+    pub flow_interim_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +94,7 @@ impl Default for EngineConfig {
             pcaps: None,
             file_store: None,
             interfaces: Vec::new(),
+            flow_interim_secs: 0,
         }
     }
 }
@@ -144,6 +148,7 @@ pub(crate) fn shared(
         pcaps,
         workers: n,
         interfaces: c.interfaces.iter().map(|s| s.as_str().into()).collect(),
+        flow_interim_us: (c.flow_interim_secs.min(1 << 30) as i64) * 1_000_000,
         shard: shard_fn(networks.clone()),
         networks,
         ports: c.ports.clone(),

@@ -678,6 +678,12 @@ pub fn count_outbound(f: &mut Flow<App>, shared: &Shared, totals: &mut WorkerTot
     f.app.out_totalled = outbound;
 }
 
+/// An interim `flow` record of a running flow (`[output] flow_interim`): the counts so far,
+/// `flow.reason` `"interim"`, `xfer.interim` true. Counted nowhere.
+pub fn flow_interim(f: &Flow<App>, session: Option<&Session>, shared: &Shared) -> String {
+    flow_line(f, session, shared, None)
+}
+
 /// The flow record, plus the summary line for notable flows.
 pub fn flow(
     f: &Flow<App>,
@@ -685,6 +691,22 @@ pub fn flow(
     shared: &Shared,
     totals: &mut WorkerTotals,
 ) -> String {
+    flow_line(f, session, shared, Some(totals))
+}
+
+/// The final record of a flow (counted in `totals`), or an interim one (no `totals`).
+fn flow_line(
+    f: &Flow<App>,
+    session: Option<&Session>,
+    shared: &Shared,
+    totals: Option<&mut WorkerTotals>,
+) -> String {
+    let interim = totals.is_none();
+    let mut none = WorkerTotals::default();
+    let totals = match totals {
+        Some(t) => t,
+        None => &mut none,
+    };
     let client = f.client_endpoint();
     let server = f.server_endpoint();
     let local_orig = shared.networks.is_internal(client.addr);
@@ -719,7 +741,11 @@ pub fn flow(
         bytes_toclient: f.bytes[1],
         age: f.age_secs(),
         state: f.state.as_str(),
-        reason: f.end_reason.map(|r| r.as_str()).unwrap_or("shutdown"),
+        reason: if interim {
+            "interim"
+        } else {
+            f.end_reason.map(|r| r.as_str()).unwrap_or("shutdown")
+        },
         alerted: f.app.alerted || session.is_some_and(|s| !s.alerted.is_empty()),
         local_orig,
         local_resp,
@@ -737,6 +763,7 @@ pub fn flow(
         tls_upgraded: f.app.tls_upgraded,
         linked_by_inference: app::inferred(f),
         anomalies: &anomalies[..n_anomalies],
+        interim,
     };
     let file_transfer = facts
         .app_proto

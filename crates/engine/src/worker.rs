@@ -245,8 +245,15 @@ impl Worker {
     fn item(&mut self, batch: &Batch, item: &Item) {
         match *item {
             Item::Tick { ts_us, idx } => {
+                let start = self.events.len();
                 self.table.expire(ts_us, &mut self.ended);
                 self.flush_ended(idx, 0);
+                if self.shared.flow_interim_us > 0 {
+                    self.interim_flows(ts_us, idx);
+                    // One ordered stream per worker (the writer merges heads): the tick's
+                    // records by first packet, each flow's lines in the order written.
+                    self.events[start..].sort_by_key(|e| e.0);
+                }
                 self.expects.expire(ts_us, &mut self.expired);
                 self.release_expired();
             }
@@ -353,6 +360,29 @@ impl Worker {
                 }
                 *s = snap;
             }
+        }
+    }
+
+    /// Interim records of the flows running for another `[output] flow_interim` since their start
+    /// or their last one, at this tick (packet time).
+    fn interim_flows(&mut self, ts_us: i64, idx: u64) {
+        let every = self.shared.flow_interim_us;
+        if every <= 0 {
+            return;
+        }
+        let shared = &*self.shared;
+        for f in self.table.iter_mut() {
+            let since = if f.app.interim_at == 0 {
+                f.start_us
+            } else {
+                f.app.interim_at
+            };
+            if ts_us.saturating_sub(since) < every {
+                continue;
+            }
+            f.app.interim_at = ts_us;
+            let line = render::flow_interim(f, self.sessions.get(f.app.session), shared);
+            self.events.push(((idx, 0, f.first_idx), line));
         }
     }
 

@@ -41,6 +41,8 @@ pub struct FlowRecord<'a> {
     pub linked_by_inference: bool,
     /// Named caps this flow's parsers reached (bounded list of static names).
     pub anomalies: &'a [&'static str],
+    /// An interim record of a flow still running (`[output] flow_interim`).
+    pub interim: bool,
 }
 
 pub fn write_flow(out: &mut String, r: &FlowRecord<'_>) {
@@ -96,6 +98,9 @@ fn write_flow_body(o: &mut JsonObject<'_>, r: &FlowRecord<'_>) {
         }
         if r.linked_by_inference {
             x.bool("linked_by_inference", true);
+        }
+        if r.interim {
+            x.bool("interim", true);
         }
         if !r.anomalies.is_empty() {
             x.str_array("anomalies", r.anomalies);

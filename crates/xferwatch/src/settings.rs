@@ -320,6 +320,8 @@ pub struct Output {
     pub community_id_seed: u16,
     /// Events held in memory while the EVE file cannot be written (disk full, file gone).
     pub buffer_max: Bytes,
+    /// An interim `flow` record of every flow still running, this often (packet time; 0: none).
+    pub flow_interim: Seconds,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -473,6 +475,7 @@ impl Default for Output {
             log_credentials: false,
             community_id_seed: 0,
             buffer_max: Bytes(64 << 20),
+            flow_interim: Seconds(0),
         }
     }
 }
@@ -769,6 +772,7 @@ impl Settings {
             log_credentials: self.output.log_credentials,
             community_id_seed: self.output.community_id_seed,
             detect: self.detect_config(),
+            flow_interim_secs: self.output.flow_interim.0,
             // Live only: `run` names its interfaces (events' in_iface).
             interfaces: Vec::new(),
             file_store: (self.evidence.store_files && !self.evidence.dir.is_empty()).then(|| {
