@@ -16,8 +16,10 @@ fn sensor() -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!(
-            "skipping: the sensor is not built at {} (cargo build --release -p xferwatch)",
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: the sensor is not built at {} (cargo build --release -p xferwatch)",
             p.display()
         );
         None

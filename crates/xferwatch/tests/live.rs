@@ -71,7 +71,10 @@ fn replay_bin() -> PathBuf {
 // ------------------------------------------------------------------------------ preflight --
 
 fn skip(test: &str, why: &str) {
-    println!("{test}: skipped: {why}");
+    // Straight to the process's standard error, past the test harness's capture, so that
+    // `make test`'s skip summary sees it.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {why}");
 }
 
 fn is_root() -> bool {
