@@ -9,7 +9,7 @@ LIVE_PKGS := tcpreplay prometheus iproute2 curl
 # lintian, and man-db for `man -w`.
 DEB_TEST_PKGS := dpkg-dev lintian man-db
 
-.PHONY: all deps deps-build deps-test build man deb demo test test-deb test-steps test-rust test-eve test-rules test-live soak bench score check lint msrv deny fmt clean install fuzz fuzz-smoke
+.PHONY: all deps deps-build deps-test build man deb demo test test-deb test-steps test-rust test-eve test-rules test-live soak bench bench-live score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -211,6 +211,12 @@ test-live: deps-build deps-test
 soak: deps-build deps-test
 	$(CARGO) build --release -p xferwatch -p xferwatch-gen
 	bash bench/soak.sh
+
+# Live packet loss at top speed (root): tcpreplay onto a veth, the daemon with the example
+# configuration on the other end; two workloads (bench/live.sh says how).
+bench-live: deps-build deps-test
+	$(CARGO) build --release -p xferwatch -p xferwatch-gen
+	bash bench/live.sh
 
 # sensor.toml.example as installed (make install, make deb): EVE to /var/log, baselines in /var/lib.
 INSTALLED_CONF := -e 's|^eve_path = "eve.json"|eve_path = "/var/log/xferwatch/eve.json"|' \
