@@ -333,8 +333,7 @@ pub fn smb_fileinfo(
     let eof_ok = tx.size.is_none_or(|eof| eof == 0 || eof == size);
     let all_moved = size == moved || (read && size > 0 && tx.size == Some(size));
     let whole = followed && gaps == 0 && eof_ok && all_moved;
-    // SMB1 names keep the share-relative leading backslash SMB2 names do not have.
-    let name = tx.filename.as_deref().unwrap_or("");
+    let name = smb_name(tx.filename.as_deref().unwrap_or(""));
     let (client, server) = (f.client_endpoint().addr, f.server_endpoint().addr);
     let (command, from, to) = if read {
         ("READ", server, client)
@@ -342,7 +341,7 @@ pub fn smb_fileinfo(
         ("WRITE", client, server)
     };
     let facts = FileFacts {
-        name: name.strip_prefix('\\').unwrap_or(name),
+        name,
         command,
         direction: shared.networks.direction(from, to),
         digests,
@@ -473,6 +472,22 @@ pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64, shared: &Shared) -> String {
     out
 }
 
+/// A file name as SMB2 writes it: SMB1 names keep the share-relative leading backslash SMB2
+/// names do not have (`\dir\a.txt` is `dir\a.txt`, the share root `\` is `""`).
+fn smb_name(name: &str) -> &str {
+    name.strip_prefix('\\').unwrap_or(name)
+}
+
+/// `smb.size` of a transaction: the end-of-file the server reported; for a file the connection
+/// wrote to, when the server reported none (absent or 0: a CLOSE without attributes), the bytes
+/// written to it.
+fn smb_size(tx: &SmbTx) -> Option<u64> {
+    match tx.size {
+        None | Some(0) if tx.bytes_written > 0 => Some(tx.bytes_written),
+        s => s,
+    }
+}
+
 /// One SMB transaction (a file is one transaction from CREATE to CLOSE, its bytes summed).
 pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
     let t = tuple(f, shared);
@@ -495,7 +510,7 @@ pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
                 x.str("share", s);
             }
             if let Some(n) = &tx.filename {
-                x.str("filename", n);
+                x.str("filename", smb_name(n));
             }
             if let Some(u) = &tx.fuid {
                 x.str("fuid", u);
@@ -503,7 +518,7 @@ pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
             if let Some(d) = tx.disposition {
                 x.str("disposition", d);
             }
-            if let Some(sz) = tx.size {
+            if let Some(sz) = smb_size(tx) {
                 x.u64("size", sz);
             }
             if let Some(n) = &tx.ntlmssp {
@@ -726,4 +741,36 @@ pub fn flow(
     let mut line = String::with_capacity(700);
     write_flow(&mut line, &rec);
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smb_names_lose_the_leading_backslash() {
+        assert_eq!(smb_name("\\ledger.bin"), "ledger.bin");
+        assert_eq!(smb_name("\\dir\\a.txt"), "dir\\a.txt");
+        assert_eq!(smb_name("\\"), "");
+        assert_eq!(smb_name("payroll.bin"), "payroll.bin");
+        assert_eq!(smb_name(""), "");
+    }
+
+    #[test]
+    fn smb_size_falls_back_to_bytes_written() {
+        let tx = |size, written, read| SmbTx {
+            size,
+            bytes_written: written,
+            bytes_read: read,
+            ..Default::default()
+        };
+        // A CLOSE without end-of-file after a 600 KB write: the bytes written.
+        assert_eq!(smb_size(&tx(Some(0), 614_400, 0)), Some(614_400));
+        assert_eq!(smb_size(&tx(None, 614_400, 0)), Some(614_400));
+        // The server's end-of-file wins when it gave one.
+        assert_eq!(smb_size(&tx(Some(700_000), 614_400, 0)), Some(700_000));
+        // Nothing written: what the server said, or nothing.
+        assert_eq!(smb_size(&tx(Some(0), 0, 4096)), Some(0));
+        assert_eq!(smb_size(&tx(None, 0, 0)), None);
+    }
 }

@@ -405,3 +405,41 @@ fn ftps_data_channels_are_linked_by_heuristic() {
     );
     assert!(low["xfer"]["parent_flow_id"].is_null());
 }
+
+/// `smb` events name SMB1 files as SMB2 ones (no leading backslash, as `fileinfo` does), and a
+/// CLOSE whose response carries no end-of-file reports the bytes written.
+#[test]
+fn smb_file_events_name_and_size() {
+    for (pcap, file, written) in [
+        ("smb1-port139.pcap", "ledger.bin", 307_200u64),
+        ("smb-upload.pcap", "payroll.bin", 512_000),
+    ] {
+        let ev = replay(&root().join("pcaps").join(pcap), &[]);
+        let smb = of_type(&ev, "smb");
+        for e in &smb {
+            if let Some(n) = e["smb"]["filename"].as_str() {
+                assert!(!n.starts_with('\\'), "{pcap}: {e}");
+            }
+        }
+        let closes: Vec<_> = smb
+            .iter()
+            .filter(|e| {
+                e["smb"]["filename"] == file
+                    && e["smb"]["command"].as_str().unwrap().ends_with("CLOSE")
+            })
+            .collect();
+        assert!(!closes.is_empty(), "{pcap}: no CLOSE of {file}");
+        for c in &closes {
+            assert_eq!(c["smb"]["size"], written, "{pcap}: {c}");
+        }
+        let upload = closes
+            .iter()
+            .find(|c| c["xfer"]["bytes_written"].as_u64().unwrap_or(0) > 0)
+            .expect("the upload's CLOSE");
+        assert_eq!(upload["xfer"]["bytes_written"], written, "{pcap}");
+        // fileinfo names the file the same way.
+        assert!(of_type(&ev, "fileinfo")
+            .iter()
+            .any(|f| f["fileinfo"]["filename"] == file && f["fileinfo"]["size"] == written));
+    }
+}
