@@ -75,6 +75,9 @@ fn xfer_common(x: &mut JsonObject<'_>, f: &Flow<App>) {
 /// What an alert says besides its flow.
 pub struct AlertFacts {
     pub sid: Sid,
+    /// As a flow record's `xfer.direction`: volume alerts `outbound`, mismatch alerts the flow's.
+    pub direction: Direction,
+    /// The internal and external ends, only when the alert crosses the boundary.
     pub internal: Option<xferwatch_wire::Addr>,
     pub external: Option<xferwatch_wire::Addr>,
     /// The session's outbound payload when the alert fired.
@@ -83,6 +86,8 @@ pub struct AlertFacts {
     pub raised: Option<xferwatch_policy::detect::Raised>,
     pub app_proto_expected: Option<&'static str>,
     pub port_mismatch: Option<bool>,
+    /// 1173002/1173003: the flows this alert stands for (itself and those aggregated into it).
+    pub mismatch_flows: Option<u64>,
 }
 
 /// A volume alert's `xfer.files`: the session's files so far (name, size, sha256 when whole),
@@ -388,11 +393,10 @@ pub fn alert(
                 });
             });
             o.obj("xfer", |x| {
-                if let Some(h) = a.internal {
-                    x.str("internal_host", &h.to_string());
-                }
-                if let Some(h) = a.external {
-                    x.str("external_host", &h.to_string());
+                x.str("direction", a.direction.as_str());
+                if let (Some(i), Some(e)) = (a.internal, a.external) {
+                    x.str("internal_host", &i.to_string())
+                        .str("external_host", &e.to_string());
                 }
                 xfer_common(x, f);
                 x.u64(
@@ -413,6 +417,9 @@ pub fn alert(
                 }
                 if let Some(m) = a.port_mismatch {
                     x.bool("port_mismatch", m);
+                }
+                if let Some(n) = a.mismatch_flows {
+                    x.u64("mismatch_flows", n);
                 }
                 if a.raised.is_some() {
                     alert_files(x, f, session);

@@ -103,6 +103,19 @@ fn expected_alerts_fire_once_and_nothing_else() {
             let x = &a["xfer"];
             assert_eq!(x["internal_host"], internal_client, "{name}: internal host");
             assert!(x["external_host"].is_string(), "{name}");
+            // As the flow records say: the volume's direction, or the mismatched flow's.
+            let flow_direction = of_type(&ev, "flow")
+                .into_iter()
+                .find(|f| f["flow_id"] == a["flow_id"])
+                .map(|f| f["xfer"]["direction"].clone())
+                .expect("the alerted flow's record");
+            match al["signature_id"].as_u64().unwrap() {
+                1_173_002 | 1_173_003 => {
+                    assert_eq!(x["direction"], flow_direction, "{name}");
+                    assert_eq!(x["mismatch_flows"], 1, "{name}");
+                }
+                _ => assert_eq!(x["direction"], "outbound", "{name}"),
+            }
             assert!(
                 a["flow_id"].is_u64() && a["app_proto"].is_string(),
                 "{name}"
