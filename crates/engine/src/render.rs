@@ -81,6 +81,9 @@ fn xfer_common(x: &mut JsonObject<'_>, f: &Flow<App>) {
 /// What an alert says besides its flow.
 pub struct AlertFacts {
     pub sid: Sid,
+    /// As a flow record's `xfer.direction`: volume alerts `outbound`, mismatch alerts the flow's.
+    pub direction: Direction,
+    /// The internal and external ends, only when the alert crosses the boundary.
     pub internal: Option<xferwatch_wire::Addr>,
     pub external: Option<xferwatch_wire::Addr>,
     /// The session's outbound payload when the alert fired.
@@ -89,6 +92,8 @@ pub struct AlertFacts {
     pub raised: Option<xferwatch_policy::detect::Raised>,
     pub app_proto_expected: Option<&'static str>,
     pub port_mismatch: Option<bool>,
+    /// 1173002/1173003: the flows this alert stands for (itself and those aggregated into it).
+    pub mismatch_flows: Option<u64>,
 }
 
 /// A volume alert's `xfer.files`: the session's files so far (name, size, sha256 when whole),
@@ -339,8 +344,7 @@ pub fn smb_fileinfo(
     let eof_ok = tx.size.is_none_or(|eof| eof == 0 || eof == size);
     let all_moved = size == moved || (read && size > 0 && tx.size == Some(size));
     let whole = followed && gaps == 0 && eof_ok && all_moved;
-    // SMB1 names keep the share-relative leading backslash SMB2 names do not have.
-    let name = tx.filename.as_deref().unwrap_or("");
+    let name = smb_name(tx.filename.as_deref().unwrap_or(""));
     let (client, server) = (f.client_endpoint().addr, f.server_endpoint().addr);
     let (command, from, to) = if read {
         ("READ", server, client)
@@ -348,7 +352,7 @@ pub fn smb_fileinfo(
         ("WRITE", client, server)
     };
     let facts = FileFacts {
-        name: name.strip_prefix('\\').unwrap_or(name),
+        name,
         command,
         direction: shared.networks.direction(from, to),
         digests,
@@ -395,11 +399,10 @@ pub fn alert(
                 });
             });
             o.obj("xfer", |x| {
-                if let Some(h) = a.internal {
-                    x.str("internal_host", &h.to_string());
-                }
-                if let Some(h) = a.external {
-                    x.str("external_host", &h.to_string());
+                x.str("direction", a.direction.as_str());
+                if let (Some(i), Some(e)) = (a.internal, a.external) {
+                    x.str("internal_host", &i.to_string())
+                        .str("external_host", &e.to_string());
                 }
                 xfer_common(x, f);
                 x.u64(
@@ -420,6 +423,9 @@ pub fn alert(
                 }
                 if let Some(m) = a.port_mismatch {
                     x.bool("port_mismatch", m);
+                }
+                if let Some(n) = a.mismatch_flows {
+                    x.u64("mismatch_flows", n);
                 }
                 if a.raised.is_some() {
                     alert_files(x, f, session);
@@ -479,6 +485,22 @@ pub fn ftp(f: &Flow<App>, tx: &FtpTx, ts_us: i64, shared: &Shared) -> String {
     out
 }
 
+/// A file name as SMB2 writes it: SMB1 names keep the share-relative leading backslash SMB2
+/// names do not have (`\dir\a.txt` is `dir\a.txt`, the share root `\` is `""`).
+fn smb_name(name: &str) -> &str {
+    name.strip_prefix('\\').unwrap_or(name)
+}
+
+/// `smb.size` of a transaction: the end-of-file the server reported; for a file the connection
+/// wrote to, when the server reported none (absent or 0: a CLOSE without attributes), the bytes
+/// written to it.
+fn smb_size(tx: &SmbTx) -> Option<u64> {
+    match tx.size {
+        None | Some(0) if tx.bytes_written > 0 => Some(tx.bytes_written),
+        s => s,
+    }
+}
+
 /// One SMB transaction (a file is one transaction from CREATE to CLOSE, its bytes summed).
 pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
     let t = tuple(f, shared);
@@ -501,7 +523,7 @@ pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
                 x.str("share", s);
             }
             if let Some(n) = &tx.filename {
-                x.str("filename", n);
+                x.str("filename", smb_name(n));
             }
             if let Some(u) = &tx.fuid {
                 x.str("fuid", u);
@@ -509,7 +531,7 @@ pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
             if let Some(d) = tx.disposition {
                 x.str("disposition", d);
             }
-            if let Some(sz) = tx.size {
+            if let Some(sz) = smb_size(tx) {
                 x.u64("size", sz);
             }
             if let Some(n) = &tx.ntlmssp {
@@ -790,4 +812,36 @@ fn flow_line(
     let mut line = String::with_capacity(700);
     write_flow(&mut line, &rec);
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smb_names_lose_the_leading_backslash() {
+        assert_eq!(smb_name("\\ledger.bin"), "ledger.bin");
+        assert_eq!(smb_name("\\dir\\a.txt"), "dir\\a.txt");
+        assert_eq!(smb_name("\\"), "");
+        assert_eq!(smb_name("payroll.bin"), "payroll.bin");
+        assert_eq!(smb_name(""), "");
+    }
+
+    #[test]
+    fn smb_size_falls_back_to_bytes_written() {
+        let tx = |size, written, read| SmbTx {
+            size,
+            bytes_written: written,
+            bytes_read: read,
+            ..Default::default()
+        };
+        // A CLOSE without end-of-file after a 600 KB write: the bytes written.
+        assert_eq!(smb_size(&tx(Some(0), 614_400, 0)), Some(614_400));
+        assert_eq!(smb_size(&tx(None, 614_400, 0)), Some(614_400));
+        // The server's end-of-file wins when it gave one.
+        assert_eq!(smb_size(&tx(Some(700_000), 614_400, 0)), Some(700_000));
+        // Nothing written: what the server said, or nothing.
+        assert_eq!(smb_size(&tx(Some(0), 0, 4096)), Some(0));
+        assert_eq!(smb_size(&tx(None, 0, 0)), None);
+    }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use xferwatch_capture::{Batch, Item, PacketRec};
 use xferwatch_parsers::ftp::FtpEvent;
 use xferwatch_parsers::tftp::Transfer;
-use xferwatch_policy::detect::{Detector, Raised, Sid};
+use xferwatch_policy::detect::{Detector, MismatchKey, Raised, Sid};
 use xferwatch_policy::{rules, Direction};
 use xferwatch_stream::{Dir, Expect, Expectations, Flow, FlowTable, ListenerIs};
 use xferwatch_wire::{L4Packet, Transport};
@@ -883,14 +883,18 @@ impl Alerts<'_> {
             if !s.alerted.contains(&r.sid) {
                 s.alerted.push(r.sid);
             }
+            // Volume alerts are raised only for sessions that cross the boundary: their direction
+            // is that of the outbound volume they count.
             let a = render::AlertFacts {
                 sid: r.sid,
+                direction: Direction::Outbound,
                 internal: int,
                 external: ext,
                 session_total: total,
                 raised: Some(r),
                 app_proto_expected: None,
                 port_mismatch: None,
+                mismatch_flows: None,
             };
             self.emit(flow, &a, ts_us, key);
         }
@@ -900,7 +904,7 @@ impl Alerts<'_> {
 
     /// 1173002/1173003 once the flow's protocol is settled (`final_`: the flow ended), unless an
     /// approved path covers it. Checked once per flow.
-    fn mismatch(&mut self, flow: &mut Flow<App>, final_: bool, ts_us: i64, key: OrderKey) {
+    fn mismatch(&mut self, flow: &mut Flow<App>, final_: bool, ts_us: i64, order: OrderKey) {
         if flow.app.mismatch_done {
             return;
         }
@@ -913,14 +917,33 @@ impl Alerts<'_> {
         }
         let proto = m.app_proto.unwrap_or("failed");
         let sid = rules::mismatch_sid(proto);
-        // The internal and external ends; for flows that do not cross the boundary, client and
-        // server.
         let (c, s) = (flow.client_endpoint().addr, flow.server_endpoint().addr);
-        let (int, ext) = self.shared.networks.ends(c, s).unwrap_or((c, s));
-        let (int, ext) = (Some(int), Some(ext));
-        if self.detector.suppressed(sid, int, ext, proto).is_some() {
+        let direction = self.shared.networks.direction(c, s);
+        let ends = self.shared.networks.ends(c, s);
+        // The allow-list matches the internal and external ends; for flows that do not cross the
+        // boundary, client and server.
+        let (int, ext) = ends.unwrap_or((c, s));
+        if self
+            .detector
+            .suppressed(sid, Some(int), Some(ext), proto)
+            .is_some()
+        {
             return;
         }
+        // Later flows of the same host pair, port, transport and protocol within the aggregation
+        // window are counted into the key's next alert instead of alerting each.
+        let key = MismatchKey::new(
+            c,
+            s,
+            flow.server_endpoint().port,
+            flow.transport() == Transport::Udp,
+            flow.key.vlan,
+            proto,
+            sid,
+        );
+        let Some(flows) = self.detector.mismatch_gate(ts_us, key) else {
+            return;
+        };
         flow.app.alerted = true;
         let session_total = self
             .sessions
@@ -929,14 +952,16 @@ impl Alerts<'_> {
             .unwrap_or(0);
         let a = render::AlertFacts {
             sid,
-            internal: int,
-            external: ext,
+            direction,
+            internal: ends.map(|e| e.0),
+            external: ends.map(|e| e.1),
             session_total,
             raised: None,
             app_proto_expected: m.app_proto_expected,
             port_mismatch: m.port_mismatch,
+            mismatch_flows: Some(flows),
         };
-        self.emit(flow, &a, ts_us, key);
+        self.emit(flow, &a, ts_us, order);
     }
 
     /// Counts and writes one alert, and keeps a line for the summary.
@@ -952,22 +977,31 @@ impl Alerts<'_> {
         if self.totals.alerts.len() >= MAX_NOTABLE {
             return;
         }
-        let host = |x: Option<xferwatch_wire::Addr>| {
-            x.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
+        // Internal -> external for alerts that cross the boundary, client -> server otherwise;
+        // the direction word says which.
+        let (from, to) = match (a.internal, a.external) {
+            (Some(i), Some(e)) => (i, e),
+            _ => (flow.client_endpoint().addr, flow.server_endpoint().addr),
         };
         let proto = app::facts(flow, self.shared).app_proto.unwrap_or("-");
         let bytes = a.raised.map(|r| r.total).unwrap_or(a.session_total);
+        let flows = match a.mismatch_flows {
+            Some(n) if n > 1 => format!("  ({n} flows)"),
+            _ => String::new(),
+        };
         self.totals.alerts.push((
             key.0,
             format!(
-                "{} {:<60} {:>15} -> {:<15} {:<8} {:>10} B  port {}",
+                "{} {:<60} {:>15} -> {:<15} {:<8} {:<8} {:>10} B  port {}{}",
                 a.sid.id(),
                 a.sid.signature().msg,
-                host(a.internal.or(Some(flow.client_endpoint().addr))),
-                host(a.external.or(Some(flow.server_endpoint().addr))),
+                from.to_string(),
+                to.to_string(),
+                a.direction.as_str(),
                 proto,
                 bytes,
-                flow.server_endpoint().port
+                flow.server_endpoint().port,
+                flows
             ),
         ));
     }

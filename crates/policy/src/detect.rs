@@ -156,6 +156,11 @@ pub struct DetectConfig {
     pub rollup_window_us: i64,
     pub rollup_max_pairs: usize,
     pub baseline: BaselineConfig,
+    /// 1173002/1173003 aggregation window (`detect.mismatch.aggregate_window`); 0: an alert per
+    /// flow.
+    pub mismatch_window_us: i64,
+    /// Aggregation keys kept at most (`detect.mismatch.aggregate_max_keys`).
+    pub mismatch_max_keys: usize,
 }
 
 impl Default for DetectConfig {
@@ -177,6 +182,8 @@ impl Default for DetectConfig {
                 floor_bytes: 10 << 20,
                 max_hosts: 100_000,
             },
+            mismatch_window_us: 3_600_000_000,
+            mismatch_max_keys: 100_000,
         }
     }
 }
@@ -197,8 +204,13 @@ pub struct DetectStats {
     pub alerts: [u64; 5],
     /// Alerts an allowlist entry suppressed, by signature.
     pub suppressed: [u64; 5],
+    /// Mismatch alerts held back by aggregation, by signature (their flows are counted in the
+    /// key's next alert).
+    pub aggregated: [u64; 5],
     pub rollup_evictions: u64,
     pub baseline_evictions: u64,
+    /// Keys dropped from the mismatch aggregation table at its limit.
+    pub mismatch_evictions: u64,
 }
 
 impl DetectStats {
@@ -206,9 +218,11 @@ impl DetectStats {
         for i in 0..5 {
             self.alerts[i] += o.alerts[i];
             self.suppressed[i] += o.suppressed[i];
+            self.aggregated[i] += o.aggregated[i];
         }
         self.rollup_evictions += o.rollup_evictions;
         self.baseline_evictions += o.baseline_evictions;
+        self.mismatch_evictions += o.mismatch_evictions;
     }
 }
 
@@ -284,12 +298,57 @@ const MAX_CATCHUP_WINDOWS: u32 = 512;
 pub type PairKey = (Addr, Addr, u16, u8);
 pub type HostKey = (Addr, u16, u8);
 
+/// What mismatch alerts (1173002/1173003) are aggregated by: the host pair (either way round),
+/// the server port, the transport, the VLAN, the `app_proto` seen and the signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MismatchKey {
+    hosts: (Addr, Addr),
+    server_port: u16,
+    udp: bool,
+    vlan: u16,
+    app_proto: &'static str,
+    sid: Sid,
+}
+
+impl MismatchKey {
+    pub fn new(
+        client: Addr,
+        server: Addr,
+        server_port: u16,
+        udp: bool,
+        vlan: u16,
+        app_proto: &'static str,
+        sid: Sid,
+    ) -> Self {
+        MismatchKey {
+            hosts: (client.min(server), client.max(server)),
+            server_port,
+            udp,
+            vlan,
+            app_proto,
+            sid,
+        }
+    }
+}
+
+/// One key of the mismatch aggregation table.
+#[derive(Clone, Copy, Debug)]
+struct MismatchAgg {
+    /// Packet time of the key's last alert: its window runs from here.
+    alert_us: i64,
+    /// Flows of the key whose alert was held back since then.
+    held: u64,
+    touched_us: i64,
+}
+
 pub struct Detector {
     pub cfg: DetectConfig,
     rollups: HashMap<PairKey, Rollup>,
     rollup_lru: Lru<PairKey>,
     baselines: HashMap<HostKey, HostBaseline>,
     baseline_lru: Lru<HostKey>,
+    mismatch: HashMap<MismatchKey, MismatchAgg>,
+    mismatch_lru: Lru<MismatchKey>,
     pub stats: DetectStats,
 }
 
@@ -301,8 +360,49 @@ impl Detector {
             rollup_lru: Lru::default(),
             baselines: HashMap::default(),
             baseline_lru: Lru::default(),
+            mismatch: HashMap::default(),
+            mismatch_lru: Lru::default(),
             stats: DetectStats::default(),
         }
+    }
+
+    /// Aggregation of 1173002/1173003: a flow of `key` raises an alert at packet time `now_us`
+    /// unless the key alerted less than `mismatch_window_us` ago. Returns the number of flows the
+    /// alert stands for (this one and those held back since the key's previous alert), or None
+    /// when it is held back (counted in `stats.aggregated`). A window of 0 alerts on every flow.
+    pub fn mismatch_gate(&mut self, now_us: i64, key: MismatchKey) -> Option<u64> {
+        let window = self.cfg.mismatch_window_us;
+        if window <= 0 {
+            return Some(1);
+        }
+        self.mismatch_lru.sweep(&self.mismatch, |a| a.touched_us);
+        if let Some(a) = self.mismatch.get_mut(&key) {
+            self.mismatch_lru.touch(key, &mut a.touched_us, now_us);
+            if now_us < a.alert_us.saturating_add(window) {
+                a.held += 1;
+                self.stats.aggregated[key.sid.index()] += 1;
+                return None;
+            }
+            let flows = a.held + 1;
+            a.alert_us = now_us;
+            a.held = 0;
+            return Some(flows);
+        }
+        // A loop: a reload may have lowered the limit.
+        while self.mismatch.len() >= self.cfg.mismatch_max_keys.max(1) {
+            self.mismatch_lru
+                .evict(&mut self.mismatch, |a| a.touched_us);
+            self.stats.mismatch_evictions += 1;
+        }
+        let mut a = MismatchAgg {
+            alert_us: now_us,
+            held: 0,
+            // Not `now_us`: the touch below must queue the new key.
+            touched_us: i64::MIN,
+        };
+        self.mismatch_lru.touch(key, &mut a.touched_us, now_us);
+        self.mismatch.insert(key, a);
+        Some(1)
     }
 
     /// Is `sid` suppressed for this traffic? Counts the suppression; returns the entry's reason.
@@ -616,6 +716,8 @@ mod tests {
                 floor_bytes: 100,
                 max_hosts: 4,
             },
+            mismatch_window_us: 3_600_000_000,
+            mismatch_max_keys: 4,
         }
     }
 
@@ -729,5 +831,57 @@ mod tests {
         assert!(d.rollups.len() <= 4 && d.baselines.len() <= 4);
         assert_eq!(d.stats.rollup_evictions, 46);
         assert_eq!(d.stats.baseline_evictions, 46);
+    }
+
+    fn mk(client: Addr, server: Addr, port: u16) -> MismatchKey {
+        MismatchKey::new(client, server, port, true, 0, "failed", Sid::PortOtherProto)
+    }
+
+    #[test]
+    fn mismatch_aggregates_per_key_and_window() {
+        let mut d = Detector::new(cfg());
+        let k = mk(a(1), a(2), 53);
+        // The first flow alerts; the next 16 within the hour are held back.
+        assert_eq!(d.mismatch_gate(0, k), Some(1));
+        for i in 1..=16 {
+            assert_eq!(d.mismatch_gate(i * 1_000_000, k), None);
+        }
+        assert_eq!(d.stats.aggregated[Sid::PortOtherProto.index()], 16);
+        // Another port, another signature, another pair: their own keys.
+        assert_eq!(d.mismatch_gate(10, mk(a(1), a(2), 54)), Some(1));
+        let other_sid = MismatchKey::new(a(1), a(2), 53, true, 0, "failed", Sid::OffPort);
+        assert_eq!(d.mismatch_gate(10, other_sid), Some(1));
+        // The pair either way round is one key.
+        assert_eq!(d.mismatch_gate(20, mk(a(2), a(1), 53)), None);
+        // After the window: an alert for the 18 flows since the last one (this one included).
+        assert_eq!(d.mismatch_gate(H, k), Some(18));
+        assert_eq!(d.mismatch_gate(H + 1, k), None);
+        assert_eq!(d.mismatch_gate(2 * H, k), Some(2));
+        assert_eq!(d.stats.mismatch_evictions, 0);
+    }
+
+    #[test]
+    fn mismatch_window_zero_alerts_every_flow() {
+        let mut c = cfg();
+        c.mismatch_window_us = 0;
+        let mut d = Detector::new(c);
+        for i in 0..5 {
+            assert_eq!(d.mismatch_gate(i, mk(a(1), a(2), 53)), Some(1));
+        }
+        assert_eq!(d.stats.aggregated, [0; 5]);
+        assert!(d.mismatch.is_empty());
+    }
+
+    #[test]
+    fn mismatch_table_is_capped() {
+        let mut d = Detector::new(cfg());
+        for i in 0..50u8 {
+            assert_eq!(d.mismatch_gate(i as i64, mk(a(i), a(200), 53)), Some(1));
+        }
+        assert!(d.mismatch.len() <= 4);
+        assert_eq!(d.stats.mismatch_evictions, 46);
+        // The most recent keys stay; the oldest went first.
+        assert_eq!(d.mismatch_gate(100, mk(a(49), a(200), 53)), None);
+        assert_eq!(d.mismatch_gate(100, mk(a(0), a(200), 53)), Some(1));
     }
 }

@@ -24,6 +24,7 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_outbound_payload_bytes_total", true, Unit::Bytes, "Payload sent by internal hosts to external hosts, by app_proto, counted while flows run (every 64 KiB of a flow once its protocol is known; the rest when it ends)."),
     ("xferwatch_alerts_total", true, Unit::Count, "Alerts raised, by signature id."),
     ("xferwatch_alerts_suppressed_total", true, Unit::Count, "Alerts an [[allow]] entry suppressed, by signature id."),
+    ("xferwatch_alerts_aggregated_total", true, Unit::Count, "Mismatch alerts held back by aggregation (detect.mismatch.aggregate_window) and counted into their key's next alert, by signature id."),
     ("xferwatch_port_mismatches_total", true, Unit::Count, "Flows whose protocol and server port disagree, by app_proto."),
     ("xferwatch_reassembly_memory_bytes", false, Unit::Bytes, "Bytes held in TCP reassembly buffers now."),
     ("xferwatch_reassembly_gaps_total", true, Unit::Count, "Holes skipped in reassembled TCP streams."),
@@ -83,6 +84,7 @@ pub fn install(listen: SocketAddr, allow: &[ipnet::IpNet]) -> Result<(), String>
     for sid in SIGNATURE_IDS {
         counter!("xferwatch_alerts_total", "signature_id" => sid).absolute(0);
         counter!("xferwatch_alerts_suppressed_total", "signature_id" => sid).absolute(0);
+        counter!("xferwatch_alerts_aggregated_total", "signature_id" => sid).absolute(0);
     }
     for event in ["created", "matched", "expired", "refused"] {
         counter!("xferwatch_expectations_total", "event" => event).absolute(0);
@@ -177,6 +179,8 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
         counter!("xferwatch_alerts_total", "signature_id" => *sid).absolute(t.detect.alerts[i]);
         counter!("xferwatch_alerts_suppressed_total", "signature_id" => *sid)
             .absolute(t.detect.suppressed[i]);
+        counter!("xferwatch_alerts_aggregated_total", "signature_id" => *sid)
+            .absolute(t.detect.aggregated[i]);
     }
     gauge!("xferwatch_reassembly_memory_bytes").set(t.reassembly_memory as f64);
     counter!("xferwatch_reassembly_gaps_total").absolute(t.app.reassembly_gaps);

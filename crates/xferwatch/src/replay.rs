@@ -199,21 +199,31 @@ fn summary(r: &Replayed, started: Instant) {
         .iter()
         .map(|t| t.detect.suppressed.iter().sum::<u64>())
         .sum();
+    let aggregated: u64 = totals
+        .iter()
+        .map(|t| t.detect.aggregated.iter().sum::<u64>())
+        .sum();
     let _ = writeln!(
         e,
-        "  alerts: {}{}",
+        "  alerts: {}{}{}",
         alerts.len(),
         if suppressed > 0 {
             format!("  ({suppressed} suppressed by [[allow]] entries)")
         } else {
             String::new()
+        },
+        if aggregated > 0 {
+            format!("  ({aggregated} mismatch flows aggregated into earlier alerts)")
+        } else {
+            String::new()
         }
     );
     if !alerts.is_empty() {
+        // Internal -> external when the alert crosses the boundary, client -> server otherwise.
         let _ = writeln!(
             e,
-            "    {:<7} {:<60} {:>15}    {:<15} {:<8} {:>12}  port",
-            "sid", "signature", "internal", "external", "proto", "bytes"
+            "    {:<7} {:<60} {:>15}    {:<15} {:<8} {:<8} {:>12}  port",
+            "sid", "signature", "internal", "external", "dir", "proto", "bytes"
         );
         for (_, l) in alerts {
             let _ = writeln!(e, "    {l}");

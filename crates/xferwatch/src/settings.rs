@@ -161,6 +161,40 @@ pub fn parse_seconds(s: &str) -> Result<u64, String> {
     Ok(v)
 }
 
+/// A duration that may be 0 (off): 0, "0s", or what [`parse_seconds`] takes.
+fn seconds_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Seconds, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = Seconds;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("0 (off) or a duration: integer seconds or a string like \"30s\", \"1h\"")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
+            if v < 0 {
+                return Err(E::custom(format!("{v} is not a duration")));
+            }
+            self.visit_u64(v as u64)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
+            let t = v.trim();
+            let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim();
+            if !digits.is_empty() && digits.bytes().all(|b| b == b'0') {
+                // 0 in any unit: off (a bad unit is still refused).
+                return parse_seconds(&format!("1{}", &t[digits.len()..]))
+                    .map(|_| Seconds(0))
+                    .map_err(|_| {
+                        E::custom(format!("unknown duration unit in `{v}` (use s, m, h, d)"))
+                    });
+            }
+            parse_seconds(v).map(Seconds).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -407,6 +441,13 @@ pub struct Mismatch {
     pub expected_ports: BTreeMap<String, Vec<u16>>,
     /// Payload bytes to see on a well-known port before "nothing matched" counts as a mismatch.
     pub min_payload_bytes: Bytes,
+    /// 1173002/1173003: later flows of a key (host pair, server port, transport, protocol,
+    /// signature) within this long of its alert are counted into its next alert; 0: an alert per
+    /// flow.
+    #[serde(deserialize_with = "seconds_or_zero")]
+    pub aggregate_window: Seconds,
+    /// Aggregation keys kept at most (the least recently active goes first).
+    pub aggregate_max_keys: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -549,6 +590,8 @@ impl Default for Mismatch {
         Mismatch {
             expected_ports: BTreeMap::new(),
             min_payload_bytes: Bytes(64),
+            aggregate_window: Seconds(3600),
+            aggregate_max_keys: 100_000,
         }
     }
 }
@@ -611,6 +654,8 @@ impl Settings {
                 floor_bytes: d.baseline.floor_bytes.0,
                 max_hosts: d.baseline.max_hosts,
             },
+            mismatch_window_us: d.mismatch.aggregate_window.0 as i64 * 1_000_000,
+            mismatch_max_keys: d.mismatch.aggregate_max_keys,
         }
     }
 
@@ -1147,6 +1192,26 @@ mod tests {
         assert_eq!(parse_seconds("90"), Ok(90));
         assert!(parse_seconds("0").is_err());
         assert!(parse_seconds("3 weeks").is_err());
+    }
+
+    #[test]
+    fn aggregate_window() {
+        let w = |v: &str| {
+            toml::from_str::<Mismatch>(&format!("aggregate_window = {v}"))
+                .map(|m| m.aggregate_window.0)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(w("0"), Ok(0));
+        assert_eq!(w("\"0s\""), Ok(0));
+        assert_eq!(w("\"0\""), Ok(0));
+        assert_eq!(w("600"), Ok(600));
+        assert_eq!(w("\"2h\""), Ok(7200));
+        assert!(w("-1").is_err());
+        assert!(w("\"0 weeks\"").is_err());
+        assert_eq!(Mismatch::default().aggregate_window.0, 3600);
+        let d = Settings::default().detect_config();
+        assert_eq!(d.mismatch_window_us, 3_600_000_000);
+        assert_eq!(d.mismatch_max_keys, 100_000);
     }
 
     #[test]

@@ -103,6 +103,19 @@ fn expected_alerts_fire_once_and_nothing_else() {
             let x = &a["xfer"];
             assert_eq!(x["internal_host"], internal_client, "{name}: internal host");
             assert!(x["external_host"].is_string(), "{name}");
+            // As the flow records say: the volume's direction, or the mismatched flow's.
+            let flow_direction = of_type(&ev, "flow")
+                .into_iter()
+                .find(|f| f["flow_id"] == a["flow_id"])
+                .map(|f| f["xfer"]["direction"].clone())
+                .expect("the alerted flow's record");
+            match al["signature_id"].as_u64().unwrap() {
+                1_173_002 | 1_173_003 => {
+                    assert_eq!(x["direction"], flow_direction, "{name}");
+                    assert_eq!(x["mismatch_flows"], 1, "{name}");
+                }
+                _ => assert_eq!(x["direction"], "outbound", "{name}"),
+            }
             assert!(
                 a["flow_id"].is_u64() && a["app_proto"].is_string(),
                 "{name}"
@@ -404,4 +417,42 @@ fn ftps_data_channels_are_linked_by_heuristic() {
         "a low port is not a data channel"
     );
     assert!(low["xfer"]["parent_flow_id"].is_null());
+}
+
+/// `smb` events name SMB1 files as SMB2 ones (no leading backslash, as `fileinfo` does), and a
+/// CLOSE whose response carries no end-of-file reports the bytes written.
+#[test]
+fn smb_file_events_name_and_size() {
+    for (pcap, file, written) in [
+        ("smb1-port139.pcap", "ledger.bin", 307_200u64),
+        ("smb-upload.pcap", "payroll.bin", 512_000),
+    ] {
+        let ev = replay(&root().join("pcaps").join(pcap), &[]);
+        let smb = of_type(&ev, "smb");
+        for e in &smb {
+            if let Some(n) = e["smb"]["filename"].as_str() {
+                assert!(!n.starts_with('\\'), "{pcap}: {e}");
+            }
+        }
+        let closes: Vec<_> = smb
+            .iter()
+            .filter(|e| {
+                e["smb"]["filename"] == file
+                    && e["smb"]["command"].as_str().unwrap().ends_with("CLOSE")
+            })
+            .collect();
+        assert!(!closes.is_empty(), "{pcap}: no CLOSE of {file}");
+        for c in &closes {
+            assert_eq!(c["smb"]["size"], written, "{pcap}: {c}");
+        }
+        let upload = closes
+            .iter()
+            .find(|c| c["xfer"]["bytes_written"].as_u64().unwrap_or(0) > 0)
+            .expect("the upload's CLOSE");
+        assert_eq!(upload["xfer"]["bytes_written"], written, "{pcap}");
+        // fileinfo names the file the same way.
+        assert!(of_type(&ev, "fileinfo")
+            .iter()
+            .any(|f| f["fileinfo"]["filename"] == file && f["fileinfo"]["size"] == written));
+    }
 }
