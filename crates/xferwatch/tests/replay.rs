@@ -795,7 +795,9 @@ fn summary_lists_top_talkers() {
     let err = String::from_utf8_lossy(&out.stderr);
     let ev = events(&eve);
     // The expected table, from the records: per (internal, external, app_proto, port).
-    let mut want: HashMap<(String, String, String, String), (u64, u64, u64)> = HashMap::new();
+    // (internal, external, app_proto, port) -> (bytes, files, alerts)
+    type Row = (String, String, String, String);
+    let mut want: HashMap<Row, (u64, u64, u64)> = HashMap::new();
     let mut per_flow: HashMap<u64, (u64, u64)> = HashMap::new();
     for e in &ev {
         let id = e["flow_id"].as_u64().unwrap_or(0);
