@@ -1,5 +1,5 @@
 //! The progress bar of `xferwatch replay`: bytes read of the input files' total, packets per second
-//! and the time left, on standard error when it is a terminal (never with `-q`). A thread of its own
+//! and the time left (at the rate so far), on standard error when it is a terminal (never with `-q`). A thread of its own
 //! looks at the reading thread's counters ([`ReadProgress`], stored every few thousand packets) ten
 //! times a second; the bar appears only once a replay has run for [`SHOW_AFTER`], so a short one
 //! prints nothing more than before, and it is cleared before the summary.
@@ -39,6 +39,28 @@ pub fn rate(packets: u64, elapsed: Duration) -> String {
         return "- pkt/s".into();
     }
     format!("{:.0} pkt/s", packets as f64 / secs)
+}
+
+/// The time left at the rate so far: `total - done` bytes at `done / elapsed` bytes a second.
+/// None before anything was read.
+pub fn eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    if done == 0 || elapsed.is_zero() {
+        return None;
+    }
+    let left = total.saturating_sub(done) as f64;
+    Some(Duration::from_secs_f64(
+        left * elapsed.as_secs_f64() / done as f64,
+    ))
+}
+
+/// "12345 pkt/s  ETA 1m 05s" for the bar's message.
+pub fn message(packets: u64, done: u64, total: u64, elapsed: Duration) -> String {
+    let eta = match eta(done, total, elapsed) {
+        Some(d) if d.as_secs() >= 60 => format!("{}m {:02}s", d.as_secs() / 60, d.as_secs() % 60),
+        Some(d) => format!("{}s", d.as_secs()),
+        None => "-".into(),
+    };
+    format!("{}  ETA {eta}", rate(packets, elapsed))
 }
 
 /// A running progress display; dropping it stops and clears it.
@@ -83,21 +105,35 @@ fn run(total: u64, progress: &ReadProgress, done: &mpsc::Receiver<()>) {
     let mut bar: Option<ProgressBar> = None;
     // Until the sender is dropped (the replay ended), every TICK.
     while let Err(mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(TICK) {
-        if bar.is_none() && started.elapsed() >= SHOW_AFTER {
-            let b =
-                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
-            if let Ok(style) = ProgressStyle::with_template(
-                "{elapsed:>4} [{wide_bar}] {bytes}/{total_bytes}  {msg}  ETA {eta}",
-            ) {
-                b.set_style(style.progress_chars("=> "));
-            }
-            bar = Some(b);
+        if bar.is_none() && started.elapsed() < SHOW_AFTER {
+            continue;
         }
-        if let Some(b) = &bar {
-            let bytes = progress.bytes.load(Ordering::Relaxed);
-            let packets = progress.packets.load(Ordering::Relaxed);
-            b.set_position(bytes.min(total));
-            b.set_message(rate(packets, started.elapsed()));
+        let bytes = progress.bytes.load(Ordering::Relaxed).min(total);
+        let packets = progress.packets.load(Ordering::Relaxed);
+        let msg = message(packets, bytes, total, started.elapsed());
+        match &bar {
+            Some(b) => {
+                b.set_position(bytes);
+                b.set_message(msg);
+            }
+            None => {
+                let style = ProgressStyle::with_template(
+                    "{elapsed:>4} [{wide_bar}] {bytes}/{total_bytes}  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+                // Built whole before its first drawing; its clock is the replay's.
+                let b = ProgressBar::with_draw_target(
+                    Some(total),
+                    ProgressDrawTarget::stderr_with_hz(10),
+                )
+                .with_style(style)
+                .with_elapsed(started.elapsed())
+                .with_position(bytes)
+                .with_message(msg);
+                b.tick();
+                bar = Some(b);
+            }
         }
     }
     if let Some(b) = bar {
@@ -121,6 +157,16 @@ mod tests {
     fn rate_and_total() {
         assert_eq!(rate(5000, Duration::from_secs(2)), "2500 pkt/s");
         assert_eq!(rate(5, Duration::ZERO), "- pkt/s");
+        assert_eq!(eta(0, 100, Duration::from_secs(1)), None);
+        assert_eq!(
+            eta(25, 100, Duration::from_secs(2)),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(eta(200, 100, Duration::from_secs(2)), Some(Duration::ZERO));
+        assert_eq!(
+            message(3000, 10, 1000, Duration::from_secs(3)),
+            "1000 pkt/s  ETA 4m 57s"
+        );
         let d = std::env::temp_dir().join(format!("xw-progress-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         let (a, b) = (d.join("a"), d.join("b"));
