@@ -97,7 +97,11 @@ fn hostile_file_names_are_escaped_bounded_and_never_paths() {
         .arg(&pcap)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&eve).unwrap();
     let mut names = Vec::new();
     for line in text.lines() {
@@ -117,7 +121,10 @@ fn hostile_file_names_are_escaped_bounded_and_never_paths() {
     assert!(names[0].starts_with("../../x/x/"), "{:?}", names[0]);
     assert!(names[0].contains('\u{1b}') && names[0].contains('\n'));
     assert!(evil.starts_with(&names[0]) && names[0].len() < evil.len());
-    assert!(text.contains("\\u001b[31mred\\n\\r\\t\\\"quoted\\\"\\\\back"), "escapes");
+    assert!(
+        text.contains("\\u001b[31mred\\n\\r\\t\\\"quoted\\\"\\\\back"),
+        "escapes"
+    );
     // Control characters leave the EVE file escaped only.
     assert!(!text.contains('\u{1b}') && !text.contains('\u{1}'));
     // Nothing was made outside the evidence directory, and nothing in it is named by the packets.
@@ -131,9 +138,16 @@ fn hostile_file_names_are_escaped_bounded_and_never_paths() {
     walk(&evidence, &mut found);
     assert!(!found.is_empty());
     for f in &found {
-        let rel = f.strip_prefix(&evidence).unwrap().to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(&evidence)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let ok = (rel.ends_with(".pcap")
-            && rel.split('-').nth(1).is_some_and(|s| s.starts_with("117300")))
+            && rel
+                .split('-')
+                .nth(1)
+                .is_some_and(|s| s.starts_with("117300")))
             || (rel.starts_with("files/") && rel.len() == "files/aa/".len() + 64);
         assert!(ok, "unexpected evidence file {rel}");
     }
