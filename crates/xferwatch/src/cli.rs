@@ -57,7 +57,8 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         evidence: Option<PathBuf>,
         /// Capture files, read as one timeline in the order of their first packet's time (files
-        /// whose first packets have the same time, in the order given), whatever their names. A
+        /// whose first packets have the same time, in the order given; pipes, which cannot be
+        /// looked at beforehand, and unreadable files first), whatever their names. A
         /// packet older than the newest time already seen (files that overlap in time) is taken
         /// as happening at that newest time; the summary and the stats record (time_clamped)
         /// count them. To keep every packet's own time, merge the files first (mergecap).
