@@ -14,6 +14,9 @@ pub struct IngestStats {
     pub tcp: u64,
     pub udp: u64,
     pub vlan: u64,
+    /// Frames whose time was before the latest time seen (files out of order, clock steps): they
+    /// were taken as happening at that latest time.
+    pub time_clamped: u64,
     /// Frames that made no flow packet, by reason ([`DecodeError::index`]).
     pub decode: [u64; DecodeError::ALL.len()],
 }
@@ -35,6 +38,7 @@ impl IngestStats {
         self.tcp += o.tcp;
         self.udp += o.udp;
         self.vlan += o.vlan;
+        self.time_clamped += o.time_clamped;
         for (a, b) in self.decode.iter_mut().zip(o.decode.iter()) {
             *a += b;
         }
@@ -84,6 +88,9 @@ impl Ingest {
         let idx = self.next_idx;
         self.next_idx += 1;
         let read_ts_us = ts_us;
+        if ts_us < self.last_ts_us {
+            self.stats.time_clamped += 1;
+        }
         let ts_us = ts_us.max(self.last_ts_us);
         self.first_ts_us.get_or_insert(ts_us);
         self.last_ts_us = ts_us;

@@ -22,4 +22,7 @@ pub use defrag::{Defrag, DefragLimits, DefragStats, DEFAULT_MAX_PER_SOURCE};
 pub use dispatch::{shard_hash, Dispatcher, Mode, ShardFn};
 pub use ingest::{Ingest, IngestStats};
 pub mod live;
-pub use offline::{read_files, FileProblem, ReadOutcome, MAX_TS_SECS};
+pub use offline::{
+    first_packet_us, order_by_first_packet, read_files, read_files_progress, FileProblem,
+    ReadOutcome, ReadProgress, MAX_TS_SECS, PROGRESS_EVERY,
+};

@@ -3,6 +3,7 @@
 
 use crate::ingest::Ingest;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use xferwatch_wire::LinkType;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,21 +51,57 @@ impl ReadOutcome {
     }
 }
 
+/// How far the reading got, for a progress display in another thread. The reading thread stores
+/// into it every [`PROGRESS_EVERY`] packets and at the end of each file (never per packet).
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    /// Bytes of the input files consumed so far (file offsets summed over the files read).
+    pub bytes: AtomicU64,
+    /// Packets read so far.
+    pub packets: AtomicU64,
+}
+
+/// Packets between two updates of a [`ReadProgress`] (and between two looks at `stop`).
+pub const PROGRESS_EVERY: u64 = 4096;
+
 /// Reads every file into `ingest`, calling `on_problem` as soon as a problem is found.
 /// `stop` is polled between packets (a signal handler may set it).
 pub fn read_files(
     paths: &[impl AsRef<Path>],
     ingest: &mut Ingest,
     stop: &std::sync::atomic::AtomicBool,
+    on_problem: impl FnMut(&FileProblem),
+) -> ReadOutcome {
+    read_files_progress(paths, ingest, stop, &ReadProgress::default(), on_problem)
+}
+
+/// [`read_files`], telling `progress` how far it got.
+pub fn read_files_progress(
+    paths: &[impl AsRef<Path>],
+    ingest: &mut Ingest,
+    stop: &std::sync::atomic::AtomicBool,
+    progress: &ReadProgress,
     mut on_problem: impl FnMut(&FileProblem),
 ) -> ReadOutcome {
     let mut out = ReadOutcome::default();
+    let mut done = Done {
+        progress,
+        bytes: 0,
+        packets: 0,
+    };
     for path in paths {
         let path = path.as_ref();
         // Classic pcap files are read in place (memory-mapped): no copy through read(2), the
         // largest cost of a read loop. pcapng, and anything else, goes through libpcap.
-        let r = read_classic_mapped(path, ingest, stop)
-            .unwrap_or_else(|| read_with_libpcap(path, ingest, stop));
+        let r = read_classic_mapped(path, ingest, stop, &done)
+            .unwrap_or_else(|| read_with_libpcap(path, ingest, stop, &done));
+        // The whole file counts as consumed, whatever was in it.
+        done.bytes += std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len());
+        done.packets += r.packets;
+        done.report(0, 0);
         out.files_read += r.read as usize;
         if let Some(p) = r.problem {
             on_problem(&p);
@@ -77,9 +114,111 @@ pub fn read_files(
     out
 }
 
+/// What the files before the current one added to a [`ReadProgress`].
+struct Done<'a> {
+    progress: &'a ReadProgress,
+    bytes: u64,
+    packets: u64,
+}
+
+impl Done<'_> {
+    /// Stores the totals, with `bytes` and `packets` of the current file.
+    fn report(&self, bytes: u64, packets: u64) {
+        self.progress
+            .bytes
+            .store(self.bytes + bytes, Ordering::Relaxed);
+        self.progress
+            .packets
+            .store(self.packets + packets, Ordering::Relaxed);
+    }
+}
+
+/// The time of the first packet of a capture file (microseconds since the epoch, as the reader
+/// takes it), or None when the file has no packet or cannot be read. Reads the header and the first
+/// record only.
+pub fn first_packet_us(path: &Path) -> Option<i64> {
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        use std::io::Read;
+        let mut head = [0u8; 40];
+        let mut f = std::fs::File::open(path).ok()?;
+        let mut got = 0;
+        while got < head.len() {
+            match f.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(_) => return None,
+            }
+        }
+        if got >= 4 {
+            let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            let classic = match magic {
+                0xa1b2_c3d4 => Some((false, false)),
+                0xd4c3_b2a1 => Some((true, false)),
+                0xa1b2_3c4d => Some((false, true)),
+                0x4d3c_b2a1 => Some((true, true)),
+                _ => None,
+            };
+            if let Some((big, nanos)) = classic {
+                if got < 40 {
+                    return None;
+                }
+                let rd = |at: usize| {
+                    let w = [head[at], head[at + 1], head[at + 2], head[at + 3]];
+                    i64::from(if big {
+                        u32::from_be_bytes(w)
+                    } else {
+                        u32::from_le_bytes(w)
+                    })
+                };
+                let frac = rd(28);
+                return Some(rd(24) * 1_000_000 + if nanos { frac / 1000 } else { frac });
+            }
+        }
+    } else {
+        // A FIFO or a device: opening it would consume what the replay is to read.
+        return None;
+    }
+    let mut cap = pcap::Capture::from_file(path).ok()?;
+    let pkt = cap.next_packet().ok()?;
+    Some(libpcap_ts(&pkt.header.ts))
+}
+
+/// `paths` in the order of their first packet's time ([`first_packet_us`]), so that several
+/// captures read as one timeline need not be named in time order. Files with no readable first
+/// packet come first (they add no packet; their problems are reported as before); files with equal
+/// times keep the order given.
+pub fn order_by_first_packet<P: AsRef<Path> + Clone>(paths: &[P]) -> Vec<P> {
+    let mut keyed: Vec<(Option<i64>, P)> = paths
+        .iter()
+        .map(|p| (first_packet_us(p.as_ref()), p.clone()))
+        .collect();
+    keyed.sort_by_key(|(t, _)| *t);
+    keyed.into_iter().map(|(_, p)| p).collect()
+}
+
+/// A libpcap timestamp in microseconds, clamped as the reader does.
+fn libpcap_ts(ts: &libc::timeval) -> i64 {
+    // timeval fields are 32-bit on some platforms. A pcapng timestamp is 64 bits of
+    // (by default) microseconds, so seconds beyond any real date are clamped: the
+    // product must not overflow, nor leave no room for the timeouts added to it.
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "timeval fields are i64 here but 32-bit on some platforms"
+    )]
+    let sec = (ts.tv_sec as i64).clamp(0, MAX_TS_SECS);
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "timeval fields are i64 here but 32-bit on some platforms"
+    )]
+    let usec = (ts.tv_usec as i64).clamp(0, 999_999);
+    sec * 1_000_000 + usec
+}
+
 /// How reading one file ended.
 #[derive(Default)]
 struct FileRead {
+    /// Packets read from it.
+    packets: u64,
     /// Packets were read from it (it counts in `files_read`).
     read: bool,
     /// A stop was requested: no further file is read.
@@ -90,6 +229,7 @@ struct FileRead {
 impl FileRead {
     fn problem(read: bool, p: FileProblem) -> FileRead {
         FileRead {
+            packets: 0,
             read,
             stopped: false,
             problem: Some(p),
@@ -101,6 +241,7 @@ fn read_with_libpcap(
     path: &Path,
     ingest: &mut Ingest,
     stop: &std::sync::atomic::AtomicBool,
+    done: &Done,
 ) -> FileRead {
     let mut cap = match pcap::Capture::from_file(path) {
         Ok(c) => c,
@@ -126,47 +267,44 @@ fn read_with_libpcap(
         );
     }
     let mut n: u64 = 0;
+    // libpcap tells no file offset: the records' sizes (and headers) are summed instead.
+    let mut consumed: u64 = 24;
     loop {
-        if n.is_multiple_of(4096) && stop.load(std::sync::atomic::Ordering::Relaxed) {
-            return FileRead {
-                read: true,
-                stopped: true,
-                problem: None,
-            };
+        if n.is_multiple_of(PROGRESS_EVERY) {
+            done.report(consumed, n);
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return FileRead {
+                    packets: n,
+                    read: true,
+                    stopped: true,
+                    problem: None,
+                };
+            }
         }
         match cap.next_packet() {
             Ok(pkt) => {
                 n += 1;
-                // timeval fields are 32-bit on some platforms. A pcapng timestamp is 64 bits of
-                // (by default) microseconds, so seconds beyond any real date are clamped: the
-                // product must not overflow, nor leave no room for the timeouts added to it.
-                #[allow(
-                    clippy::unnecessary_cast,
-                    reason = "timeval fields are i64 here but 32-bit on some platforms"
-                )]
-                let sec = (pkt.header.ts.tv_sec as i64).clamp(0, MAX_TS_SECS);
-                #[allow(
-                    clippy::unnecessary_cast,
-                    reason = "timeval fields are i64 here but 32-bit on some platforms"
-                )]
-                let ts = sec * 1_000_000 + (pkt.header.ts.tv_usec as i64).clamp(0, 999_999);
-                ingest.frame(link, ts, pkt.data, pkt.header.len);
+                consumed += 16 + u64::from(pkt.header.caplen);
+                ingest.frame(link, libpcap_ts(&pkt.header.ts), pkt.data, pkt.header.len);
             }
             Err(pcap::Error::NoMorePackets) => {
                 return FileRead {
+                    packets: n,
                     read: true,
                     ..FileRead::default()
                 }
             }
             Err(e) => {
-                return FileRead::problem(
+                let mut r = FileRead::problem(
                     true,
                     FileProblem::Damaged {
                         path: path.to_path_buf(),
                         packet: n,
                         message: e.to_string(),
                     },
-                )
+                );
+                r.packets = n;
+                return r;
             }
         }
     }
@@ -201,6 +339,7 @@ fn read_classic_mapped(
     path: &Path,
     ingest: &mut Ingest,
     stop: &std::sync::atomic::AtomicBool,
+    done: &Done,
 ) -> Option<FileRead> {
     // Looked at before opening: opening a FIFO (or a character device) would let its writer start,
     // and closing it again for libpcap would break that writer's pipe.
@@ -257,14 +396,16 @@ fn read_classic_mapped(
         ));
     }
     let damaged = |packet: u64, message: String| {
-        Some(FileRead::problem(
+        let mut r = FileRead::problem(
             true,
             FileProblem::Damaged {
                 path: path.to_path_buf(),
                 packet,
                 message,
             },
-        ))
+        );
+        r.packets = packet;
+        Some(r)
     };
     let mut at = 24usize;
     let mut n: u64 = 0;
@@ -272,9 +413,11 @@ fn read_classic_mapped(
     // resident memory (they stay in the page cache).
     let mut released = 0usize;
     while at < b.len() {
-        if n.is_multiple_of(4096) {
+        if n.is_multiple_of(PROGRESS_EVERY) {
+            done.report(at as u64, n);
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Some(FileRead {
+                    packets: n,
                     read: true,
                     stopped: true,
                     problem: None,
@@ -318,6 +461,7 @@ fn read_classic_mapped(
         n += 1;
     }
     Some(FileRead {
+        packets: n,
         read: true,
         ..FileRead::default()
     })

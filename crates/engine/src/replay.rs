@@ -9,7 +9,9 @@ use crate::writer::EventSink;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use xferwatch_capture::{read_files, FileProblem, IngestStats, Mode, ReadOutcome};
+use xferwatch_capture::{
+    read_files_progress, FileProblem, IngestStats, Mode, ReadOutcome, ReadProgress,
+};
 use xferwatch_events::{write_stats, StatsRecord};
 
 /// What a replay did.
@@ -57,8 +59,21 @@ pub fn replay(
     c: &EngineConfig,
     baselines: &BaselineFile,
     files: &[PathBuf],
+    sink: Box<dyn EventSink>,
+    stop: &AtomicBool,
+) -> Result<Replayed> {
+    replay_progress(c, baselines, files, sink, stop, &ReadProgress::default())
+}
+
+/// [`replay`], telling `progress` how far the reading got (for a progress display in another
+/// thread; the reading thread only stores into it every few thousand packets).
+pub fn replay_progress(
+    c: &EngineConfig,
+    baselines: &BaselineFile,
+    files: &[PathBuf],
     mut sink: Box<dyn EventSink>,
     stop: &AtomicBool,
+    progress: &ReadProgress,
 ) -> Result<Replayed> {
     let mut engine = Engine::start(c, &baselines.saved, false)?;
     let n = engine.workers();
@@ -71,7 +86,9 @@ pub fn replay(
         })
         .context("cannot start the writer thread")?;
     let mut ingest = engine.ingest(Mode::Replay);
-    let outcome = read_files(files, &mut ingest, stop, |p| tracing::warn!("{p}"));
+    let outcome = read_files_progress(files, &mut ingest, stop, progress, |p| {
+        tracing::warn!("{p}")
+    });
     ingest.finish();
     let mut dead_workers = engine.join();
     let (merged, mut sink) = writer

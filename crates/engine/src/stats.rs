@@ -114,6 +114,9 @@ pub fn stats_record(
         ],
     };
     // Written when non-zero only, so the records of clean traffic keep their shape.
+    if st.time_clamped > 0 {
+        rec.extra.push(("time_clamped", st.time_clamped));
+    }
     if app.smb_field_errors > 0 {
         rec.extra.push(("smb_field_errors", app.smb_field_errors));
     }

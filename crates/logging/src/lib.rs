@@ -6,7 +6,7 @@
 //! - [`RateLimited`]: a small counter anyone with a repeated warning keeps next to it (the EVE
 //!   writer, a capture thread): "may I log this now, and how many did I hold back since?".
 //! - [`RateLimitLayer`]: the same limit applied to every log call site (INFO and above) of every
-//!   crate, including the ones we do not own (metrics-exporter-prometheus logs one warning per
+//!   crate, including the ones we do not own (and the metrics listener, which logs one warning per
 //!   malformed HTTP connection). The first [`LOG_BURST`] events of a call site per [`LOG_INTERVAL`]
 //!   pass; the rest are counted (`xferwatch_log_messages_suppressed_total{level}`) and summarised in
 //!   one "N similar messages suppressed" line when the call site may log again (or, if it stays
@@ -35,11 +35,6 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// Call sites the layer tracks. They are static code locations, so this is never reached in
 /// practice; past it, a new call site is not limited (and nothing is lost).
 pub const MAX_LIMITED_CALLSITES: usize = 4096;
-
-/// The metrics exporter's target: every warning it logs is one failed or malformed connection to
-/// the metrics listener (accept errors, bad HTTP, a peer gone), counted in
-/// `xferwatch_metrics_listener_errors_total`.
-const METRICS_LISTENER_TARGET: &str = "metrics_exporter_prometheus";
 
 /// A rate limit for one repeated message: at most `burst` per `interval`, and how many were held
 /// back. Keep one next to the warning it limits:
@@ -288,9 +283,6 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        if meta.target().starts_with(METRICS_LISTENER_TARGET) && *meta.level() <= Level::WARN {
-            counter!("xferwatch_metrics_listener_errors_total").increment(1);
-        }
         if *meta.level() > Level::INFO {
             self.inner.on_event(event, ctx);
             return;

@@ -47,14 +47,21 @@ pub enum Cmd {
         /// Worker threads (default: [engine] workers, 0 = one per core).
         #[arg(short, long)]
         workers: Option<usize>,
-        /// Do not print the summary on standard error.
+        /// Print nothing on standard error but problems: no summary, no progress bar. (The bar,
+        /// bytes read of the files' total, packets/s and the time left, shows only when standard
+        /// error is a terminal and the replay lasts over a second.)
         #[arg(short, long)]
         quiet: bool,
         /// Write a pcap of every alerted session into DIR (overrides [evidence] dir); each alert
         /// names its file in xfer.evidence_pcap.
         #[arg(long, value_name = "DIR")]
         evidence: Option<PathBuf>,
-        /// Capture files, read in this order.
+        /// Capture files, read as one timeline in the order of their first packet's time (files
+        /// whose first packets have the same time, in the order given; pipes, which cannot be
+        /// looked at beforehand, and unreadable files first), whatever their names. A
+        /// packet older than the newest time already seen (files that overlap in time) is taken
+        /// as happening at that newest time; the summary and the stats record (time_clamped)
+        /// count them. To keep every packet's own time, merge the files first (mergecap).
         #[arg(required = true)]
         pcaps: Vec<PathBuf>,
     },

@@ -9,6 +9,8 @@
 pub mod cli;
 pub mod metrics;
 pub mod notify;
+pub mod progress;
 pub mod replay;
 pub mod run;
 pub mod settings;
+pub mod talkers;

@@ -4,7 +4,12 @@
 //! protocol names, signature ids, decode-error reasons, worker numbers — never addresses or ports.
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
-use std::net::SocketAddr;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use xferwatch_capture::live::CaptureReport;
 use xferwatch_engine::WorkerTotals;
 use xferwatch_wire::DecodeError;
@@ -50,6 +55,16 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_capture_last_packet_age_seconds", false, Unit::Seconds, "Seconds since the interface delivered its last packet (since start if none yet)."),
     ("xferwatch_log_messages_suppressed_total", true, Unit::Count, "Log messages held back by the rate limit (a few per minute per place in the code), by level."),
     ("xferwatch_metrics_listener_errors_total", true, Unit::Count, "Connections to this metrics listener that failed (malformed HTTP, peer gone, accept errors)."),
+    // The process, as Prometheus' own process collector names it (metrics-process reads /proc at
+    // every scrape).
+    ("process_cpu_seconds_total", true, Unit::Seconds, "User and system CPU time used, in whole seconds."),
+    ("process_resident_memory_bytes", false, Unit::Bytes, "Resident memory size."),
+    ("process_virtual_memory_bytes", false, Unit::Bytes, "Virtual memory size."),
+    ("process_virtual_memory_max_bytes", false, Unit::Bytes, "Virtual memory size allowed (RLIMIT_AS); absent when unlimited."),
+    ("process_open_fds", false, Unit::Count, "Open file descriptors."),
+    ("process_max_fds", false, Unit::Count, "Open file descriptors allowed (RLIMIT_NOFILE)."),
+    ("process_start_time_seconds", false, Unit::Seconds, "When the process started, in seconds since the Unix epoch."),
+    ("process_threads", false, Unit::Count, "Threads in the process."),
 ];
 
 /// What the daemon itself knows, beside the threads' counters.
@@ -58,20 +73,26 @@ pub struct Daemon<'a> {
     pub stalled_threads: usize,
 }
 
-/// Starts the HTTP exporter on `listen`, reachable from `allow` only. Checks the port first so that
-/// "address in use" is a clear startup error.
-pub fn install(listen: SocketAddr, allow: &[ipnet::IpNet]) -> Result<(), String> {
-    std::net::TcpListener::bind(listen).map_err(|e| {
+/// Starts the metrics endpoint on `listen`, reachable from `allow` only (everyone when empty):
+/// `GET /metrics` in the Prometheus text format, 404 on any other path. Binding first makes
+/// "address in use" a clear startup error. Returns the address bound (its port chosen by the
+/// system when `listen` gives port 0). Installs the process's metrics recorder: once per process.
+pub fn install(listen: SocketAddr, allow: &[ipnet::IpNet]) -> Result<SocketAddr, String> {
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
         format!("metrics.listen: cannot listen on {listen} ({e}); choose a free address:port or set [metrics] enabled = false")
     })?;
-    let mut b = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(listen);
-    for net in allow {
-        b = b
-            .add_allowed_address(net.to_string())
-            .map_err(|e| format!("metrics.allow: {net}: {e}"))?;
-    }
-    b.install()
+    let bound = listener.local_addr().unwrap_or(listen);
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
         .map_err(|e| format!("metrics.listen: cannot start the exporter on {listen}: {e}"))?;
+    // Described below with the rest of the catalogue.
+    let process = metrics_process::Collector::default();
+    process.collect();
+    let allow = allow.to_vec();
+    std::thread::Builder::new()
+        .name("xw-metrics".into())
+        .spawn(move || serve(&listener, &handle, &allow, &process))
+        .map_err(|e| format!("metrics.listen: cannot start the listener thread: {e}"))?;
     for (name, is_counter, unit, help) in CATALOGUE {
         if *is_counter {
             describe_counter!(*name, *unit, *help);
@@ -97,7 +118,168 @@ pub fn install(listen: SocketAddr, allow: &[ipnet::IpNet]) -> Result<(), String>
         counter!("xferwatch_log_messages_suppressed_total", "level" => level).increment(0);
     }
     counter!("xferwatch_metrics_listener_errors_total").increment(0);
-    Ok(())
+    Ok(bound)
+}
+
+/// The path scraped; every other one is 404.
+pub const METRICS_PATH: &str = "/metrics";
+/// Connections served at once; more are closed at once (and counted as listener errors).
+const MAX_CONNECTIONS: usize = 8;
+/// Longest request head read (request line and headers).
+const MAX_REQUEST: usize = 8192;
+/// Time a client has to send its request, and to take the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn serve(
+    listener: &TcpListener,
+    handle: &PrometheusHandle,
+    allow: &[ipnet::IpNet],
+    process: &metrics_process::Collector,
+) {
+    let busy = Arc::new(AtomicUsize::new(0));
+    let process = Arc::new(process.clone());
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                listener_error(None, &format!("accept: {e}"));
+                // EMFILE and the like: do not spin.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let peer = stream.peer_addr().ok();
+        let allowed =
+            allow.is_empty() || peer.is_some_and(|p| allow.iter().any(|n| n.contains(&p.ip())));
+        if busy.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            listener_error(peer, "too many connections at once; closed");
+            continue;
+        }
+        busy.fetch_add(1, Ordering::Relaxed);
+        let (handle, process, busy2) = (handle.clone(), process.clone(), busy.clone());
+        let spawned = std::thread::Builder::new()
+            .name("xw-metrics-conn".into())
+            .spawn(move || {
+                if let Err(e) = answer(stream, allowed, &handle, &process) {
+                    listener_error(peer, &e);
+                }
+                busy2.fetch_sub(1, Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            busy.fetch_sub(1, Ordering::Relaxed);
+            listener_error(peer, &format!("cannot start a thread: {e}"));
+        }
+    }
+}
+
+/// One failed or malformed connection: counted, and logged (the log's rate limit keeps a flood of
+/// them to a few lines a minute).
+fn listener_error(peer: Option<SocketAddr>, what: &str) {
+    counter!("xferwatch_metrics_listener_errors_total").increment(1);
+    match peer {
+        Some(p) => tracing::warn!("metrics listener: Error serving connection from {p}: {what}"),
+        None => tracing::warn!("metrics listener: Error serving connection: {what}"),
+    }
+}
+
+/// Reads one request and answers it; the connection is then closed. An error is a connection
+/// that failed or did not speak HTTP (it was answered 400 when it could be).
+fn answer(
+    mut s: TcpStream,
+    allowed: bool,
+    handle: &PrometheusHandle,
+    process: &metrics_process::Collector,
+) -> Result<(), String> {
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = s.set_write_timeout(Some(IO_TIMEOUT));
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() >= MAX_REQUEST {
+            let _ = respond(&mut s, 431, "Request Header Fields Too Large", "", b"");
+            return Err(format!("request head over {MAX_REQUEST} bytes"));
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err("connection closed before a whole request".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("reading the request: {e}")),
+        }
+    };
+    let line = buf[..head_end]
+        .split(|b| *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let Some((method, path)) = request_line(line) else {
+        let _ = respond(&mut s, 400, "Bad Request", "", b"");
+        return Err("not an HTTP request".into());
+    };
+    let w = if !allowed {
+        respond(&mut s, 403, "Forbidden", "", b"")
+    } else if method != "GET" && method != "HEAD" {
+        respond(
+            &mut s,
+            405,
+            "Method Not Allowed",
+            "Allow: GET, HEAD\r\n",
+            b"",
+        )
+    } else if path != METRICS_PATH {
+        respond(
+            &mut s,
+            404,
+            "Not Found",
+            "",
+            b"not found; the metrics are at /metrics\n",
+        )
+    } else {
+        process.collect();
+        handle.run_upkeep();
+        let body = handle.render();
+        let ctype = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
+        if method == "HEAD" {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\n{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).and_then(|()| s.flush())
+        } else {
+            respond(&mut s, 200, "OK", ctype, body.as_bytes())
+        }
+    };
+    w.map_err(|e| format!("writing the answer: {e}"))
+}
+
+/// The method and the path (without its query) of an HTTP/1.x request line; None when it is not
+/// one.
+pub fn request_line(line: &[u8]) -> Option<(&str, &str)> {
+    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let ok = parts.next().is_none()
+        && !method.is_empty()
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && target.starts_with('/')
+        && (version == "HTTP/1.1" || version == "HTTP/1.0");
+    ok.then(|| (method, target.split('?').next().unwrap_or(target)))
+}
+
+fn respond(
+    s: &mut TcpStream,
+    code: u16,
+    reason: &str,
+    headers: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    s.flush()
 }
 
 /// When the process started (wall clock), for the age of an interface that never saw a packet.
@@ -240,4 +422,37 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
     counter!("xferwatch_worker_panics_total").absolute(t.health.panics);
     counter!("xferwatch_worker_panic_lost_flows_total").absolute(t.health.panic_lost_flows);
     gauge!("xferwatch_threads_stalled").set(daemon.stalled_threads as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_line;
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(
+            request_line(b"GET /metrics HTTP/1.1\r"),
+            Some(("GET", "/metrics"))
+        );
+        assert_eq!(
+            request_line(b"HEAD /metrics?a=b HTTP/1.0"),
+            Some(("HEAD", "/metrics"))
+        );
+        assert_eq!(
+            request_line(b"GET /other HTTP/1.1"),
+            Some(("GET", "/other"))
+        );
+        for bad in [
+            &b"NOT HTTP AT ALL \x01\x02\r"[..],
+            b"GET /metrics",
+            b"GET metrics HTTP/1.1",
+            b"get /metrics HTTP/1.1",
+            b"GET /metrics HTTP/2",
+            b"GET  /metrics HTTP/1.1",
+            b"",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(request_line(bad), None, "{bad:?}");
+        }
+    }
 }

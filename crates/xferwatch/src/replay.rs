@@ -4,13 +4,16 @@
 //! the summary on standard error and the exit status.
 
 use crate::settings::Settings;
+use crate::talkers::TopTalkers;
 use anyhow::{Context, Result};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Instant;
-use xferwatch_engine::replay::{replay, NothingRead, Replayed};
+use xferwatch_capture::{order_by_first_packet, ReadProgress};
+use xferwatch_engine::replay::{replay_progress, NothingRead, Replayed};
 use xferwatch_engine::worker_count;
 use xferwatch_engine::writer::{EventSink, LazySink, WriteSink};
 
@@ -24,7 +27,13 @@ pub fn run(
 ) -> Result<u8> {
     let started = Instant::now();
     let n = worker_count(workers.unwrap_or(s.engine.workers));
-    let sink: Box<dyn EventSink> = if eve == "-" {
+    // One timeline: the files are read in the order of their first packet, not as named, so that
+    // no packet of a later-named but earlier file is taken as happening at the latest time seen.
+    let given = pcaps;
+    let ordered = order_by_first_packet(pcaps);
+    let pcaps = &ordered[..];
+    let moved = given.iter().zip(pcaps).filter(|(a, b)| a != b).count();
+    let mut sink: Box<dyn EventSink> = if eve == "-" {
         Box::new(WriteSink(std::io::BufWriter::with_capacity(
             1 << 16,
             std::io::stdout(),
@@ -57,7 +66,30 @@ pub fn run(
             .and_then(|_| signal_hook::flag::register(sig, flag.clone()))
             .context("cannot install the signal handlers")?;
     }
-    let r = match replay(&s.engine_config(n), &s.baseline_file(), pcaps, sink, &stop) {
+    // The summary's top talkers are summed from the records as the writer writes them.
+    let talkers = Arc::new(Mutex::new(TopTalkers::default()));
+    if !quiet {
+        sink = Box::new(Tee {
+            inner: sink,
+            talkers: talkers.clone(),
+        });
+    }
+    let progress = Arc::new(ReadProgress::default());
+    let bar = crate::progress::Bar::start(
+        crate::progress::wanted(quiet, std::io::stderr().is_terminal()),
+        pcaps,
+        progress.clone(),
+    );
+    let replayed = replay_progress(
+        &s.engine_config(n),
+        &s.baseline_file(),
+        pcaps,
+        sink,
+        &stop,
+        &progress,
+    );
+    drop(bar);
+    let r = match replayed {
         Ok(r) => r,
         Err(e) if e.is::<NothingRead>() => {
             let target = if eve == "-" { "standard output" } else { eve };
@@ -71,7 +103,8 @@ pub fn run(
         Err(e) => return Err(e),
     };
     if !quiet {
-        summary(&r, started);
+        let talkers = talkers.lock().unwrap_or_else(|e| e.into_inner());
+        summary(&r, started, moved, &talkers);
     }
     let interrupted = if sigterm.load(Ordering::Relaxed) {
         Some(("SIGTERM", 143))
@@ -158,7 +191,29 @@ pub fn exit_code(signal: Option<u8>, internal_error: bool, unreadable: bool) -> 
     }
 }
 
-fn summary(r: &Replayed, started: Instant) {
+/// Writes every record to `inner` and shows it to the top-talkers table.
+struct Tee {
+    inner: Box<dyn EventSink>,
+    talkers: Arc<Mutex<TopTalkers>>,
+}
+
+impl EventSink for Tee {
+    fn event(&mut self, line: &str) -> std::io::Result<()> {
+        self.inner.event(line)?;
+        if let Ok(mut t) = self.talkers.lock() {
+            t.event(line);
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Rows of the summary's top-talkers table.
+pub const TOP_TALKERS: usize = 10;
+
+fn summary(r: &Replayed, started: Instant, moved: usize, talkers: &TopTalkers) {
     let (st, stats, totals, events, outcome) =
         (&r.ingest, &r.stats, &r.totals[..], r.events, &r.outcome);
     let secs = started.elapsed().as_secs_f64().max(1e-6);
@@ -240,6 +295,59 @@ fn summary(r: &Replayed, started: Instant) {
         for (_, l) in notable {
             let _ = writeln!(e, "    {l}");
         }
+    }
+    if !talkers.is_empty() {
+        let _ = writeln!(
+            e,
+            "  top talkers, internal -> external, by bytes sent out (first {} of {}):",
+            TOP_TALKERS.min(talkers.len()),
+            talkers.len()
+        );
+        let top = talkers.top(TOP_TALKERS);
+        let wi = top
+            .iter()
+            .map(|(p, _)| p.internal.len())
+            .fold(8, usize::max);
+        let we = top
+            .iter()
+            .map(|(p, _)| p.external.len())
+            .fold(8, usize::max);
+        let _ = writeln!(
+            e,
+            "    {:>wi$}    {:<we$} {:<9} {:>5} {:>12} {:>5} {:>6}",
+            "internal", "external", "proto", "port", "bytes", "files", "alerts"
+        );
+        for (p, t) in top {
+            let port = p.port.map_or_else(|| "data".to_string(), |p| p.to_string());
+            let _ = writeln!(
+                e,
+                "    {:>wi$} -> {:<we$} {:<9} {:>5} {:>12} {:>5} {:>6}",
+                p.internal, p.external, p.proto, port, t.bytes, t.files, t.alerts
+            );
+        }
+        if talkers.others.flows > 0 || talkers.unattributed > 0 {
+            let _ = writeln!(
+                e,
+                "    (table full: {} more flow(s) with {} bytes not ranked; {} file(s)/alert(s) not \
+                 attributed)",
+                talkers.others.flows, talkers.others.bytes, talkers.unattributed
+            );
+        }
+    }
+    if moved > 0 {
+        let _ = writeln!(
+            e,
+            "  input order: read in the order of their first packet, {moved} file(s) not where \
+             given"
+        );
+    }
+    if st.time_clamped > 0 {
+        let _ = writeln!(
+            e,
+            "  time went backwards: {} packet(s) older than the newest time seen were taken as \
+             happening at it (their capture files overlap in time; events carry those times)",
+            st.time_clamped
+        );
     }
     let errs = join_counts(stats.decode_errors.iter().copied());
     let _ = writeln!(e, "  not decoded: {}", errs.as_deref().unwrap_or("none"));

@@ -1317,6 +1317,34 @@ fn prometheus_scrapes_the_daemon() {
         o.status
     );
 
+    // The process metrics, scraped by Prometheus too; only /metrics answers.
+    let rss = Metrics::parse(&body).sum("process_resident_memory_bytes", &[]);
+    assert!(rss > 0.0, "process_resident_memory_bytes {rss}");
+    assert!(
+        query("process_open_fds").is_some_and(|v| v > 0.0),
+        "Prometheus has no process_open_fds"
+    );
+    let curl = rig.tools.get("curl").to_string_lossy().into_owned();
+    for (path, want) in [("/metrics", "200"), ("/other", "404"), ("/", "404")] {
+        let o = rig
+            .exec(
+                &[
+                    &curl,
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "3",
+                    &format!("http://{METRICS}{path}"),
+                ],
+                Duration::from_secs(8),
+            )
+            .expect("curl");
+        assert_eq!(text(&o.stdout), want, "GET {path}");
+    }
+
     let st = rig.stop_daemon(&mut d);
     assert!(st.success(), "daemon exit status {st}{}", d.proc.diag());
     let live = read_eve(&eve);

@@ -659,3 +659,220 @@ fn check_config_compiles_the_bpf_filter() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The bundled captures in the order of their first packet's time.
+fn bundled_by_time() -> Vec<PathBuf> {
+    let first = |p: &PathBuf| {
+        let b = std::fs::read(p).unwrap();
+        assert_eq!(
+            &b[..4],
+            &[0xd4, 0xc3, 0xb2, 0xa1],
+            "{}: not a little-endian pcap",
+            p.display()
+        );
+        let sec = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+        let usec = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
+        (sec, usec)
+    };
+    let mut v = bundled();
+    v.sort_by_key(first);
+    v
+}
+
+/// A replay that prints its summary (no -q); standard error is a pipe, never a terminal.
+fn replay_with_summary(pcaps: &[PathBuf], eve: &Path) -> Output {
+    let mut c = bin();
+    c.args(["replay", "--force", "-c"])
+        .arg(root().join("pcaps/demo.toml"))
+        .arg("--eve")
+        .arg(eve)
+        .args(pcaps);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("XFERWATCH__") {
+            c.env_remove(k);
+        }
+    }
+    c.output().unwrap()
+}
+
+/// Files named out of time order (the bundled ones are: ftp-active-download.pcap was captured after
+/// ftp-passive-upload.pcap) are read in the order of their first packet: the same events, byte for
+/// byte, whatever the order given, and no packet's time was clamped.
+#[test]
+fn input_order_does_not_change_the_events() {
+    let dir = tmpdir("input-order");
+    let cfg = root().join("pcaps/demo.toml");
+    let cfg = cfg.to_str().unwrap();
+    let by_time = bundled_by_time();
+    let by_name = bundled();
+    assert_ne!(
+        by_time, by_name,
+        "the bundled captures' names are not in time order"
+    );
+    let mut reversed = by_name.clone();
+    reversed.reverse();
+    let mut outs = Vec::new();
+    for (name, inputs) in [
+        ("time", &by_time),
+        ("name", &by_name),
+        ("reversed", &reversed),
+    ] {
+        let eve = dir.join(format!("{name}.json"));
+        let out = replay(&["-c", cfg], inputs, &eve);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        outs.push(std::fs::read_to_string(&eve).unwrap());
+    }
+    assert!(outs[0].lines().count() > 100);
+    assert_eq!(outs[0], outs[1], "time order vs name order");
+    assert_eq!(outs[0], outs[2], "time order vs reversed name order");
+    let ev = events(&dir.join("reversed.json"));
+    let stats = ev.iter().find(|e| e["event_type"] == "stats").unwrap();
+    assert!(stats["xfer"].get("time_clamped").is_none(), "{stats}");
+}
+
+/// Packets older than the newest time seen (here: the same file given twice) are counted, in the
+/// summary and in the stats record.
+#[test]
+fn clamped_times_are_counted() {
+    let dir = tmpdir("clamped");
+    let f = pcaps_dir().join("http-upload.pcap");
+    let eve = dir.join("eve.json");
+    let out = replay_with_summary(&[f.clone(), f], &eve);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let ev = events(&eve);
+    let stats = ev.iter().find(|e| e["event_type"] == "stats").unwrap();
+    let n = stats["xfer"]["time_clamped"].as_u64().unwrap_or(0);
+    assert!(n > 0, "{stats}");
+    assert!(
+        err.contains(&format!("time went backwards: {n} packet(s)")),
+        "{err}"
+    );
+}
+
+/// Without a terminal on standard error there is no progress bar: no carriage return, no escape
+/// sequence, only the summary's lines.
+#[test]
+fn no_progress_bar_without_a_terminal() {
+    let dir = tmpdir("no-bar");
+    let out = replay_with_summary(&bundled(), &dir.join("eve.json"));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "{err:?}");
+    assert!(
+        err.starts_with("xferwatch replay: 17 file(s) read, 0 problem(s)\n"),
+        "{err}"
+    );
+    for l in err.lines().skip(1) {
+        assert!(l.starts_with("  "), "not a summary line: {l:?}");
+    }
+    assert!(
+        err.contains("input order: read in the order of their first packet"),
+        "{err}"
+    );
+    // With -q, nothing at all.
+    let out = replay(
+        &["-c", root().join("pcaps/demo.toml").to_str().unwrap()],
+        &bundled(),
+        &dir.join("quiet.json"),
+    );
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// The summary's top talkers: internal → external pairs by payload sent out, largest first, at
+/// most 10, each with the files and alerts of its flows, as the EVE records say.
+#[test]
+fn summary_lists_top_talkers() {
+    let dir = tmpdir("talkers");
+    let eve = dir.join("eve.json");
+    let out = replay_with_summary(&bundled(), &eve);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let ev = events(&eve);
+    // The expected table, from the records: per (internal, external, app_proto, port).
+    // (internal, external, app_proto, port) -> (bytes, files, alerts)
+    type Row = (String, String, String, String);
+    let mut want: HashMap<Row, (u64, u64, u64)> = HashMap::new();
+    let mut per_flow: HashMap<u64, (u64, u64)> = HashMap::new();
+    for e in &ev {
+        let id = e["flow_id"].as_u64().unwrap_or(0);
+        match e["event_type"].as_str().unwrap() {
+            "fileinfo" => per_flow.entry(id).or_default().0 += 1,
+            "alert" => per_flow.entry(id).or_default().1 += 1,
+            _ => {}
+        }
+    }
+    for e in ev.iter().filter(|e| e["event_type"] == "flow") {
+        let x = &e["xfer"];
+        let (s, d) = (
+            e["src_ip"].as_str().unwrap(),
+            e["dest_ip"].as_str().unwrap(),
+        );
+        let (i, o) = match x["direction"].as_str().unwrap() {
+            "outbound" => (s, d),
+            "inbound" => (d, s),
+            _ => continue,
+        };
+        let port = if x.get("parent_flow_id").is_some() {
+            "data".to_string()
+        } else {
+            e["dest_port"].to_string()
+        };
+        let proto = e["app_proto"].as_str().unwrap_or("tcp").to_string();
+        let (files, alerts) = per_flow
+            .get(&e["flow_id"].as_u64().unwrap())
+            .copied()
+            .unwrap_or_default();
+        let w = want.entry((i.into(), o.into(), proto, port)).or_default();
+        w.0 += x["outbound_payload_bytes"].as_u64().unwrap();
+        w.1 += files;
+        w.2 += alerts;
+    }
+    let head = err
+        .lines()
+        .position(|l| l.starts_with("  top talkers, internal -> external"))
+        .unwrap_or_else(|| panic!("no top-talkers table in:\n{err}"));
+    let rows: Vec<Vec<&str>> = err
+        .lines()
+        .skip(head + 2)
+        .take_while(|l| l.starts_with("    ") && l.contains(" -> "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), want.len().min(10), "{err}");
+    let mut prev = u64::MAX;
+    for r in &rows {
+        // internal -> external proto port bytes files alerts
+        assert_eq!(r.len(), 8, "{r:?}");
+        let k = (
+            r[0].to_string(),
+            r[2].to_string(),
+            r[3].to_string(),
+            r[4].to_string(),
+        );
+        let got: (u64, u64, u64) = (
+            r[5].parse().unwrap(),
+            r[6].parse().unwrap(),
+            r[7].parse().unwrap(),
+        );
+        assert_eq!(want.get(&k), Some(&got), "row {r:?}");
+        assert!(got.0 <= prev, "not largest first: {err}");
+        prev = got.0;
+    }
+    let mut sizes: Vec<u64> = want.values().map(|v| v.0).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    let shown: Vec<u64> = rows.iter().map(|r| r[5].parse().unwrap()).collect();
+    assert_eq!(shown, sizes[..shown.len()], "the largest are shown");
+    assert!(
+        rows.iter().any(|r| r[6] != "0"),
+        "some row has files: {err}"
+    );
+    assert!(
+        rows.iter().any(|r| r[7] != "0"),
+        "some row has alerts: {err}"
+    );
+}
