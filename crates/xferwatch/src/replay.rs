@@ -1,4 +1,4 @@
-//! `xferwatch replay`: the engine's [`replay`] (a reader thread
+//! `xferwatch replay`: the engine's [`replay`](xferwatch_engine::replay::replay) (a reader thread
 //! shards packets into bounded queues, nothing dropped; N workers; one writer merging their events
 //! in a fixed order) with what the command adds: the EVE file or standard output, SIGINT/SIGTERM,
 //! the summary on standard error and the exit status.
