@@ -12,7 +12,7 @@
 #
 # Root only; otherwise it says "skipped" and exits 0. Everything is removed on exit.
 # Environment: LIVE_TRANSFERS_BYTES (1GiB), LIVE_MANY_BYTES (400MiB), BENCH_DIR (bench-data),
-# LIVE_DIR (target/bench-live).
+# LIVE_DIR (target/bench-live), LIVE_EVIDENCE (1; 0: session pcaps off, to see what they cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,7 +78,7 @@ DIR=$(cd "$DIR" && pwd)
 # The example configuration, as shipped, with the capture interface, the metrics listener and the
 # output paths of this run.
 sed -e "s|^eve_path = \"eve.json\"|eve_path = \"$DIR/eve.json\"|" \
-    -e "s|^dir = \"evidence\"|dir = \"$DIR/evidence\"|" \
+    -e "s|^dir = \"evidence\"|dir = \"$( [ "${LIVE_EVIDENCE:-1}" = 0 ] || echo "$DIR/evidence")\"|" \
     -e "s|^interfaces = \[\]|interfaces = [\"xwcap\"]|" \
     -e "s|^listen = \"127.0.0.1:9727\"|listen = \"$METRICS\"|" sensor.toml.example > "$DIR/sensor.toml"
 "$BIN" check-config "$DIR/sensor.toml" | grep -q 'interfaces = \["xwcap"\]' \

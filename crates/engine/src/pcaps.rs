@@ -298,7 +298,16 @@ impl SessionPcaps {
 
     /// A packet of a flow of session `key`: written to the session's file when it has one (the
     /// flow's ring first, if it still holds packets), else kept in the flow's ring.
-    pub fn packet(&mut self, key: u64, ring: &mut Option<Box<PacketRing>>, f: Option<Frame<'_>>) {
+    ///
+    /// `may_alert` false: no alert can come for this flow any more (a flow without session whose
+    /// port check is done), so its ring is freed and nothing more is kept.
+    pub fn packet(
+        &mut self,
+        key: u64,
+        ring: &mut Option<Box<PacketRing>>,
+        f: Option<Frame<'_>>,
+        may_alert: bool,
+    ) {
         if !self.files.is_empty() {
             if let Some(o) = self.files.get_mut(&key) {
                 if let Some(r) = ring.take() {
@@ -315,6 +324,10 @@ impl SessionPcaps {
                 }
                 return;
             }
+        }
+        if !may_alert {
+            self.flow_ended(ring);
+            return;
         }
         let Some(f) = f else { return };
         let r = ring.get_or_insert_with(Box::default);
@@ -622,6 +635,7 @@ mod tests {
                     wire_len: 100,
                     dlt: 1,
                 }),
+                true,
             );
         }
         let mut r = ring.take().unwrap();
@@ -656,6 +670,7 @@ mod tests {
                     wire_len: 100,
                     dlt: 1,
                 }),
+                true,
             );
         }
         assert_eq!(p.ring_used, 300);
@@ -691,6 +706,7 @@ mod tests {
                     wire_len: 100,
                     dlt: 1,
                 }),
+                true,
             );
         }
         let name = p.alert(5, 1173001, 1_000_001).unwrap();
@@ -708,6 +724,7 @@ mod tests {
                     wire_len: 1500,
                     dlt: 1,
                 }),
+                true,
             );
         }
         p.session_ended(5);
@@ -749,6 +766,7 @@ mod tests {
                     wire_len: 100,
                     dlt: 1,
                 }),
+                true,
             );
             names.push(p.alert(k, 1173002, k as i64 * 1_000_000).unwrap());
             p.dump(std::iter::once((k, &mut ring)));

@@ -424,7 +424,10 @@ impl Worker {
             flow.app.iface = rec.iface;
         }
         if let Some(pc) = self.pcaps.as_mut() {
-            pc.packet(pcap_key(flow), &mut flow.app.ring, frame);
+            // A flow without session can only alert at its port check: once that is done, its
+            // packets need not be kept.
+            let may_alert = flow.app.session != 0 || !flow.app.mismatch_done;
+            pc.packet(pcap_key(flow), &mut flow.app.ring, frame, may_alert);
         }
         let mut deferred: Vec<Deferred> = Vec::new();
         // A new flow: was it announced? Checked over its first packets, not only the first: with
