@@ -959,18 +959,21 @@ impl SmbConn {
             }
             pos += NBSS_HDR + want;
             self.dirs[d].skip = (len - want) as u64;
-            self.dirs[d].run = self.deliver(msg, len, files);
+            self.dirs[d].run = self.deliver(msg, len, to_server, files);
         }
     }
 
     /// Hands over the file data of the message just read: what lies in `msg` (the part read)
     /// now; what lies after it (in the `len` bytes on the wire) as the run to deliver while the
     /// rest of the message passes. Only one run can extend past the part read (a compound chain
-    /// is read only as far as `msg`); if several claim to, the last is kept.
+    /// is read only as far as `msg`); if several claim to, the last is kept. Data that travels
+    /// against its command (read data to the server, written data to the client: a stream that
+    /// sends responses the wrong way) is no file's and is dropped.
     fn deliver(
         &mut self,
         msg: &[u8],
         len: usize,
+        to_server: bool,
         files: &mut dyn FnMut(FileOp<'_>),
     ) -> Option<DataRun> {
         let want = msg.len();
@@ -989,6 +992,10 @@ impl SmbConn {
                     n,
                 } => (key, read, offset, at, n),
             };
+            if read == to_server {
+                self.stats.field_errors += 1;
+                continue;
+            }
             // The data never extends past the message on the wire.
             let end = (at as u64).saturating_add(n).min(len as u64);
             if (at as u64) >= end {
