@@ -279,6 +279,9 @@ pub struct SessionPcaps {
     files: FxHashMap<u64, Open>,
     /// Sessions whose rings are to be written into their new file.
     to_dump: Vec<u64>,
+    /// Rings of flows that ended while their session goes on (an FTP session's earlier data
+    /// connections), kept for the session's pcap should it alert; within the ring memory.
+    held: FxHashMap<u64, Vec<PacketRing>>,
     pub stats: PcapStats,
 }
 
@@ -292,6 +295,7 @@ impl SessionPcaps {
             ring_used: 0,
             files: FxHashMap::default(),
             to_dump: Vec::new(),
+            held: FxHashMap::default(),
             stats: PcapStats::default(),
         }
     }
@@ -371,6 +375,16 @@ impl SessionPcaps {
     }
 
     /// A flow ended: its ring's memory is returned.
+    /// A flow of session `key` ended while the session goes on: its ring is kept for the
+    /// session's pcap (written into it at once when the session has one).
+    pub fn hold(&mut self, key: u64, ring: &mut Option<Box<PacketRing>>) {
+        let Some(r) = ring.take() else { return };
+        if r.bytes() == 0 {
+            return;
+        }
+        self.held.entry(key).or_default().push(*r);
+    }
+
     pub fn flow_ended(&mut self, ring: &mut Option<Box<PacketRing>>) {
         if let Some(r) = ring.take() {
             self.ring_used = self.ring_used.saturating_sub(r.bytes());
@@ -434,6 +448,13 @@ impl SessionPcaps {
     ) {
         let keys = std::mem::take(&mut self.to_dump);
         let mut rings: Vec<(u64, Box<PacketRing>)> = Vec::new();
+        for k in &keys {
+            for mut r in self.held.remove(k).unwrap_or_default() {
+                self.ring_used = self.ring_used.saturating_sub(r.bytes());
+                r.tail_data.make_contiguous();
+                rings.push((*k, Box::new(r)));
+            }
+        }
         for (k, ring) in flows {
             if keys.contains(&k) {
                 if let Some(mut r) = ring.take() {
@@ -466,6 +487,10 @@ impl SessionPcaps {
 
     /// The session ended: its file is finished.
     pub fn session_ended(&mut self, key: u64) {
+        if let Some(v) = self.held.remove(&key) {
+            let n: usize = v.iter().map(|r| r.bytes()).sum();
+            self.ring_used = self.ring_used.saturating_sub(n);
+        }
         if self.files.is_empty() {
             return;
         }
@@ -741,6 +766,50 @@ mod tests {
         );
         assert_eq!(p.stats.capped, 1);
         assert!(name.contains("19700101T000001Z-1173001-"));
+    }
+
+    #[test]
+    fn rings_of_connections_that_ended_are_written_at_the_sessions_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(PcapConfig::new(dir.path().to_path_buf()));
+        let budget = Arc::new(DiskBudget::open(dir.path(), 1 << 30).unwrap());
+        let mut p = SessionPcaps::new(cfg, budget, 1);
+        let b = frame(1, 50);
+        let fr = |i: u64| Frame {
+            idx: i,
+            ts_us: i as i64,
+            bytes: &b,
+            wire_len: 50,
+            dlt: 1,
+        };
+        // Session 9: a data connection that ends (held), then the one that alerts.
+        let (mut ended, mut live) = (None, None);
+        p.packet(9, &mut ended, Some(fr(1)), true);
+        p.packet(9, &mut ended, Some(fr(2)), true);
+        p.hold(9, &mut ended);
+        assert!(ended.is_none());
+        assert_eq!(p.ring_used, 100);
+        p.packet(9, &mut live, Some(fr(3)), true);
+        let name = p.alert(9, 1173001, 3).unwrap();
+        p.dump(std::iter::once((9, &mut live)));
+        p.session_ended(9);
+        assert_eq!(p.ring_used, 0);
+        let bytes = std::fs::read(&*name).unwrap();
+        assert_eq!(bytes.len(), 24 + 3 * (16 + 50));
+        // In packet order: the held connection's two, then the live one's.
+        for (i, ts) in [1u32, 2, 3].iter().enumerate() {
+            let at = 24 + i * 66 + 4;
+            assert_eq!(
+                u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+                *ts
+            );
+        }
+        // A session that ends without alerting returns what it held.
+        let mut r = None;
+        p.packet(10, &mut r, Some(fr(4)), true);
+        p.hold(10, &mut r);
+        p.session_ended(10);
+        assert_eq!(p.ring_used, 0);
     }
 
     #[test]

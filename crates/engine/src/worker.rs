@@ -759,9 +759,12 @@ impl Worker {
             }
             self.dump_pcaps(Some(&mut f));
             if let Some(pc) = self.pcaps.as_mut() {
-                pc.flow_ended(&mut f.app.ring);
                 if session_over {
+                    pc.flow_ended(&mut f.app.ring);
                     pc.session_ended(pcap_key(&f));
+                } else {
+                    // An earlier connection of a session that goes on: kept for its pcap.
+                    pc.hold(pcap_key(&f), &mut f.app.ring);
                 }
             }
             let session = self.sessions.get(f.app.session);

@@ -1,6 +1,6 @@
 //! Session pcaps: every alert of the bundled captures names a pcap file that libpcap reads, holding
-//! only packets of the alerted session's flows (as the EVE flow records list them) and among them
-//! the packet that raised the alert.
+//! packets of every flow of the alerted session and of no other (as the EVE flow records list
+//! them), among them the packet that raised the alert.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,20 +19,32 @@ fn repo(rel: &str) -> PathBuf {
 type Tuple = (String, u16, String, u16);
 
 fn events(pcap: &Path, dir: &Path, cfg: impl FnOnce(&mut PcapConfig)) -> Vec<serde_json::Value> {
+    events_at(pcap, dir, 100 << 10, cfg)
+}
+
+fn events_at(
+    pcap: &Path,
+    dir: &Path,
+    threshold: u64,
+    cfg: impl FnOnce(&mut PcapConfig),
+) -> Vec<serde_json::Value> {
     let mut p = PcapConfig::new(dir.to_path_buf());
     cfg(&mut p);
-    let config = EngineConfig {
+    let mut config = EngineConfig {
         workers: 2,
         pcaps: Some(p),
         ..EngineConfig::default()
     };
+    config.detect.threshold_bytes = threshold;
     run(config, &[pcap.to_path_buf()])
 }
 
 fn run(mut config: EngineConfig, pcaps: &[PathBuf]) -> Vec<serde_json::Value> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    // The demo's threshold (pcaps/demo.toml): the bundled transfers are 100 KiB to 600 KiB.
-    config.detect.threshold_bytes = 100 << 10;
+    if config.detect.threshold_bytes == EngineConfig::default().detect.threshold_bytes {
+        // The demo's threshold (pcaps/demo.toml): the bundled transfers are 100 KiB to 600 KiB.
+        config.detect.threshold_bytes = 100 << 10;
+    }
     replay(
         &config,
         &BaselineFile::load(None, 3600),
@@ -134,6 +146,15 @@ fn every_alert_has_a_pcap_of_its_session_with_the_alerting_packet() {
                     pcap.display()
                 );
             }
+            // Every flow of the session is in it: those that ended before the alert (an FTP
+            // session's earlier data connections), those live at the alert and those after.
+            let held: HashSet<Tuple> = pkts.iter().map(|(_, t)| t.clone()).collect();
+            assert_eq!(
+                held,
+                session,
+                "{}: {file} lacks flows of its session",
+                pcap.display()
+            );
             let at = ts_us(a);
             assert!(
                 pkts.iter()
@@ -261,4 +282,53 @@ fn walk(p: &Path) -> u64 {
             }
         })
         .sum()
+}
+
+#[test]
+fn every_connection_of_a_multi_upload_session_is_in_its_pcap() {
+    // An FTP session with several uploads, its threshold just below its total: the alert comes
+    // on the last data connection, after the earlier ones ended. (The capture lasts 10 ms, so
+    // they are still in the flow table; `pcaps::tests` covers connections that left it.)
+    let file = repo("pcaps/ftp-multi-stor.pcap");
+    let dir = tempfile::tempdir().unwrap();
+    let first = events(&file, dir.path(), |_| {});
+    let total = first
+        .iter()
+        .filter(|e| e["event_type"] == "flow")
+        .filter_map(|e| e["xfer"]["session_outbound_payload_bytes"].as_u64())
+        .max()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = PcapConfig::new(dir.path().to_path_buf());
+    let mut config = EngineConfig {
+        workers: 1,
+        pcaps: Some(p),
+        ..EngineConfig::default()
+    };
+    config.detect.threshold_bytes = total - 1000;
+    let evs = run(config, &[file]);
+    let a = evs
+        .iter()
+        .find(|e| e["event_type"] == "alert")
+        .expect("an alert near the session's end");
+    let s = a["xfer"]["session_id"].as_u64().unwrap();
+    let session: Vec<&serde_json::Value> = evs
+        .iter()
+        .filter(|e| e["event_type"] == "flow" && e["xfer"]["session_id"].as_u64() == Some(s))
+        .collect();
+    let alert_ts = a["timestamp"].as_str().unwrap();
+    let ended_before = session
+        .iter()
+        .filter(|f| f["flow"]["end"].as_str().unwrap() < alert_ts)
+        .count();
+    assert!(
+        ended_before >= 2,
+        "{ended_before} flows ended before the alert"
+    );
+    let held: HashSet<Tuple> = packets(a["xfer"]["evidence_pcap"].as_str().unwrap())
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let want: HashSet<Tuple> = session.iter().map(|f| tuple(f)).collect();
+    assert_eq!(held, want);
 }
