@@ -724,10 +724,14 @@ fn flow_line(
     totals: Option<&mut WorkerTotals>,
 ) -> String {
     let interim = totals.is_none();
-    let mut none = WorkerTotals::default();
+    // Interim records count nowhere: a scratch set of totals, made only for them.
+    let mut scratch;
     let totals = match totals {
         Some(t) => t,
-        None => &mut none,
+        None => {
+            scratch = WorkerTotals::default();
+            &mut scratch
+        }
     };
     let client = f.client_endpoint();
     let server = f.server_endpoint();
