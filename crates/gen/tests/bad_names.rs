@@ -11,20 +11,8 @@ use xferwatch_gen::net::{external_ep, internal_ep, Conn};
 use xferwatch_gen::pcap::PcapWriter;
 use xferwatch_gen::proto::tftp_request;
 
-fn sensor() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/xferwatch");
-    if p.is_file() {
-        Some(p)
-    } else {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: the sensor is not built at {} (cargo build --release -p xferwatch)",
-            p.display()
-        );
-        None
-    }
-}
+mod common;
+use common::sensor;
 
 /// One TFTP upload of `data` under `name` (request to port 69, transfer from a new server port).
 fn upload(w: &mut PcapWriter<std::fs::File>, i: u32, t0: u64, name: &str, data: &[u8]) {

@@ -7,23 +7,11 @@
 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn sensor() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/xferwatch");
-    if p.is_file() {
-        Some(p)
-    } else {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: the sensor is not built at {} (cargo build --release -p xferwatch)",
-            p.display()
-        );
-        None
-    }
-}
+mod common;
+use common::sensor;
 
 type AlertKey = (u64, String, String, u64, String);
 

@@ -1,4 +1,5 @@
-//! Decoding of generated captures for the tests: every frame is checked on the way.
+//! Decoding of generated captures for the tests: every frame is checked on the way. Also where
+//! the end-to-end tests find the sensor.
 #![allow(
     dead_code,
     reason = "shared by several test binaries, each using only some helpers"
@@ -167,5 +168,22 @@ pub fn internal(a: &IpAddr) -> bool {
     match a {
         IpAddr::V4(v) => v.octets()[0] == 10,
         IpAddr::V6(v) => v.octets()[0] & 0xfe == 0xfc,
+    }
+}
+
+/// The release build of the sensor, or None after saying (past the test harness's capture, for
+/// `make test`'s skip summary) that the test needing it is skipped.
+pub fn sensor() -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/xferwatch");
+    if p.is_file() {
+        Some(p)
+    } else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: the sensor is not built at {} (cargo build --release -p xferwatch)",
+            p.display()
+        );
+        None
     }
 }
