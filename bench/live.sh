@@ -26,14 +26,8 @@ METRICS=127.0.0.1:9728
 
 say() { echo "bench-live: $*"; }
 
-if [ "$(id -u)" != 0 ]; then
-  say "skipped: needs root (network namespace, packet capture); run \`sudo make bench-live\`"
-  exit 0
-fi
-for tool in ip tcpreplay curl awk; do
-  command -v "$tool" >/dev/null || { say "skipped: \`$tool\` not found (\`make deps\` as root installs it)"; exit 0; }
-done
-[ -x "$BIN" ] && [ -x "$GEN" ] || { say "build first: cargo build --release -p xferwatch -p xferwatch-gen"; exit 2; }
+. bench/rig.sh
+rig_preflight bench-live
 
 NS=xwlive-$$
 DAEMON=""
@@ -41,23 +35,14 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   if [ -n "$DAEMON" ] && kill -0 "$DAEMON" 2>/dev/null; then kill -KILL "$DAEMON" 2>/dev/null || true; fi
-  if ip netns list | awk '{print $1}' | grep -qx "$NS"; then
-    for p in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-    ip netns del "$NS" 2>/dev/null || say "warning: could not delete the namespace $NS"
-  fi
+  rig_down
   wait 2>/dev/null || true
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-# Namespaces of an earlier run killed before its trap ran.
-for ns in $(ip netns list | awk '{print $1}' | grep -E '^xwlive-[0-9]+$' || true); do
-  if [ ! -d "/proc/${ns#xwlive-}" ]; then
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  fi
-done
+rig_reap xwlive
 
 mkdir -p "$DATA"
 gen() { # gen NAME PROFILE BYTES
@@ -84,12 +69,7 @@ sed -e "s|^eve_path = \"eve.json\"|eve_path = \"$DIR/eve.json\"|" \
 "$BIN" check-config "$DIR/sensor.toml" | grep -q 'interfaces = \["xwcap"\]' \
   || { say "could not set the capture interface in $DIR/sensor.toml"; exit 2; }
 
-ip netns add "$NS"
-ip netns exec "$NS" sh -c 'for f in all default; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6; done' 2>/dev/null || true
-ip -n "$NS" link set lo up
-ip -n "$NS" link add xwcap type veth peer name xwsend
-ip -n "$NS" link set xwcap up
-ip -n "$NS" link set xwsend up
+rig_up
 
 scrape() { ip netns exec "$NS" curl -sf --max-time 2 "http://$METRICS/metrics" 2>/dev/null || true; }
 # metric NAME [LABEL-FILTER]: the sum of the samples of NAME whose labels contain the filter.

@@ -44,23 +44,10 @@ METRICS=127.0.0.1:9727
 
 say() { echo "soak: $*"; }
 
-if [ "$(id -u)" != 0 ]; then
-  say "skipped: needs root (network namespace, packet capture); run \`sudo make soak\`"
-  exit 0
-fi
-for tool in ip tcpreplay curl awk; do
-  command -v "$tool" >/dev/null || { say "skipped: \`$tool\` not found (\`make deps\` as root installs it)"; exit 0; }
-done
+. bench/rig.sh
+rig_preflight soak
 [ "$SECONDS_TOTAL" -gt "$WARMUP" ] || { say "SOAK_SECONDS ($SECONDS_TOTAL) must exceed SOAK_WARMUP ($WARMUP)"; exit 2; }
-[ -x "$BIN" ] && [ -x "$GEN" ] || { say "build first: cargo build --release -p xferwatch -p xferwatch-gen"; exit 2; }
-
-# Namespaces from an earlier run that was killed before its trap ran (its pid is gone).
-for ns in $(ip netns list | awk '{print $1}' | grep -E '^xwsoak-[0-9]+$' || true); do
-  if [ ! -d "/proc/${ns#xwsoak-}" ]; then
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null && say "removed the stale namespace $ns"
-  fi
-done
+rig_reap xwsoak
 
 NS=xwsoak-$$
 DAEMON=""
@@ -70,10 +57,7 @@ cleanup() {
   trap - EXIT INT TERM
   for p in "${REPLAYS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   if [ -n "$DAEMON" ] && kill -0 "$DAEMON" 2>/dev/null; then kill -KILL "$DAEMON" 2>/dev/null || true; fi
-  if ip netns list | awk '{print $1}' | grep -qx "$NS"; then
-    for p in $(ip netns pids "$NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-    ip netns del "$NS" 2>/dev/null || say "warning: could not delete the namespace $NS"
-  fi
+  rig_down
   wait 2>/dev/null || true
   exit "$rc"
 }
@@ -124,12 +108,7 @@ level = "info"
 EOF
 "$BIN" check-config "$DIR/sensor.toml" >/dev/null
 
-ip netns add "$NS"
-ip netns exec "$NS" sh -c 'for f in all default; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6; done' 2>/dev/null || true
-ip -n "$NS" link set lo up
-ip -n "$NS" link add xwcap type veth peer name xwsend
-ip -n "$NS" link set xwcap up
-ip -n "$NS" link set xwsend up
+rig_up
 
 ip netns exec "$NS" "$BIN" run -c "$DIR/sensor.toml" 2>"$DIR/daemon.log" &
 DAEMON=$!
