@@ -91,11 +91,6 @@ impl FileStore {
         })
     }
 
-    /// Bytes stored (and being written) now.
-    pub fn used(&self) -> u64 {
-        self.used.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     fn reserve(&self, n: u64) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let mut cur = self.used.load(Relaxed);

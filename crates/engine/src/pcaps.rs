@@ -523,11 +523,6 @@ impl SessionPcaps {
             ..self.stats
         }
     }
-
-    /// Files open now.
-    pub fn open_files(&self) -> usize {
-        self.files.values().filter(|o| o.w.is_some()).count()
-    }
 }
 
 fn write_frame(
