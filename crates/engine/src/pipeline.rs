@@ -133,6 +133,7 @@ pub fn detect_per_worker(d: &DetectConfig, workers: usize) -> DetectConfig {
     let mut d = d.clone();
     d.rollup_max_pairs = share(d.rollup_max_pairs);
     d.baseline.max_hosts = share(d.baseline.max_hosts);
+    d.host_rollup.max_hosts = share(d.host_rollup.max_hosts);
     d.mismatch_max_keys = share(d.mismatch_max_keys);
     d
 }

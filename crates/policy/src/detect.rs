@@ -35,21 +35,25 @@ pub enum Sid {
     OverBaseline = 1_173_004,
     /// A host pair's sessions together crossed the threshold within the roll-up window.
     Rollup = 1_173_005,
+    /// An internal host's outbound volume to all external hosts together crossed the host
+    /// roll-up threshold within its window.
+    HostRollup = 1_173_006,
 }
 
 impl Sid {
-    pub const ALL: [Sid; 5] = [
+    pub const ALL: [Sid; NSIDS] = [
         Sid::LargeOutbound,
         Sid::OffPort,
         Sid::PortOtherProto,
         Sid::OverBaseline,
         Sid::Rollup,
+        Sid::HostRollup,
     ];
     /// The signature id as written in events and named in configuration.
     pub const fn id(self) -> u32 {
         self as u32
     }
-    /// 0 for 1173001, … 4 for 1173005: the index into per-signature counters.
+    /// 0 for 1173001, … 5 for 1173006: the index into per-signature counters.
     pub const fn index(self) -> usize {
         (self as u32 - Sid::LargeOutbound as u32) as usize
     }
@@ -62,7 +66,10 @@ impl Sid {
     }
 }
 
-pub const SIGNATURES: [Signature; 5] = [
+/// The number of signatures.
+pub const NSIDS: usize = 6;
+
+pub const SIGNATURES: [Signature; NSIDS] = [
     Signature {
         id: Sid::LargeOutbound.id(),
         rev: 1,
@@ -99,6 +106,14 @@ pub const SIGNATURES: [Signature; 5] = [
         id: Sid::Rollup.id(),
         rev: 1,
         msg: "XFERWATCH many transfers to one external host add up to a large outbound volume",
+        category: "Potential Corporate Privacy Violation",
+        severity: 2,
+        techniques: &["T1048", "T1030"],
+    },
+    Signature {
+        id: Sid::HostRollup.id(),
+        rev: 1,
+        msg: "XFERWATCH host's transfers to many external hosts add up to a large outbound volume",
         category: "Potential Corporate Privacy Violation",
         severity: 2,
         techniques: &["T1048", "T1030"],
@@ -147,6 +162,15 @@ pub struct BaselineConfig {
     pub max_hosts: usize,
 }
 
+/// 1173006: an internal host's outbound volume to all external hosts over a sliding window.
+#[derive(Clone, Copy, Debug)]
+pub struct HostRollupConfig {
+    /// 0: off.
+    pub threshold_bytes: u64,
+    pub window_us: i64,
+    pub max_hosts: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct DetectConfig {
     pub threshold_bytes: u64,
@@ -161,6 +185,7 @@ pub struct DetectConfig {
     pub mismatch_window_us: i64,
     /// Aggregation keys kept at most (`detect.mismatch.aggregate_max_keys`).
     pub mismatch_max_keys: usize,
+    pub host_rollup: HostRollupConfig,
 }
 
 impl Default for DetectConfig {
@@ -184,6 +209,11 @@ impl Default for DetectConfig {
             },
             mismatch_window_us: 3_600_000_000,
             mismatch_max_keys: 100_000,
+            host_rollup: HostRollupConfig {
+                threshold_bytes: 200 << 20,
+                window_us: 3_600_000_000,
+                max_hosts: 100_000,
+            },
         }
     }
 }
@@ -201,13 +231,14 @@ impl DetectConfig {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DetectStats {
     /// Alerts raised, by signature (index = id - 1173001).
-    pub alerts: [u64; 5],
+    pub alerts: [u64; NSIDS],
     /// Alerts an allowlist entry suppressed, by signature.
-    pub suppressed: [u64; 5],
+    pub suppressed: [u64; NSIDS],
     /// Mismatch alerts held back by aggregation, by signature (their flows are counted in the
     /// key's next alert).
-    pub aggregated: [u64; 5],
+    pub aggregated: [u64; NSIDS],
     pub rollup_evictions: u64,
+    pub host_rollup_evictions: u64,
     pub baseline_evictions: u64,
     /// Keys dropped from the mismatch aggregation table at its limit.
     pub mismatch_evictions: u64,
@@ -215,12 +246,13 @@ pub struct DetectStats {
 
 impl DetectStats {
     pub fn merge(&mut self, o: &DetectStats) {
-        for i in 0..5 {
+        for i in 0..NSIDS {
             self.alerts[i] += o.alerts[i];
             self.suppressed[i] += o.suppressed[i];
             self.aggregated[i] += o.aggregated[i];
         }
         self.rollup_evictions += o.rollup_evictions;
+        self.host_rollup_evictions += o.host_rollup_evictions;
         self.baseline_evictions += o.baseline_evictions;
         self.mismatch_evictions += o.mismatch_evictions;
     }
@@ -264,6 +296,43 @@ struct Rollup {
     touched_us: i64,
 }
 
+impl Rollup {
+    fn new(now_us: i64) -> Self {
+        Rollup {
+            buckets: VecDeque::new(),
+            sum: 0,
+            last_alert_us: None,
+            touched_us: now_us,
+        }
+    }
+
+    /// Adds `delta` at `now_us`, after sliding out the buckets older than `window`.
+    fn add(&mut self, now_us: i64, delta: u64, window: i64) {
+        let bucket_len = (window / ROLLUP_BUCKETS as i64).max(1);
+        while let Some(&(start, bytes)) = self.buckets.front() {
+            if start + bucket_len <= now_us - window {
+                self.buckets.pop_front();
+                self.sum -= bytes;
+            } else {
+                break;
+            }
+        }
+        let start = now_us - now_us.rem_euclid(bucket_len);
+        match self.buckets.back_mut() {
+            Some((s, b)) if *s == start => *b += delta,
+            _ => {
+                if self.buckets.len() > ROLLUP_BUCKETS {
+                    if let Some((_, b)) = self.buckets.pop_front() {
+                        self.sum -= b;
+                    }
+                }
+                self.buckets.push_back((start, delta));
+            }
+        }
+        self.sum += delta;
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostBaseline {
     pub window_start_us: i64,
@@ -297,6 +366,8 @@ const MAX_CATCHUP_WINDOWS: u32 = 512;
 
 pub type PairKey = (Addr, Addr, u16, u8);
 pub type HostKey = (Addr, u16, u8);
+/// An internal host and its VLAN: the host roll-up's key (every protocol together).
+pub type HostOnlyKey = (Addr, u16);
 
 /// What mismatch alerts (1173002/1173003) are aggregated by: the host pair (either way round),
 /// the server port, the transport, the VLAN, the `app_proto` seen and the signature.
@@ -345,6 +416,8 @@ pub struct Detector {
     pub cfg: DetectConfig,
     rollups: HashMap<PairKey, Rollup>,
     rollup_lru: Lru<PairKey>,
+    host_rollups: HashMap<HostOnlyKey, Rollup>,
+    host_rollup_lru: Lru<HostOnlyKey>,
     baselines: HashMap<HostKey, HostBaseline>,
     baseline_lru: Lru<HostKey>,
     mismatch: HashMap<MismatchKey, MismatchAgg>,
@@ -358,6 +431,8 @@ impl Detector {
             cfg,
             rollups: HashMap::default(),
             rollup_lru: Lru::default(),
+            host_rollups: HashMap::default(),
+            host_rollup_lru: Lru::default(),
             baselines: HashMap::default(),
             baseline_lru: Lru::default(),
             mismatch: HashMap::default(),
@@ -460,6 +535,41 @@ impl Detector {
         if self.cfg.baseline.enabled {
             self.baseline(now_us, (internal, vlan, proto_key(proto)), delta, out);
         }
+        if self.cfg.host_rollup.threshold_bytes > 0 {
+            self.host_rollup(now_us, (internal, vlan), delta, out);
+        }
+    }
+
+    /// 1173006: `delta` more outbound bytes of `key` in its sliding window; fires once per
+    /// window when the window's sum reaches the threshold.
+    fn host_rollup(&mut self, now_us: i64, key: HostOnlyKey, delta: u64, out: &mut Vec<Raised>) {
+        let cfg = self.cfg.host_rollup;
+        self.host_rollup_lru
+            .sweep(&self.host_rollups, |r| r.touched_us);
+        if !self.host_rollups.contains_key(&key) {
+            if self.host_rollups.len() >= cfg.max_hosts.max(1) {
+                self.host_rollup_lru
+                    .evict(&mut self.host_rollups, |r| r.touched_us);
+                self.stats.host_rollup_evictions += 1;
+            }
+            self.host_rollups.insert(key, Rollup::new(now_us));
+        }
+        let Some(r) = self.host_rollups.get_mut(&key) else {
+            return;
+        };
+        self.host_rollup_lru.touch(key, &mut r.touched_us, now_us);
+        let window = cfg.window_us.max(1);
+        r.add(now_us, delta, window);
+        let quiet = r.last_alert_us.is_none_or(|t| now_us - t >= window);
+        if quiet && r.sum >= cfg.threshold_bytes {
+            r.last_alert_us = Some(now_us);
+            out.push(Raised {
+                sid: Sid::HostRollup,
+                total: r.sum,
+                threshold: cfg.threshold_bytes,
+                baseline: None,
+            });
+        }
     }
 
     /// A session ended with `total` outbound bytes: it joins its host pair's roll-up, which fires
@@ -503,49 +613,19 @@ impl Detector {
         out: &mut Vec<Raised>,
     ) {
         let window = self.cfg.rollup_window_us.max(1);
-        let bucket_len = (window / ROLLUP_BUCKETS as i64).max(1);
         self.rollup_lru.sweep(&self.rollups, |r| r.touched_us);
         if !self.rollups.contains_key(&key) {
             if self.rollups.len() >= self.cfg.rollup_max_pairs.max(1) {
                 self.rollup_lru.evict(&mut self.rollups, |r| r.touched_us);
                 self.stats.rollup_evictions += 1;
             }
-            self.rollups.insert(
-                key,
-                Rollup {
-                    buckets: VecDeque::new(),
-                    sum: 0,
-                    last_alert_us: None,
-                    touched_us: now_us,
-                },
-            );
+            self.rollups.insert(key, Rollup::new(now_us));
         }
         let Some(r) = self.rollups.get_mut(&key) else {
             return;
         };
         self.rollup_lru.touch(key, &mut r.touched_us, now_us);
-        // Slide: buckets older than the window go.
-        while let Some(&(start, bytes)) = r.buckets.front() {
-            if start + bucket_len <= now_us - window {
-                r.buckets.pop_front();
-                r.sum -= bytes;
-            } else {
-                break;
-            }
-        }
-        let start = now_us - now_us.rem_euclid(bucket_len);
-        match r.buckets.back_mut() {
-            Some((s, b)) if *s == start => *b += delta,
-            _ => {
-                if r.buckets.len() > ROLLUP_BUCKETS {
-                    if let Some((_, b)) = r.buckets.pop_front() {
-                        r.sum -= b;
-                    }
-                }
-                r.buckets.push_back((start, delta));
-            }
-        }
-        r.sum += delta;
+        r.add(now_us, delta, window);
         if session_alerted {
             // A session of this pair alerted on its own: the roll-up does not repeat it.
             r.last_alert_us = Some(now_us);
@@ -718,6 +798,11 @@ mod tests {
             },
             mismatch_window_us: 3_600_000_000,
             mismatch_max_keys: 4,
+            host_rollup: HostRollupConfig {
+                threshold_bytes: 5000,
+                window_us: 3_600_000_000,
+                max_hosts: 4,
+            },
         }
     }
 
@@ -833,6 +918,37 @@ mod tests {
         assert_eq!(d.stats.baseline_evictions, 46);
     }
 
+    #[test]
+    fn host_rollup_sums_every_destination() {
+        let mut d = Detector::new(cfg());
+        let mut out = Vec::new();
+        // 12 sessions of 450 bytes to 12 hosts, over FTP, TFTP and SMB: none alone, no pair,
+        // crosses 1000; the host together crosses 5000 at the twelfth.
+        for i in 0..12i64 {
+            let proto = ["ftp", "tftp", "smb"][i as usize % 3];
+            d.outbound(i * 1000, a(1), 0, proto, 450, 450, true, &mut out);
+            d.session_end(i * 1000, a(1), e(i as u8), 0, proto, 450, false, &mut out);
+        }
+        let h: Vec<_> = out.iter().filter(|r| r.sid == Sid::HostRollup).collect();
+        assert_eq!(h.len(), 1, "{out:?}");
+        assert_eq!(h[0].total, 5400);
+        assert_eq!(h[0].threshold, 5000);
+        // Once per window; another host is its own key; off when the threshold is 0.
+        d.outbound(20_000, a(1), 0, "ftp", 5000, 5000, true, &mut out);
+        assert_eq!(out.iter().filter(|r| r.sid == Sid::HostRollup).count(), 1);
+        d.outbound(20_000, a(2), 0, "ftp", 5000, 5000, true, &mut out);
+        assert_eq!(out.iter().filter(|r| r.sid == Sid::HostRollup).count(), 2);
+        // A window later the host may alert again.
+        d.outbound(2 * H, a(1), 0, "ftp", 6000, 6000, true, &mut out);
+        assert_eq!(out.iter().filter(|r| r.sid == Sid::HostRollup).count(), 3);
+        let mut c = cfg();
+        c.host_rollup.threshold_bytes = 0;
+        let mut d = Detector::new(c);
+        out.clear();
+        d.outbound(0, a(1), 0, "ftp", 1 << 40, 1 << 40, true, &mut out);
+        assert!(out.iter().all(|r| r.sid != Sid::HostRollup));
+    }
+
     fn mk(client: Addr, server: Addr, port: u16) -> MismatchKey {
         MismatchKey::new(client, server, port, true, 0, "failed", Sid::PortOtherProto)
     }
@@ -868,7 +984,7 @@ mod tests {
         for i in 0..5 {
             assert_eq!(d.mismatch_gate(i, mk(a(1), a(2), 53)), Some(1));
         }
-        assert_eq!(d.stats.aggregated, [0; 5]);
+        assert_eq!(d.stats.aggregated, [0; NSIDS]);
         assert!(d.mismatch.is_empty());
     }
 

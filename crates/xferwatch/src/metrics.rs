@@ -14,7 +14,9 @@ use xferwatch_capture::live::CaptureReport;
 use xferwatch_engine::WorkerTotals;
 use xferwatch_wire::DecodeError;
 
-pub const SIGNATURE_IDS: [&str; 5] = ["1173001", "1173002", "1173003", "1173004", "1173005"];
+pub const SIGNATURE_IDS: [&str; 6] = [
+    "1173001", "1173002", "1173003", "1173004", "1173005", "1173006",
+];
 
 /// Every metric: (name, counter?, unit, help).
 pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[

@@ -236,7 +236,78 @@ pub struct Settings {
     pub service: Service,
     pub detect: Detect,
     pub evidence: Evidence,
+    pub sensor: Sensor,
+    pub fleet: Fleet,
     pub allow: Vec<Allow>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sensor {
+    /// This sensor's name: every event's `host`, its entry in the fleet (empty: the host name).
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fleet {
+    /// One Redis server: `redis://[:password@]host:port[/db]`, `rediss://` for TLS.
+    pub redis: String,
+    /// Or a Redis Cluster: some of its nodes.
+    pub redis_cluster: Vec<String>,
+    /// Start of every key the fleet writes.
+    pub key_prefix: String,
+    /// Connect and reply timeout.
+    pub timeout: Seconds,
+    /// A host's volume reaches Redis at least this often (packet time), sooner when it may
+    /// cross a threshold.
+    pub sync_interval: Seconds,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            redis: String::new(),
+            redis_cluster: Vec::new(),
+            key_prefix: "xferwatch".into(),
+            timeout: Seconds(2),
+            sync_interval: Seconds(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisOutput {
+    pub enabled: bool,
+    /// "stream" (XADD), "list" (RPUSH) or "channel" (PUBLISH).
+    pub mode: String,
+    pub key: String,
+    /// Its own server (empty: the fleet's).
+    pub url: String,
+    /// Streams: approximate MAXLEN (0: unbounded).
+    pub maxlen: u64,
+    /// Events per pipelined round trip.
+    pub batch: usize,
+    /// Where events wait, in order, while Redis is unreachable.
+    pub spool_dir: String,
+    /// The spool's size at most; events beyond are dropped and counted.
+    pub spool_max: Bytes,
+}
+
+impl Default for RedisOutput {
+    fn default() -> Self {
+        RedisOutput {
+            enabled: false,
+            mode: "stream".into(),
+            key: "xferwatch".into(),
+            url: String::new(),
+            maxlen: 1_000_000,
+            batch: 256,
+            spool_dir: "spool".into(),
+            spool_max: Bytes(256 << 20),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -357,6 +428,8 @@ pub struct Output {
     /// An interim `flow` record of every flow still running, this often (packet time; 0: none).
     #[serde(deserialize_with = "seconds_or_zero")]
     pub flow_interim: Seconds,
+    /// EVE events to Redis too.
+    pub redis: RedisOutput,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -389,6 +462,27 @@ pub struct Detect {
     pub mismatch: Mismatch,
     pub baseline: Baseline,
     pub rollup: Rollup,
+    pub host_rollup: HostRollup,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostRollup {
+    /// 1173006: an internal host's outbound volume to all external hosts together within the
+    /// window (0: off).
+    pub threshold_bytes: Bytes,
+    pub window: Seconds,
+    pub max_hosts: usize,
+}
+
+impl Default for HostRollup {
+    fn default() -> Self {
+        HostRollup {
+            threshold_bytes: Bytes(200 << 20),
+            window: Seconds(3600),
+            max_hosts: 100_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -518,6 +612,7 @@ impl Default for Output {
             community_id_seed: 0,
             buffer_max: Bytes(64 << 20),
             flow_interim: Seconds(0),
+            redis: RedisOutput::default(),
         }
     }
 }
@@ -582,12 +677,16 @@ impl Default for Rollup {
 }
 
 /// Signature ids of the detection issue, the only ones an `[[allow]]` entry may name.
-pub const SIGNATURE_IDS: [u32; 5] = [1_173_001, 1_173_002, 1_173_003, 1_173_004, 1_173_005];
+pub const SIGNATURE_IDS: [u32; 6] = [
+    1_173_001, 1_173_002, 1_173_003, 1_173_004, 1_173_005, 1_173_006,
+];
 
 impl Settings {
     /// Detection with the whole sensor's table sizes (the engine shares them out).
     pub fn detect_config(&self) -> xferwatch_policy::detect::DetectConfig {
-        use xferwatch_policy::detect::{AllowEntry, BaselineConfig, DetectConfig};
+        use xferwatch_policy::detect::{
+            AllowEntry, BaselineConfig, DetectConfig, HostRollupConfig,
+        };
         let d = &self.detect;
         DetectConfig {
             threshold_bytes: d.large_outbound.threshold_bytes.0,
@@ -620,6 +719,11 @@ impl Settings {
             },
             mismatch_window_us: d.mismatch.aggregate_window.0 as i64 * 1_000_000,
             mismatch_max_keys: d.mismatch.aggregate_max_keys,
+            host_rollup: HostRollupConfig {
+                threshold_bytes: d.host_rollup.threshold_bytes.0,
+                window_us: d.host_rollup.window.0 as i64 * 1_000_000,
+                max_hosts: d.host_rollup.max_hosts,
+            },
         }
     }
 
@@ -657,7 +761,138 @@ impl Settings {
         Ok(s)
     }
 
+    /// This sensor's name: `[sensor] name`, else the host name.
+    pub fn sensor_name(&self) -> String {
+        if !self.sensor.name.is_empty() {
+            return self.sensor.name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "xferwatch".into())
+    }
+
+    /// The fleet's Redis (`[fleet] redis` or `redis_cluster`), if any.
+    pub fn fleet_target(&self) -> Option<xferwatch_fleet::Target> {
+        let f = &self.fleet;
+        if !f.redis.is_empty() {
+            Some(xferwatch_fleet::Target::Single(f.redis.clone()))
+        } else if !f.redis_cluster.is_empty() {
+            Some(xferwatch_fleet::Target::Cluster(f.redis_cluster.clone()))
+        } else {
+            None
+        }
+    }
+
+    /// The fleet this sensor belongs to, if any.
+    pub fn fleet_config(&self) -> Option<xferwatch_fleet::FleetConfig> {
+        let f = &self.fleet;
+        Some(xferwatch_fleet::FleetConfig {
+            target: self.fleet_target()?,
+            key_prefix: f.key_prefix.clone(),
+            sensor: self.sensor_name(),
+            timeout: std::time::Duration::from_secs(f.timeout.0.max(1)),
+            sync_interval_us: f.sync_interval.0.min(86_400) as i64 * 1_000_000,
+        })
+    }
+
+    /// EVE events to Redis (`[output.redis]`), if enabled.
+    pub fn redis_output(&self) -> Option<xferwatch_fleet::OutputConfig> {
+        let r = &self.output.redis;
+        if !r.enabled {
+            return None;
+        }
+        let target = if r.url.is_empty() {
+            self.fleet_target()?
+        } else {
+            xferwatch_fleet::Target::Single(r.url.clone())
+        };
+        Some(xferwatch_fleet::OutputConfig {
+            target,
+            mode: xferwatch_fleet::OutputMode::parse(&r.mode)?,
+            key: r.key.clone(),
+            maxlen: r.maxlen,
+            batch: r.batch,
+            spool_dir: std::path::PathBuf::from(&r.spool_dir),
+            spool_max: r.spool_max.0,
+            timeout: std::time::Duration::from_secs(self.fleet.timeout.0.max(1)),
+        })
+    }
+
+    fn validate_fleet(&self) -> Result<()> {
+        let f = &self.fleet;
+        if !f.redis.is_empty() && !f.redis_cluster.is_empty() {
+            bail!("fleet: give redis or redis_cluster, not both");
+        }
+        if let Some(t) = self.fleet_target() {
+            let key = if f.redis.is_empty() {
+                "fleet.redis_cluster"
+            } else {
+                "fleet.redis"
+            };
+            t.check().map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+        }
+        if f.key_prefix.is_empty()
+            || f.key_prefix.len() > 64
+            || f.key_prefix.contains(['{', '}'])
+            || f.key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            bail!(
+                "fleet.key_prefix: {:?}: 1 to 64 characters, no braces or spaces",
+                f.key_prefix
+            );
+        }
+        if f.timeout.0 == 0 || f.timeout.0 > 60 {
+            bail!("fleet.timeout: expected 1s to 60s");
+        }
+        if f.sync_interval.0 == 0 || f.sync_interval.0 > 3600 {
+            bail!("fleet.sync_interval: expected 1s to 1h");
+        }
+        if self.sensor.name.len() > 128 || self.sensor.name.chars().any(|c| c.is_control()) {
+            bail!("sensor.name: at most 128 characters, no control characters");
+        }
+        let r = &self.output.redis;
+        if r.enabled {
+            if xferwatch_fleet::OutputMode::parse(&r.mode).is_none() {
+                bail!(
+                    "output.redis.mode: {:?} is not one of \"stream\", \"list\", \"channel\"",
+                    r.mode
+                );
+            }
+            if r.key.is_empty() {
+                bail!("output.redis.key: empty");
+            }
+            if r.url.is_empty() {
+                if self.fleet_target().is_none() {
+                    bail!("output.redis: needs output.redis.url or a [fleet] redis to send to");
+                }
+            } else {
+                xferwatch_fleet::Target::Single(r.url.clone())
+                    .check()
+                    .map_err(|e| anyhow::anyhow!("output.redis.url: {e}"))?;
+            }
+            if r.batch == 0 || r.batch > 10_000 {
+                bail!("output.redis.batch: expected 1..=10000");
+            }
+            if r.spool_dir.is_empty() {
+                bail!("output.redis.spool_dir: empty (events wait there while Redis is down)");
+            }
+        }
+        let h = &self.detect.host_rollup;
+        if h.threshold_bytes.0 > 0 && (h.window.0 == 0 || h.window.0 > 30 * 86_400) {
+            bail!("detect.host_rollup.window: expected 1s to 30 days");
+        }
+        if h.max_hosts == 0 {
+            bail!("detect.host_rollup.max_hosts: at least 1");
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
+        self.validate_fleet()?;
         for h in &self.evidence.hashes {
             if !["sha256", "sha1", "md5"].contains(&h.as_str()) {
                 bail!(
@@ -763,7 +998,7 @@ impl Settings {
         for (i, a) in self.allow.iter().enumerate() {
             for sid in &a.signatures {
                 if !SIGNATURE_IDS.contains(sid) {
-                    bail!("allow[{i}].signatures: unknown signature id {sid} (known: 1173001..1173005)");
+                    bail!("allow[{i}].signatures: unknown signature id {sid} (known: 1173001..1173006)");
                 }
             }
             if let Some(p) = &a.app_proto {
