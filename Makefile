@@ -8,6 +8,9 @@ LIVE_PKGS := tcpreplay prometheus iproute2 curl
 # What make deb and test-deb need besides dpkg: dpkg-dev (dpkg-shlibdeps computes Depends),
 # lintian, and man-db for `man -w`.
 DEB_TEST_PKGS := dpkg-dev lintian man-db
+# What the fleet tests need: real Redis servers (one alone, and a 3-master cluster made with
+# redis-cli), started by the tests on free loopback ports. The packaged service is not started.
+FLEET_PKGS := redis-server redis-tools
 
 .PHONY: all deps deps-build deps-test build man deb demo test test-deb test-steps test-rust test-eve test-rules test-live soak bench bench-live score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
@@ -43,7 +46,7 @@ deps-test:
 	    || echo "warning: no jsonschema for python3; the EVE schema test will be skipped"; \
 	fi
 	@missing=""; \
-	for p in $(LIVE_PKGS) $(DEB_TEST_PKGS); do \
+	for p in $(LIVE_PKGS) $(DEB_TEST_PKGS) $(FLEET_PKGS); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -60,8 +63,12 @@ deps-test:
 	      systemctl disable --now prometheus.service >/dev/null 2>&1 \
 	        || systemctl disable prometheus.service >/dev/null 2>&1 || true;; \
 	    esac; \
+	    case " $$missing " in *" redis-server "*) \
+	      systemctl disable --now redis-server.service >/dev/null 2>&1 \
+	        || systemctl disable redis-server.service >/dev/null 2>&1 || true;; \
+	    esac; \
 	  else \
-	    echo "note: the live and package tests (make test-live, test-deb) need: sudo apt-get install --no-install-recommends$$missing"; \
+	    echo "note: the live, package and fleet tests (make test-live, test-deb, the fleet tests) need: sudo apt-get install --no-install-recommends$$missing"; \
 	  fi; \
 	fi
 

@@ -171,6 +171,39 @@ mod tests {
     }
 
     #[test]
+    fn a_real_server_and_a_real_cluster_answer() {
+        if let Err(why) = crate::testing::available() {
+            eprintln!("SKIP a_real_server_and_a_real_cluster_answer: {why}");
+            return;
+        }
+        let s = crate::testing::RedisServer::start_with_password("pw").unwrap();
+        let mut c = Conn::open(&Target::Single(s.url()), Duration::from_secs(2)).unwrap();
+        c.ping().unwrap();
+        let bad = Target::Single(format!("redis://:wrong@127.0.0.1:{}/0", s.port));
+        assert!(Conn::open(&bad, Duration::from_secs(2))
+            .and_then(|mut c| c.ping())
+            .is_err());
+        let cl = crate::testing::RedisCluster::start(3).unwrap();
+        let mut c = Conn::open(&Target::Cluster(cl.urls()), Duration::from_secs(2)).unwrap();
+        assert!(c.is_cluster());
+        for i in 0..50 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(i)
+                .query(c.link())
+                .unwrap();
+        }
+        // The keys spread over the three masters.
+        let held: Vec<usize> = cl
+            .nodes
+            .iter()
+            .map(|n| n.cli(&["DBSIZE"]).unwrap().trim().parse().unwrap())
+            .collect();
+        assert_eq!(held.iter().sum::<usize>(), 50, "{held:?}");
+        assert!(held.iter().all(|&n| n > 0), "{held:?}");
+    }
+
+    #[test]
     fn a_closed_port_is_a_quick_error() {
         let t0 = std::time::Instant::now();
         let e = Conn::open(
