@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+pub mod state;
 pub mod testing;
 
 pub use conn::{Conn, Target};
