@@ -48,6 +48,10 @@ pub struct Shared {
     pub interfaces: Vec<std::sync::Arc<str>>,
     /// The live daemon's side channel: snapshots for metrics and stats, configuration reloads.
     pub live: Option<LiveShared>,
+    /// The sensor's name, every event's `host`.
+    pub sensor: Option<std::sync::Arc<str>>,
+    /// The fleet whose Redis holds the shared detection state.
+    pub fleet: Option<crate::fleet::FleetSetup>,
 }
 
 /// What the live daemon shares with its workers (touched once per batch, never per packet).

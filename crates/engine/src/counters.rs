@@ -98,6 +98,8 @@ pub struct WorkerTotals {
     pub health: WorkerHealth,
     /// Session pcaps (`[evidence] dir`).
     pub pcaps: crate::pcaps::PcapStats,
+    /// The fleet's Redis (`[fleet]`).
+    pub fleet: crate::fleet::FleetStats,
     /// The file store, whole sensor (reported by worker 0 alone): stored, duplicates, skipped.
     pub store: [u64; 3],
     /// Alerts for the human summary, (packet, line), bounded.
@@ -125,6 +127,7 @@ impl WorkerTotals {
         self.sessions.merge(&o.sessions);
         self.detect.merge(&o.detect);
         self.pcaps.merge(&o.pcaps);
+        self.fleet.merge(&o.fleet);
         for (a, b) in self.store.iter_mut().zip(o.store) {
             *a += b;
         }

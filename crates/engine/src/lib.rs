@@ -25,6 +25,7 @@ pub mod baseline_state;
 pub mod config;
 pub mod counters;
 pub mod evidence;
+pub mod fleet;
 pub mod health;
 pub mod inprocess;
 pub mod pcaps;

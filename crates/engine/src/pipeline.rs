@@ -66,6 +66,10 @@ pub struct EngineConfig {
     /// Interim `flow` records of running flows this often, packet time (`[output] flow_interim`;
     /// 0: none).
     pub flow_interim_secs: u64,
+    /// The sensor's name (`[sensor] name`), every event's `host`; None: no `host` field.
+    pub sensor: Option<String>,
+    /// The fleet (`[fleet]`): shared detection state in Redis.
+    pub fleet: Option<crate::fleet::FleetSetup>,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +99,8 @@ impl Default for EngineConfig {
             file_store: None,
             interfaces: Vec::new(),
             flow_interim_secs: 0,
+            sensor: None,
+            fleet: None,
         }
     }
 }
@@ -178,6 +184,8 @@ pub(crate) fn shared(
         community_id_seed: c.community_id_seed,
         detect: detect_per_worker(&c.detect, n),
         live,
+        sensor: c.sensor.as_deref().map(std::sync::Arc::from),
+        fleet: c.fleet.clone(),
     }
 }
 

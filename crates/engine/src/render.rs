@@ -19,6 +19,8 @@ struct Tuple {
     dst: String,
     community_id: String,
     in_iface: Option<std::sync::Arc<str>>,
+    /// The sensor's name (`host`).
+    host: Option<std::sync::Arc<str>>,
 }
 
 fn tuple(f: &Flow<App>, shared: &Shared) -> Tuple {
@@ -45,6 +47,7 @@ fn tuple(f: &Flow<App>, shared: &Shared) -> Tuple {
             .checked_sub(1)
             .and_then(|i| shared.interfaces.get(i))
             .cloned(),
+        host: shared.sensor.clone(),
     }
 }
 
@@ -57,6 +60,7 @@ fn header<'a>(
     EventHeader {
         ts_us,
         flow_id: f.flow_id,
+        host: t.host.as_deref(),
         src_ip: &t.src,
         src_port: f.client_endpoint().port,
         dest_ip: &t.dst,
@@ -436,6 +440,95 @@ pub fn alert(
             });
         },
     );
+    out
+}
+
+/// What an alert raised later (by the fleet, after the flow may have ended) needs of `f`.
+pub fn alert_ctx(
+    f: &Flow<App>,
+    shared: &Shared,
+    session: Option<&Session>,
+) -> crate::fleet::AlertCtx {
+    let t = tuple(f, shared);
+    crate::fleet::AlertCtx {
+        flow_id: f.flow_id,
+        src: t.src,
+        src_port: f.client_endpoint().port,
+        dst: t.dst,
+        dst_port: f.server_endpoint().port,
+        proto: f.transport().as_str(),
+        vlan: f.key.vlan,
+        app_proto: app::facts(f, shared).app_proto,
+        community_id: t.community_id,
+        in_iface: t.in_iface,
+        session_id: f.app.session,
+        parent_flow_id: f.app.parent,
+        session_total: session.map_or(0, |s| s.outbound),
+        external: session.and_then(|s| s.external),
+        session_proto: session.map_or("other", |s| s.proto),
+    }
+}
+
+/// A volume alert the fleet raised: the flow it names is the last one that added to the volume
+/// (it may have ended since). `xfer.fleet` says the volume is the whole fleet's.
+pub fn fleet_alert(
+    c: &crate::fleet::AlertCtx,
+    internal: xferwatch_wire::Addr,
+    r: &xferwatch_policy::detect::Raised,
+    ts_us: i64,
+    shared: &Shared,
+) -> String {
+    let sig = r.sid.signature();
+    let h = EventHeader {
+        ts_us,
+        flow_id: c.flow_id,
+        host: shared.sensor.as_deref(),
+        src_ip: &c.src,
+        src_port: c.src_port,
+        dest_ip: &c.dst,
+        dest_port: c.dst_port,
+        proto: c.proto,
+        vlan: c.vlan,
+        app_proto: c.app_proto,
+        community_id: Some(&c.community_id),
+        in_iface: c.in_iface.as_deref(),
+    };
+    let mut out = String::with_capacity(900);
+    write_event(&mut out, &h, "alert", |o| {
+        o.obj("alert", |x| {
+            x.str("action", "allowed")
+                .u64("gid", 1)
+                .u64("signature_id", sig.id as u64)
+                .u64("rev", sig.rev as u64)
+                .str("signature", sig.msg)
+                .str("category", sig.category)
+                .u64("severity", sig.severity as u64);
+            x.obj("metadata", |m| {
+                m.str_array("mitre_analytic", &["AN1173"]);
+                m.str_array("mitre_technique", sig.techniques);
+            });
+        });
+        o.obj("xfer", |x| {
+            x.str("direction", Direction::Outbound.as_str());
+            x.str("internal_host", &internal.to_string());
+            if let Some(e) = c.external {
+                x.str("external_host", &e.to_string());
+            }
+            if c.session_id != 0 {
+                x.u64("session_id", c.session_id);
+            }
+            if let Some(p) = c.parent_flow_id {
+                x.u64("parent_flow_id", p);
+            }
+            x.u64("outbound_payload_bytes", r.total)
+                .u64("threshold_bytes", r.threshold);
+            if let Some(b) = r.baseline {
+                x.u64("baseline_bytes", b.round().max(0.0) as u64);
+            }
+            x.u64("session_outbound_payload_bytes", c.session_total);
+            x.bool("fleet", true);
+        });
+    });
     out
 }
 

@@ -104,7 +104,7 @@ pub fn replay_progress(
         .into());
     }
     baselines.save(&mut merged.totals);
-    let stats = stats_record(
+    let mut stats = stats_record(
         &ingest.stats,
         &ingest.defrag.stats,
         &merged.totals,
@@ -112,6 +112,7 @@ pub fn replay_progress(
         // Replay output must not depend on the wall clock: uptime is the packet time the input spans.
         (ingest.last_ts_us() - ingest.first_ts_us()).max(0) / 1_000_000,
     );
+    stats.host = c.sensor.clone();
     let mut line = String::new();
     write_stats(&mut line, &stats);
     sink.event(&line)

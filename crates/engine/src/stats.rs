@@ -25,6 +25,7 @@ pub fn stats_record(
     let (table, app, x, det, sessions) = (t.table, &t.app, t.expect, t.detect, t.sessions);
     let mut rec = StatsRecord {
         ts_us,
+        host: None,
         uptime_secs,
         pkts: st.frames,
         bytes: st.bytes,
@@ -122,6 +123,22 @@ pub fn stats_record(
     if app.smb_field_errors > 0 {
         rec.extra.push(("smb_field_errors", app.smb_field_errors));
     }
+    let fl = &t.fleet;
+    if fl.workers > 0 {
+        // With a fleet only: its link and traffic.
+        rec.extra.push(("fleet_up", u64::from(fl.up == fl.workers)));
+        for (k, v) in [
+            ("fleet_round_trips", fl.round_trips),
+            ("fleet_ops", fl.ops),
+            ("fleet_errors", fl.errors),
+            ("fleet_ops_dropped", fl.ops_dropped),
+            ("fleet_ops_pending", fl.pending),
+            ("fleet_local_alerts", fl.local_alerts),
+            ("fleet_reconnects", fl.reconnects),
+        ] {
+            rec.extra.push((k, v));
+        }
+    }
     let p = &t.pcaps;
     for (k, v) in [
         ("evidence_pcaps", p.files),
@@ -152,6 +169,7 @@ pub fn live_stats_line(
     captures: &[CaptureReport],
     output: &OutputStatus,
     started: Instant,
+    host: Option<&str>,
 ) -> String {
     let mut st = IngestStats::default();
     let mut d = DefragStats::default();
@@ -166,6 +184,7 @@ pub fn live_stats_line(
         xferwatch_capture::live::wall_us(),
         started.elapsed().as_secs() as i64,
     );
+    rec.host = host.map(String::from);
     let (kd, idrop, qd): (u64, u64, u64) = captures.iter().fold((0, 0, 0), |a, c| {
         (
             a.0 + c.pcap.kernel_drops,

@@ -9,6 +9,7 @@
 use crate::app::{self, Anomaly, App, AppEv, AppState, DataInfo, Proto, TftpState};
 use crate::config::Shared;
 use crate::counters::{Ev, OrderKey, Out, WorkerTotals, MAX_NOTABLE};
+use crate::fleet::{FleetRaised, FleetSync};
 use crate::pcaps::{Frame, SessionPcaps};
 use crate::render;
 use crate::session::{pair_key, Activity, FtpCmd, Inference, Pending, PendingKind, Sessions};
@@ -48,6 +49,9 @@ pub struct Worker {
     in_flight: Option<u32>,
     /// Session pcaps for alerts (`[evidence] dir`).
     pcaps: Option<SessionPcaps>,
+    /// The fleet's shared state (`[fleet]`).
+    fleet: Option<FleetSync>,
+    fleet_raised: Vec<FleetRaised>,
     /// Tests only: panic on the packet with this number, as a bug on unforeseen bytes would.
     #[cfg(test)]
     pub(crate) panic_at_packet: Option<u64>,
@@ -77,8 +81,14 @@ impl Worker {
             .pcaps
             .as_ref()
             .map(|(c, b)| SessionPcaps::new(c.clone(), b.clone(), shared.workers));
+        let fleet = shared
+            .fleet
+            .as_ref()
+            .map(|f| FleetSync::new(f, &shared.detect));
         Worker {
             pcaps,
+            fleet,
+            fleet_raised: Vec::new(),
             detector,
             raised: Vec::new(),
             last_ts_us: 0,
@@ -157,6 +167,11 @@ impl Worker {
                     w.expects.drain(&mut w.expired);
                     w.release_expired();
                 });
+                // Every update still waiting goes to the fleet now, and what it raises is
+                // written after the last flow.
+                self.fleet_due((u64::MAX, 1), true);
+            } else if self.fleet.is_some() {
+                self.fleet_due((batch.through, 3), false);
             }
             // Everything up to the batch's last packet has been sent.
             let batch_through = batch.through;
@@ -168,6 +183,9 @@ impl Worker {
                     self.totals.pcaps = p.stats(self.id == 0);
                 }
                 self.totals.store = self.store_counts();
+                if let Some(f) = self.fleet.as_ref() {
+                    self.totals.fleet = f.stats;
+                }
                 self.totals.table = self.table.stats();
                 self.totals.app = self.app.snapshot();
                 self.totals.expect = self.expects.stats;
@@ -199,6 +217,60 @@ impl Worker {
                 break;
             }
         }
+    }
+
+    /// Sends the fleet what is due (everything, when `all`: the input ended) and writes the
+    /// alerts it raised, keyed after everything of packet `at.0` (phase `at.1`).
+    fn fleet_due(&mut self, at: (u64, u8), all: bool) {
+        let Some(fl) = self.fleet.as_mut() else {
+            return;
+        };
+        let mut raised = std::mem::take(&mut self.fleet_raised);
+        if all {
+            let patience = self
+                .shared
+                .fleet
+                .as_ref()
+                .map_or(std::time::Duration::ZERO, |f| f.cfg.timeout);
+            fl.finish(self.last_ts_us, patience, &mut raised);
+        } else {
+            fl.due(self.last_ts_us, false, &mut raised);
+        }
+        self.totals.fleet = fl.stats;
+        let shared = self.shared.clone();
+        for (n, r) in raised.drain(..).enumerate() {
+            let c = &r.ctx;
+            let sid = r.raised.sid;
+            if self
+                .detector
+                .suppressed(sid, Some(r.internal), c.external, c.session_proto)
+                .is_some()
+            {
+                continue;
+            }
+            self.detector.count(sid);
+            let line = render::fleet_alert(c, r.internal, &r.raised, self.last_ts_us, &shared);
+            self.events.push(((at.0, at.1, n as u64), line));
+            if self.totals.alerts.len() < MAX_NOTABLE {
+                let to = c
+                    .external
+                    .map_or_else(|| "-".to_string(), |e| e.to_string());
+                self.totals.alerts.push((
+                    at.0,
+                    format!(
+                        "{} {:<60} {:>15} -> {:<15} {:<8} {:<8} {:>10} B  (fleet)",
+                        sid.id(),
+                        sid.signature().msg,
+                        r.internal.to_string(),
+                        to,
+                        "outbound",
+                        c.session_proto,
+                        r.raised.total,
+                    ),
+                ));
+            }
+        }
+        self.fleet_raised = raised;
     }
 
     /// Sends to the writer; a writer that is gone is counted (its events are lost), never ignored.
@@ -311,6 +383,9 @@ impl Worker {
             if let Ok(g) = live.detect.read() {
                 // Thresholds and the allowlist change; learnt baselines and roll-ups stay.
                 self.detector.cfg = g.1.clone();
+                if let Some(f) = self.fleet.as_mut() {
+                    f.reconfigure(&g.1);
+                }
                 self.detect_gen = g.0;
             }
         }
@@ -341,6 +416,7 @@ impl Worker {
                 .map(|p| p.stats(self.id == 0))
                 .unwrap_or_default(),
             store: self.store_counts(),
+            fleet: self.fleet.as_ref().map(|f| f.stats).unwrap_or_default(),
             ..Default::default()
         };
         if save != self.save_gen {
@@ -787,6 +863,7 @@ struct Alerts<'a> {
     events: &'a mut Vec<(OrderKey, Ev)>,
     shared: &'a Shared,
     pcaps: &'a mut Option<SessionPcaps>,
+    fleet: &'a mut Option<FleetSync>,
 }
 
 /// [`Alerts`] from a worker's fields (a macro, so the flow table stays borrowable).
@@ -800,6 +877,7 @@ macro_rules! alerts {
             events: &mut $w.events,
             shared: $shared,
             pcaps: &mut $w.pcaps,
+            fleet: &mut $w.fleet,
         }
     };
 }
@@ -838,16 +916,25 @@ impl Alerts<'_> {
         s.outbound += delta;
         if let (Some(int), Some(_)) = (s.internal, s.external) {
             let large = s.alerted.contains(&Sid::LargeOutbound);
-            self.detector.outbound(
-                ts_us,
-                int,
-                s.vlan,
-                s.proto,
-                s.outbound,
-                delta,
-                large,
-                self.raised,
-            );
+            let (vlan, proto, total) = (s.vlan, s.proto, s.outbound);
+            self.detector
+                .outbound(ts_us, int, vlan, proto, total, delta, large, self.raised);
+            if let Some(fl) = self.fleet.as_mut() {
+                let (shared, sessions) = (self.shared, &*self.sessions);
+                let flow_ref: &Flow<App> = flow;
+                fl.outbound(
+                    ts_us,
+                    int,
+                    vlan,
+                    proto,
+                    delta,
+                    flow_ref.flow_id,
+                    total,
+                    || render::alert_ctx(flow_ref, shared, sessions.get(flow_ref.app.session)),
+                    self.raised,
+                );
+                fleet_filter(fl, self.raised);
+            }
         }
         self.session_alerts(flow, ts_us, key);
     }
@@ -871,6 +958,23 @@ impl Alerts<'_> {
             large,
             self.raised,
         );
+        if let Some(fl) = self.fleet.as_mut() {
+            let threshold = self.detector.cfg.threshold(s.proto);
+            let alone = large || s.outbound >= threshold;
+            fl.session_end(
+                ts_us,
+                int,
+                ext,
+                s.vlan,
+                s.proto,
+                s.outbound,
+                threshold,
+                alone,
+                render::alert_ctx(flow, self.shared, Some(s)),
+                self.raised,
+            );
+            fleet_filter(fl, self.raised);
+        }
         self.session_alerts(flow, ts_us, key);
     }
 
@@ -1010,6 +1114,20 @@ impl Alerts<'_> {
                 flows
             ),
         ));
+    }
+}
+
+/// With a fleet whose Redis answers, the shared signatures (1173004, 1173005, 1173006) are the
+/// fleet's to raise: the worker's own are dropped. While it does not answer, they are raised here
+/// (and counted).
+fn fleet_filter(fl: &mut FleetSync, raised: &mut Vec<Raised>) {
+    let shared = |s: Sid| matches!(s, Sid::OverBaseline | Sid::Rollup | Sid::HostRollup);
+    if fl.up() {
+        raised.retain(|r| !shared(r.sid));
+    } else {
+        for _ in raised.iter().filter(|r| shared(r.sid)) {
+            fl.count_local();
+        }
     }
 }
 

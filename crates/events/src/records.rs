@@ -124,6 +124,8 @@ pub struct EventHeader<'a> {
     pub community_id: Option<&'a str>,
     /// The capture interface the flow was first seen on (live capture only).
     pub in_iface: Option<&'a str>,
+    /// The sensor's name (Suricata's `host`, its `sensor-name`).
+    pub host: Option<&'a str>,
 }
 
 /// One event line: the header, then whatever `body` writes (the protocol object, `xfer`).
@@ -135,7 +137,11 @@ pub fn write_event(
 ) {
     let mut o = JsonObject::begin(out);
     o.ts("timestamp", h.ts_us);
-    o.u64("flow_id", h.flow_id).str("event_type", event_type);
+    o.u64("flow_id", h.flow_id);
+    if let Some(n) = h.host {
+        o.str("host", n);
+    }
+    o.str("event_type", event_type);
     o.str("src_ip", h.src_ip).u64("src_port", h.src_port as u64);
     o.str("dest_ip", h.dest_ip)
         .u64("dest_port", h.dest_port as u64);
@@ -161,6 +167,8 @@ pub fn write_event(
 #[derive(Clone, Debug, Default)]
 pub struct StatsRecord {
     pub ts_us: i64,
+    /// The sensor's name (`host`).
+    pub host: Option<String>,
     pub uptime_secs: i64,
     pub pkts: u64,
     pub bytes: u64,
@@ -185,6 +193,9 @@ pub struct StatsRecord {
 pub fn write_stats(out: &mut String, s: &StatsRecord) {
     let mut o = JsonObject::begin(out);
     o.ts("timestamp", s.ts_us);
+    if let Some(n) = &s.host {
+        o.str("host", n);
+    }
     o.str("event_type", "stats");
     o.obj("stats", |st| {
         st.i64("uptime", s.uptime_secs);

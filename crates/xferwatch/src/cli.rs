@@ -56,6 +56,10 @@ pub enum Cmd {
         /// names its file in xfer.evidence_pcap.
         #[arg(long, value_name = "DIR")]
         evidence: Option<PathBuf>,
+        /// With a [fleet] whose Redis cannot be reached, replay with this sensor's own detection
+        /// state (and keep trying to reach it) instead of failing at once.
+        #[arg(long)]
+        fleet_optional: bool,
         /// Capture files, read as one timeline in the order of their first packet's time (files
         /// whose first packets have the same time, in the order given; pipes, which cannot be
         /// looked at beforehand, and unreadable files first), whatever their names. A

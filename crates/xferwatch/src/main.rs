@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             workers,
             quiet,
             evidence,
+            fleet_optional,
             pcaps,
         } => {
             let settings = match settings::Settings::load(config.as_deref()) {
@@ -39,7 +40,15 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&settings.log.level, settings.log.format == "json");
-            match replay::run(&settings, &eve, force, workers, quiet, &pcaps) {
+            match replay::run(
+                &settings,
+                &eve,
+                force,
+                workers,
+                quiet,
+                fleet_optional,
+                &pcaps,
+            ) {
                 Ok(code) => ExitCode::from(code),
                 Err(e) => {
                     eprintln!("xferwatch: {e:#}");

@@ -23,10 +23,39 @@ pub fn run(
     force: bool,
     workers: Option<usize>,
     quiet: bool,
+    fleet_optional: bool,
     pcaps: &[PathBuf],
 ) -> Result<u8> {
     let started = Instant::now();
     let n = worker_count(workers.unwrap_or(s.engine.workers));
+    let mut config = s.engine_config(n);
+    if let Some(f) = s.fleet_config() {
+        // A replay judges its input with the fleet's state from the first packet, or says why
+        // it cannot, before reading anything.
+        let reached = xferwatch_fleet::state::probe(&f.target, f.timeout);
+        if let Err(e) = &reached {
+            let key = if s.fleet.redis.is_empty() {
+                "fleet.redis_cluster"
+            } else {
+                "fleet.redis"
+            };
+            if !fleet_optional {
+                eprintln!(
+                    "xferwatch replay: {key}: the fleet's Redis cannot be reached: {e:#}; nothing \
+                     was read (--fleet-optional replays with this sensor's own state instead)"
+                );
+                return Ok(2);
+            }
+            eprintln!(
+                "xferwatch replay: warning: {key}: the fleet's Redis cannot be reached: {e:#}; \
+                 replaying with this sensor's own state (--fleet-optional)"
+            );
+        }
+        config.fleet = Some(xferwatch_engine::fleet::FleetSetup {
+            connect_at_start: reached.is_ok(),
+            cfg: f,
+        });
+    }
     // One timeline: the files are read in the order of their first packet, not as named, so that
     // no packet of a later-named but earlier file is taken as happening at the latest time seen.
     let given = pcaps;
@@ -80,14 +109,7 @@ pub fn run(
         pcaps,
         progress.clone(),
     );
-    let replayed = replay_progress(
-        &s.engine_config(n),
-        &s.baseline_file(),
-        pcaps,
-        sink,
-        &stop,
-        &progress,
-    );
+    let replayed = replay_progress(&config, &s.baseline_file(), pcaps, sink, &stop, &progress);
     drop(bar);
     let r = match replayed {
         Ok(r) => r,

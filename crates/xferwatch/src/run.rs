@@ -69,6 +69,15 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     let n = worker_count(s.engine.workers);
     let mut config = s.engine_config(n);
     config.interfaces = s.capture.interfaces.clone();
+    // The daemon never waits for the fleet: it starts with its own state and connects (again)
+    // in the background whenever Redis answers.
+    config.fleet = s
+        .fleet_config()
+        .map(|cfg| xferwatch_engine::fleet::FleetSetup {
+            cfg,
+            connect_at_start: false,
+        });
+    let sensor = config.sensor.clone();
     let mut engine = Engine::start(&config, &baselines.saved, true)?;
     let out_rx = engine.take_events().context("events already taken")?;
     let reopen = sink.reopen.clone();
@@ -227,7 +236,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         if last_stats.elapsed() >= stats_every {
             last_stats = Instant::now();
             let (w, c) = (engine.snapshot(), reports_now(&reports));
-            engine.send_record(live_stats_line(&w, &c, &output, started));
+            engine.send_record(live_stats_line(&w, &c, &output, started, sensor.as_deref()));
             engine.save_baselines(&baselines);
         }
     }
@@ -255,7 +264,13 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
     let captures = reports_now(&reports);
     baselines.save(&mut merged.totals);
-    let line = live_stats_line(&merged.totals, &captures, &output, started);
+    let line = live_stats_line(
+        &merged.totals,
+        &captures,
+        &output,
+        started,
+        sensor.as_deref(),
+    );
     sink.write_line(&line);
     sink.finish(Duration::from_secs(10));
     if settings.metrics.enabled {

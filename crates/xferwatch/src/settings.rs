@@ -1054,6 +1054,9 @@ impl Settings {
             community_id_seed: self.output.community_id_seed,
             detect: self.detect_config(),
             flow_interim_secs: self.output.flow_interim.0,
+            sensor: Some(self.sensor_name()),
+            // `replay` and `run` add it: each has its own way of reaching Redis.
+            fleet: None,
             // Live only: `run` names its interfaces (events' in_iface).
             interfaces: Vec::new(),
             file_store: (self.evidence.store_files && !self.evidence.dir.is_empty()).then(|| {
