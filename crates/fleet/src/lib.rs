@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+pub mod status;
 pub mod testing;
 
 pub use conn::{Conn, Target};
+pub use status::{Heartbeat, Listing, Mode, SensorStatus};
 
 use std::path::PathBuf;
 use std::time::Duration;
