@@ -35,11 +35,11 @@ pub struct FleetConfig {
 /// How events are handed to Redis (`[output.redis] mode`), as Suricata's `redis` output does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputMode {
-    /// XADD key MAXLEN ~ n * event <json>.
+    /// `XADD key MAXLEN ~ n * event <json>`.
     Stream,
-    /// RPUSH key <json>.
+    /// `RPUSH key <json>`.
     List,
-    /// PUBLISH key <json>.
+    /// `PUBLISH key <json>`.
     Channel,
 }
 
