@@ -10,9 +10,11 @@
 
 pub mod conn;
 pub mod state;
+pub mod status;
 pub mod testing;
 
 pub use conn::{Conn, Target};
+pub use status::{Heartbeat, Listing, Mode, SensorStatus};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,11 +36,11 @@ pub struct FleetConfig {
 /// How events are handed to Redis (`[output.redis] mode`), as Suricata's `redis` output does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputMode {
-    /// XADD key MAXLEN ~ n * event <json>.
+    /// `XADD key MAXLEN ~ n * event <json>`.
     Stream,
-    /// RPUSH key <json>.
+    /// `RPUSH key <json>`.
     List,
-    /// PUBLISH key <json>.
+    /// `PUBLISH key <json>`.
     Channel,
 }
 

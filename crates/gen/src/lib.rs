@@ -59,6 +59,7 @@ pub mod plan;
 pub mod proto;
 pub mod rng;
 pub mod session;
+pub mod split;
 
 pub use gen::{generate, parse_size, Config, Outcome, DEFAULT_THRESHOLD};
 pub use plan::Profile;

@@ -29,19 +29,28 @@ fn documented(cli: &clap::Command) -> clap::Command {
              applications talking on ports that are not theirs (MITRE ATT&CK AN1173).\n\
              \n\
              It reads capture files (replay) or captures live on network interfaces (run, as a \
-             systemd service). check-config validates a configuration file.",
+             systemd service). check-config validates a configuration file. fleet status \
+             lists the sensors of a fleet, sensors that share their state in Redis.",
         );
     cmd.build();
     cmd
 }
 
-/// The commands the page and the completions cover, in their order of definition.
+/// The commands the page and the completions cover, in their order of definition; a command
+/// with commands of its own (`fleet`) comes first, then each of them (`fleet status`).
 pub fn documented_commands(cli: &clap::Command) -> Vec<clap::Command> {
-    documented(cli)
-        .get_subcommands()
-        .filter(|c| !c.is_hide_set())
-        .cloned()
-        .collect()
+    fn walk(cmd: &clap::Command, out: &mut Vec<clap::Command>) {
+        for sub in cmd
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        {
+            out.push(sub.clone());
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&documented(cli), &mut out);
+    out
 }
 
 /// Renders `xferwatch(1)` (roff) into `w`.
@@ -266,6 +275,26 @@ fn extra_sections(out: &mut Vec<u8>) -> io::Result<()> {
         "It could not start: one line on standard error, prefixed \"xferwatch: \", names the key to look at.",
     );
     item(&mut r, "2", None, "A usage error.");
+    r.control("PP", []);
+    r.text([bold("fleet status"), roman(":")]);
+    item(
+        &mut r,
+        "0",
+        None,
+        "The sensors were listed (none, if none has sent a heartbeat).",
+    );
+    item(
+        &mut r,
+        "1",
+        None,
+        "The configuration is not valid (the message names the key).",
+    );
+    item(
+        &mut r,
+        "2",
+        None,
+        "The configuration has no [fleet] redis or redis_cluster, or the fleet's Redis cannot be reached or read (the message names its address, never its password); or a usage error.",
+    );
 
     r.control("SH", ["SIGNALS"]);
     r.text([bold("run"), roman(":")]);
@@ -376,6 +405,15 @@ fn extra_sections(out: &mut Vec<u8>) -> io::Result<()> {
         &["XFERWATCH__CAPTURE__INTERFACES=eth1,eth2 xferwatch run -c sensor.toml"],
     );
 
+    example(
+        &mut r,
+        "List the sensors of the fleet a configuration names, as a table, then as JSON:",
+        &[
+            "xferwatch fleet status -c /etc/xferwatch/sensor.toml",
+            "xferwatch fleet status -c /etc/xferwatch/sensor.toml --json | jq '.[] | select(.stale)'",
+        ],
+    );
+
     r.control("SH", ["SEE ALSO"]);
     r.text([
         bold("systemctl"),
@@ -383,7 +421,7 @@ fn extra_sections(out: &mut Vec<u8>) -> io::Result<()> {
         bold("journalctl"),
         roman("(1), "),
         bold("logrotate"),
-        roman("(8); docs/operations.md and docs/events.md in the source."),
+        roman("(8); docs/operations.md, docs/events.md and docs/fleet.md in the source."),
     ]);
     r.to_writer(out)
 }

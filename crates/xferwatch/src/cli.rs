@@ -93,6 +93,37 @@ pub enum Cmd {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// The sensors of a fleet: sensors that share their detection state in Redis ([fleet]).
+    #[command(subcommand_required = true, disable_help_subcommand = true)]
+    Fleet {
+        // The fleet command to run (a plain comment: clap takes doc comments as help text).
+        #[command(subcommand)]
+        cmd: FleetCmd,
+    },
+}
+
+/// `xferwatch fleet …`.
+#[derive(Subcommand)]
+#[allow(
+    rustdoc::broken_intra_doc_links,
+    reason = "the doc comments are clap's help text, where [fleet] names a section of the \
+              configuration file, not an item"
+)]
+pub enum FleetCmd {
+    /// List the fleet's sensors from their heartbeats (written every 5 s), sorted by name: name,
+    /// version, mode, last heartbeat (UTC, and its age), packets and alerts; "stale" marks a
+    /// sensor silent for over 15 s. Exit 0 listed; 1 the configuration is not valid; 2 it has no
+    /// [fleet] or the fleet's Redis cannot be reached.
+    Status {
+        /// Configuration file (TOML) naming the fleet ([fleet] redis or redis_cluster,
+        /// key_prefix, timeout). Environment variables XFERWATCH__SECTION__KEY override it.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print one JSON array instead of the table: every heartbeat's fields, with age_secs
+        /// and stale.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `xferwatch generate` (hidden): what the package build writes.

@@ -7,6 +7,7 @@
 //! arguments and calls these.
 
 pub mod cli;
+pub mod fleet_status;
 pub mod metrics;
 pub mod notify;
 pub mod progress;

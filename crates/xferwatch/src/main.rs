@@ -4,8 +4,8 @@
 //! the workspace's crates.
 
 use clap::CommandFactory;
-use xferwatch::cli::{self, Cli, Cmd, Generate, Invocation};
-use xferwatch::{replay, run, settings};
+use xferwatch::cli::{self, Cli, Cmd, FleetCmd, Generate, Invocation};
+use xferwatch::{fleet_status, replay, run, settings};
 use xferwatch_logging::init_logging;
 
 use std::process::ExitCode;
@@ -78,6 +78,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Fleet {
+            cmd: FleetCmd::Status { config, json },
+        } => ExitCode::from(fleet_status::run(config.as_deref(), json)),
         Cmd::CheckConfig { file, config } => {
             let Some(path) = file.or(config) else {
                 eprintln!("xferwatch check-config: give the configuration file to check");

@@ -22,13 +22,26 @@ fn definition() -> (Vec<(String, Vec<String>)>, Vec<String>) {
             .filter_map(|a| a.get_long().map(str::to_owned))
             .collect()
     };
-    let subs: Vec<_> = cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-        .map(|s| (s.get_name().to_owned(), longs(s)))
-        .collect();
+    // Commands of commands too, named by their path: `fleet status`.
+    fn walk(
+        c: &clap::Command,
+        path: &str,
+        longs: &dyn Fn(&clap::Command) -> Vec<String>,
+        out: &mut Vec<(String, Vec<String>)>,
+    ) {
+        for s in c
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            let name = format!("{path}{}", s.get_name());
+            out.push((name.clone(), longs(s)));
+            walk(s, &format!("{name} "), longs, out);
+        }
+    }
+    let mut subs = Vec::new();
+    walk(&cmd, "", &longs, &mut subs);
     let names: Vec<_> = subs.iter().map(|(n, _)| n.as_str()).collect();
-    for expected in ["replay", "run", "check-config"] {
+    for expected in ["replay", "run", "check-config", "fleet", "fleet status"] {
         assert!(
             names.contains(&expected),
             "{expected} missing from {names:?}"
@@ -221,13 +234,22 @@ fn completions_cover_the_definition() {
             );
         }
         for (name, longs) in &subs {
-            assert!(script.contains(name.as_str()), "{file}: {name} missing");
+            let last = name.rsplit(' ').next().unwrap_or(name);
+            assert!(script.contains(last), "{file}: {name} missing");
             for long in longs {
                 let found = if shell == "fish" {
-                    // Offered after that command.
+                    // Offered after that command (`fleet status`: after fleet, then status).
+                    let condition = match name.split_once(' ') {
+                        Some((parent, child)) => format!(
+                            "using_subcommand {parent}; and __fish_seen_subcommand_from {child}"
+                        ),
+                        // `fleet` itself: `using_subcommand fleet; and not …seen… status`.
+                        None => format!("using_subcommand {name}"),
+                    };
                     script.lines().any(|l| {
-                        l.contains(&format!("using_subcommand {name}\""))
-                            && l.contains(&long_form(long))
+                        l.split_once(&condition).is_some_and(|(_, after)| {
+                            after.starts_with('"') || after.starts_with("; and not")
+                        }) && l.contains(&long_form(long))
                     })
                 } else {
                     script.contains(&long_form(long))
