@@ -261,3 +261,83 @@ mod tests {
         );
     }
 }
+
+/// The daemon's heartbeats: a thread of their own writes what the main loop last handed over,
+/// so that a Redis that is away (a connect timeout per try) never holds the main loop up.
+pub struct Beats {
+    latest: std::sync::Arc<std::sync::Mutex<Totals>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<status::Heartbeat>>,
+}
+
+/// Packets, alerts, events, and whether every worker's fleet link is up.
+#[derive(Clone, Copy, Default)]
+struct Totals(u64, u64, u64, bool);
+
+fn totals(
+    w: &[xferwatch_engine::WorkerTotals],
+    c: &[xferwatch_capture::live::CaptureReport],
+) -> Totals {
+    let mut fleet = xferwatch_engine::fleet::FleetStats::default();
+    for t in w {
+        fleet.merge(&t.fleet);
+    }
+    Totals(
+        c.iter().map(|r| r.ingest.frames).sum(),
+        w.iter().map(|t| t.detect.alerts.iter().sum::<u64>()).sum(),
+        w.iter()
+            .map(|t| t.events_by_type.values().sum::<u64>())
+            .sum(),
+        fleet.workers > 0 && fleet.up == fleet.workers,
+    )
+}
+
+impl Beats {
+    pub fn start(cfg: xferwatch_fleet::FleetConfig) -> Beats {
+        use std::sync::atomic::Ordering;
+        let latest = std::sync::Arc::new(std::sync::Mutex::new(Totals::default()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut hb = status::Heartbeat::new(cfg, status::Mode::Run);
+        let (l, s) = (latest.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("xw-heartbeat".into())
+            .spawn(move || {
+                while !s.load(Ordering::Acquire) {
+                    let t = *l.lock().unwrap_or_else(|e| e.into_inner());
+                    hb.set_fleet_up(t.3);
+                    hb.beat(t.0, t.1, t.2);
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                hb
+            })
+            .ok();
+        Beats {
+            latest,
+            stop,
+            thread,
+        }
+    }
+
+    /// The totals the next heartbeat reports.
+    pub fn update(
+        &self,
+        w: &[xferwatch_engine::WorkerTotals],
+        c: &[xferwatch_capture::live::CaptureReport],
+    ) {
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = totals(w, c);
+    }
+
+    /// The last heartbeat, at the stop.
+    pub fn finish(
+        mut self,
+        w: &[xferwatch_engine::WorkerTotals],
+        c: &[xferwatch_capture::live::CaptureReport],
+    ) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(mut hb) = self.thread.take().and_then(|t| t.join().ok()) {
+            let t = totals(w, c);
+            hb.set_fleet_up(t.3);
+            hb.final_beat(t.0, t.1, t.2);
+        }
+    }
+}

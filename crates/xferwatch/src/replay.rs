@@ -56,6 +56,13 @@ pub fn run(
             cfg: f,
         });
     }
+    // The fleet lists this replay (xferwatch fleet status) from its start to its end.
+    let mut heartbeat = s.fleet_config().map(|f| {
+        let mut h =
+            xferwatch_fleet::status::Heartbeat::new(f, xferwatch_fleet::status::Mode::Replay);
+        h.beat(0, 0, 0);
+        h
+    });
     // One timeline: the files are read in the order of their first packet, not as named, so that
     // no packet of a later-named but earlier file is taken as happening at the latest time seen.
     let given = pcaps;
@@ -111,6 +118,22 @@ pub fn run(
     );
     let replayed = replay_progress(&config, &s.baseline_file(), pcaps, sink, &stop, &progress);
     drop(bar);
+    if let (Some(h), Ok(r)) = (heartbeat.as_mut(), replayed.as_ref()) {
+        let fleet = r.totals.iter().fold(
+            xferwatch_engine::fleet::FleetStats::default(),
+            |mut a, t| {
+                a.merge(&t.fleet);
+                a
+            },
+        );
+        h.set_fleet_up(fleet.workers > 0 && fleet.up == fleet.workers);
+        let alerts = r
+            .totals
+            .iter()
+            .map(|t| t.detect.alerts.iter().sum::<u64>())
+            .sum();
+        h.final_beat(r.ingest.frames, alerts, r.events);
+    }
     let r = match replayed {
         Ok(r) => r,
         Err(e) if e.is::<NothingRead>() => {

@@ -78,6 +78,10 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
             connect_at_start: false,
         });
     let sensor = config.sensor.clone();
+    // Heartbeats to the fleet (xferwatch fleet status), from their own thread: a Redis that is
+    // away never holds up this loop.
+    let heartbeat = s.fleet_config().map(crate::fleet_status::Beats::start);
+    let mut last_beat = Instant::now();
     let mut engine = Engine::start(&config, &baselines.saved, true)?;
     let out_rx = engine.take_events().context("events already taken")?;
     let reopen = sink.reopen.clone();
@@ -233,6 +237,12 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
                 );
             }
         }
+        if let Some(hb) = heartbeat.as_ref() {
+            if last_beat.elapsed() >= Duration::from_secs(1) {
+                last_beat = Instant::now();
+                hb.update(&engine.snapshot(), &reports_now(&reports));
+            }
+        }
         if last_stats.elapsed() >= stats_every {
             last_stats = Instant::now();
             let (w, c) = (engine.snapshot(), reports_now(&reports));
@@ -273,6 +283,9 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
     );
     sink.write_line(&line);
     sink.finish(Duration::from_secs(10));
+    if let Some(hb) = heartbeat {
+        hb.finish(&merged.totals, &captures);
+    }
     if settings.metrics.enabled {
         crate::metrics::publish(
             &merged.totals,
