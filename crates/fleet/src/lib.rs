@@ -9,9 +9,12 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+pub mod sink;
+pub mod spool;
 pub mod testing;
 
 pub use conn::{Conn, Target};
+pub use sink::{RedisSink, RedisStats, RedisStatus, Undelivered};
 
 use std::path::PathBuf;
 use std::time::Duration;
