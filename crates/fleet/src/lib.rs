@@ -14,6 +14,8 @@ pub mod spool;
 pub mod testing;
 
 pub use conn::{Conn, Target};
+/// The Redis client the fleet uses, for callers (and tests) that query Redis themselves.
+pub use redis;
 pub use sink::{RedisSink, RedisStats, RedisStatus, Undelivered};
 
 use std::path::PathBuf;
@@ -36,11 +38,11 @@ pub struct FleetConfig {
 /// How events are handed to Redis (`[output.redis] mode`), as Suricata's `redis` output does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputMode {
-    /// XADD key MAXLEN ~ n * event <json>.
+    /// `XADD key MAXLEN ~ n * event <json>`.
     Stream,
-    /// RPUSH key <json>.
+    /// `RPUSH key <json>`.
     List,
-    /// PUBLISH key <json>.
+    /// `PUBLISH key <json>`.
     Channel,
 }
 

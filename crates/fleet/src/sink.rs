@@ -267,6 +267,7 @@ impl RedisSink {
             };
             if !p.lines.is_empty() {
                 if let Err(e) = self.send(p.lines.iter().map(String::as_str)) {
+                    let e = format!("{}: {e}", self.cfg.target.describe());
                     return self.failed(Instant::now(), &e);
                 }
             }
@@ -291,6 +292,7 @@ impl RedisSink {
                 send_on(self.conn.as_mut(), &self.cfg, it)
             };
             if let Err(e) = r {
+                let e = format!("{}: {e}", self.cfg.target.describe());
                 return self.failed(Instant::now(), &e);
             }
             for ev in self.queue.drain(..n) {
@@ -318,8 +320,7 @@ impl RedisSink {
         d.next_try = now + d.backoff;
         let wait = d.backoff;
         self.warn_now(&format!(
-            "{}: {e}; events go to the spool {} (up to {} bytes), next try in {:.1} s",
-            self.cfg.target.describe(),
+            "{e}; events go to the spool {} (up to {} bytes), next try in {:.1} s",
             self.spool.dir().display(),
             self.cfg.spool_max,
             wait.as_secs_f64()

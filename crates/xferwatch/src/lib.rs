@@ -10,6 +10,7 @@ pub mod cli;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod redis_out;
 pub mod replay;
 pub mod run;
 pub mod settings;
