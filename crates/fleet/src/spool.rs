@@ -21,6 +21,8 @@ const SEGMENT_MAX: u64 = 16 << 20;
 /// Segment files a spool directory may hold; past it, events are dropped (counted).
 const MAX_SEGMENTS: usize = 100_000;
 const OFFSET_FILE: &str = "head.offset";
+/// Held locked (flock) while a process uses the spool: one process per spool directory.
+const LOCK_FILE: &str = "lock";
 
 pub struct Spool {
     dir: PathBuf,
@@ -36,6 +38,8 @@ pub struct Spool {
     events: u64,
     /// Lines skipped while reading (torn, too long, not UTF-8).
     pub skipped: u64,
+    /// The lock, released when the spool is dropped (or the process ends).
+    _lock: File,
 }
 
 /// What [`Spool::peek`] read: the events and the bytes they take in the spool (with any skipped
@@ -56,6 +60,25 @@ impl Spool {
             .recursive(true)
             .mode(0o750)
             .create(dir)?;
+        let lock = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o640)
+                .open(dir.join(LOCK_FILE))?
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    "in use by another xferwatch process (one spool directory per process)",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
         let mut segs = Vec::new();
         for e in std::fs::read_dir(dir)? {
             let e = e?;
@@ -85,6 +108,7 @@ impl Spool {
             writer: None,
             events: 0,
             skipped: 0,
+            _lock: lock,
         };
         if let Some(&(first, size)) = s.segs.front() {
             if let Ok(t) = std::fs::read_to_string(dir.join(OFFSET_FILE)) {
@@ -378,6 +402,19 @@ mod tests {
         assert!(s.is_empty());
         assert_eq!(s.bytes(), 0);
         assert_eq!(s.events(), 0);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn one_process_per_spool() {
+        let d = tmp("lock");
+        let s = Spool::open(&d, 1 << 20).unwrap();
+        let e = Spool::open(&d, 1 << 20)
+            .err()
+            .expect("a second user is refused");
+        assert!(e.to_string().contains("another"), "{e}");
+        drop(s);
+        assert!(Spool::open(&d, 1 << 20).is_ok(), "free again once dropped");
         let _ = std::fs::remove_dir_all(&d);
     }
 
