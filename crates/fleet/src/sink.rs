@@ -640,6 +640,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_gets_the_stream() {
+        need_redis!("a_cluster_gets_the_stream");
+        let cl = crate::testing::RedisCluster::start(3).unwrap();
+        let d = spool_dir("cluster");
+        let mut c = cfg("", OutputMode::Stream, &d);
+        c.target = Target::Cluster(cl.urls());
+        let mut sink = RedisSink::new(c).unwrap();
+        for i in 0..500 {
+            sink.push(&ev(i));
+        }
+        assert_eq!(sink.finish(Duration::from_secs(5)).events, 0);
+        let mut conn = Conn::open(&Target::Cluster(cl.urls()), Duration::from_secs(2)).unwrap();
+        let v: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg("eve")
+            .arg("-")
+            .arg("+")
+            .query(conn.link())
+            .unwrap();
+        let got: Vec<String> = v.into_iter().map(|(_, mut f)| f.remove(0).1).collect();
+        assert_eq!(got, want(0..500));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_small_spool_drops_and_counts() {
         need_redis!("a_small_spool_drops_and_counts");
         let mut s = RedisServer::start().unwrap();
