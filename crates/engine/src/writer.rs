@@ -200,6 +200,8 @@ pub struct OutputStatus {
     pub reopens: AtomicU64,
     /// The last write error, for the service status.
     pub last_error: std::sync::Mutex<String>,
+    /// The Redis output's counters, when events go to Redis too (`[output.redis]`).
+    pub redis: std::sync::OnceLock<Arc<xferwatch_fleet::RedisStatus>>,
 }
 
 impl OutputStatus {
@@ -229,6 +231,8 @@ pub struct EveSink {
     head: usize,
     buffer_max: usize,
     failing: Option<Failing>,
+    /// Every line goes to Redis too, when set ([`EveSink::attach_redis`]).
+    redis: Option<xferwatch_fleet::RedisSink>,
     pub reopen: Arc<AtomicBool>,
     pub status: Arc<OutputStatus>,
 }
@@ -253,6 +257,7 @@ impl EveSink {
             head: 0,
             buffer_max: buffer_max.max(WRITE_CHUNK),
             failing: None,
+            redis: None,
             reopen: Default::default(),
             status,
         })
@@ -270,6 +275,9 @@ impl EveSink {
     /// Queues one whole line (a rotation never splits one); it is dropped, counted, only when the
     /// buffer is full.
     pub fn write_line(&mut self, line: &str) {
+        if let Some(r) = self.redis.as_mut() {
+            r.push(line);
+        }
         if self.pending.len() - self.head + line.len() > self.buffer_max {
             self.status
                 .dropped_buffer_full
@@ -444,6 +452,15 @@ impl EveSink {
             self.reopen_now("the path no longer names the open file");
         }
         self.try_write(Instant::now());
+        if let Some(r) = self.redis.as_mut() {
+            r.flush();
+        }
+    }
+
+    /// Sends every line to Redis too (and its counters with [`OutputStatus::redis`]).
+    pub fn attach_redis(&mut self, redis: xferwatch_fleet::RedisSink) {
+        let _ = self.status.redis.set(redis.status());
+        self.redis = Some(redis);
     }
 
     /// At shutdown: keeps retrying for up to `patience`, then counts what is still held as dropped.
@@ -471,6 +488,16 @@ impl EveSink {
         }
         if let Some(f) = self.file.as_mut() {
             let _ = f.flush();
+        }
+        if let Some(r) = self.redis.as_mut() {
+            let left = r.finish(patience);
+            if left.events > 0 {
+                tracing::warn!(
+                    "output.redis: {} events ({} bytes) not delivered before stopping; they stay in the spool and are sent first at the next start",
+                    left.events,
+                    left.bytes
+                );
+            }
         }
     }
 }

@@ -9,11 +9,16 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+pub mod sink;
+pub mod spool;
 pub mod state;
 pub mod status;
 pub mod testing;
 
 pub use conn::{Conn, Target};
+/// The Redis client the fleet uses, for callers (and tests) that query Redis themselves.
+pub use redis;
+pub use sink::{RedisSink, RedisStats, RedisStatus, Undelivered};
 pub use status::{Heartbeat, Listing, Mode, SensorStatus};
 
 use std::path::PathBuf;

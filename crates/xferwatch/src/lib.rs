@@ -11,6 +11,7 @@ pub mod fleet_status;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod redis_out;
 pub mod replay;
 pub mod run;
 pub mod settings;

@@ -67,6 +67,12 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("process_max_fds", false, Unit::Count, "Open file descriptors allowed (RLIMIT_NOFILE)."),
     ("process_start_time_seconds", false, Unit::Seconds, "When the process started, in seconds since the Unix epoch."),
     ("process_threads", false, Unit::Count, "Threads in the process."),
+    // [output.redis]: EVE events to Redis too (absent when it is not enabled).
+    ("xferwatch_redis_events_sent_total", true, Unit::Count, "EVE events Redis acknowledged ([output.redis])."),
+    ("xferwatch_redis_events_spooled_total", true, Unit::Count, "EVE events written to the spool because Redis could not take them (they are sent later, in order)."),
+    ("xferwatch_redis_spool_bytes", false, Unit::Bytes, "Bytes waiting in the Redis spool now (at most [output.redis] spool_max)."),
+    ("xferwatch_redis_events_dropped_total", true, Unit::Count, "EVE events not sent to Redis: the spool was full (or could not be written)."),
+    ("xferwatch_redis_output_up", false, Unit::Count, "1 while Redis takes the events, 0 while it is unreachable (events go to the spool)."),
 ];
 
 /// What the daemon itself knows, beside the threads' counters.
@@ -421,9 +427,21 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
     gauge!("xferwatch_output_buffer_bytes").set(o.buffered.load(Relaxed) as f64);
     counter!("xferwatch_output_write_errors_total").absolute(o.write_errors.load(Relaxed));
     counter!("xferwatch_output_reopens_total").absolute(o.reopens.load(Relaxed));
+    if let Some(r) = o.redis.get() {
+        publish_redis(&r.stats());
+    }
     counter!("xferwatch_worker_panics_total").absolute(t.health.panics);
     counter!("xferwatch_worker_panic_lost_flows_total").absolute(t.health.panic_lost_flows);
     gauge!("xferwatch_threads_stalled").set(daemon.stalled_threads as f64);
+}
+
+/// The Redis output's counters ([`xferwatch_fleet::RedisStats`]).
+pub fn publish_redis(st: &xferwatch_fleet::RedisStats) {
+    counter!("xferwatch_redis_events_sent_total").absolute(st.sent);
+    counter!("xferwatch_redis_events_spooled_total").absolute(st.spooled);
+    gauge!("xferwatch_redis_spool_bytes").set(st.spool_bytes as f64);
+    counter!("xferwatch_redis_events_dropped_total").absolute(st.dropped);
+    gauge!("xferwatch_redis_output_up").set(if st.up { 1.0 } else { 0.0 });
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub fn run(
     let ordered = order_by_first_packet(pcaps);
     let pcaps = &ordered[..];
     let moved = given.iter().zip(pcaps).filter(|(a, b)| a != b).count();
-    let mut sink: Box<dyn EventSink> = if eve == "-" {
+    let sink: Box<dyn EventSink> = if eve == "-" {
         Box::new(WriteSink(std::io::BufWriter::with_capacity(
             1 << 16,
             std::io::stdout(),
@@ -87,6 +87,7 @@ pub fn run(
             )
         }))
     };
+    let (mut sink, redis) = crate::redis_out::tee_replay(s, sink)?;
     // SIGINT/SIGTERM stop reading; every flow read so far still gets its record, and the exit
     // status (130/143) tells a script the run was cut short.
     let stop = Arc::new(AtomicBool::new(false));
@@ -147,6 +148,9 @@ pub fn run(
         }
         Err(e) => return Err(e),
     };
+    if let Some(redis) = &redis {
+        redis.finish();
+    }
     if !quiet {
         let talkers = talkers.lock().unwrap_or_else(|e| e.into_inner());
         summary(&r, started, moved, &talkers);

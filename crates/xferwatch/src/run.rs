@@ -61,6 +61,7 @@ pub fn run(s: &Settings, config_path: &Path) -> Result<u8> {
             eve_path.display()
         )
     })?;
+    crate::redis_out::attach_live(s, &mut sink)?;
     let mut baselines = s.baseline_file();
     if let Some(user) = s.service.user.as_deref().filter(|u| !u.is_empty()) {
         drop_privileges(user).map_err(anyhow::Error::msg)?;
