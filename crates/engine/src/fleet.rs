@@ -229,17 +229,18 @@ impl FleetSync {
             hot: false,
         });
         if merge {
-            // The same key, the same bucket or window and no flag: one op.
-            let same = |o: &Op| {
-                o.kind == op.kind
-                    && o.flags == op.flags
-                    && bucket(&self.params, o) == bucket(&self.params, &op)
-            };
-            if let Some(i) = p.ops.iter().rposition(same) {
-                p.ops[i].delta += op.delta;
-                p.ops[i].now_us = p.ops[i].now_us.max(op.now_us);
-                p.ctxs[i] = ctx;
-                return;
+            // Into the key's last op when it has the same bucket or window and the same flags:
+            // never into an earlier one, which would move bytes before a MUTE op that came
+            // between (and raise again what was raised locally).
+            if let Some(i) = p.ops.iter().rposition(|o| o.kind == op.kind) {
+                let last = &mut p.ops[i];
+                if last.flags == op.flags && bucket(&self.params, last) == bucket(&self.params, &op)
+                {
+                    last.delta += op.delta;
+                    last.now_us = last.now_us.max(op.now_us);
+                    p.ctxs[i] = ctx;
+                    return;
+                }
             }
         }
         p.ops.push(op);

@@ -136,49 +136,77 @@ impl State {
             return Ok(Vec::new());
         }
         let pa = params.arg();
-        let build = |by_sha: bool| {
-            let mut p = redis::pipe();
-            for ((host, vlan), ops) in hosts {
-                let c = p.cmd(if by_sha { "EVALSHA" } else { "EVAL" });
-                if by_sha {
-                    c.arg(self.script.get_hash());
-                } else {
-                    c.arg(SCRIPT);
-                }
-                c.arg(ops.len());
-                for op in ops {
-                    c.arg(op_key(&self.prefix, *host, *vlan, op.kind));
-                }
-                c.arg(&pa);
-                let mut s = String::with_capacity(48);
-                for op in ops {
-                    s.clear();
-                    let kind = match op.kind {
-                        OpKind::Host => 'H',
-                        OpKind::Baseline(_) => 'B',
-                        OpKind::Pair(..) => 'P',
-                    };
-                    let _ = write!(
-                        s,
-                        "{kind} {} {} {} {}",
-                        op.now_us, op.delta, op.threshold, op.flags
-                    );
-                    c.arg(s.as_str());
-                }
+        let (prefix, sha) = (&self.prefix, self.script.get_hash().to_string());
+        let cmd = |host: Addr, vlan: u16, ops: &[Op], by_sha: bool| {
+            let mut c = redis::cmd(if by_sha { "EVALSHA" } else { "EVAL" });
+            if by_sha {
+                c.arg(&sha);
+            } else {
+                c.arg(SCRIPT);
             }
-            p
+            c.arg(ops.len());
+            for op in ops {
+                c.arg(op_key(prefix, host, vlan, op.kind));
+            }
+            c.arg(&pa);
+            let mut s = String::with_capacity(48);
+            for op in ops {
+                s.clear();
+                let kind = match op.kind {
+                    OpKind::Host => 'H',
+                    OpKind::Baseline(_) => 'B',
+                    OpKind::Pair(..) => 'P',
+                };
+                let _ = write!(
+                    s,
+                    "{kind} {} {} {} {}",
+                    op.now_us, op.delta, op.threshold, op.flags
+                );
+                c.arg(s.as_str());
+            }
+            c
         };
-        self.round_trips += 1;
+        let no_script = |e: &redis::RedisError| {
+            e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        };
         self.ops += hosts.iter().map(|h| h.1.len() as u64).sum::<u64>();
-        let raw: Vec<Vec<(i64, i64, i64, String)>> = match build(true).query(self.conn.link()) {
-            Ok(v) => v,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // The server forgot the script (restarted, flushed): EVAL caches it again.
+        let mut raw: Vec<Vec<(i64, i64, i64, String)>> = Vec::with_capacity(hosts.len());
+        if self.conn.is_cluster() {
+            // A cluster routes each host's call to the master of its slot, one call at a time
+            // (the client pipelines only on one server); a master that lacks the script gets it
+            // with EVAL, that call alone.
+            for ((host, vlan), ops) in hosts {
                 self.round_trips += 1;
-                build(false).query(self.conn.link())?
+                let r = match cmd(*host, *vlan, ops, true).query(self.conn.link()) {
+                    Ok(v) => v,
+                    Err(e) if no_script(&e) => {
+                        self.round_trips += 1;
+                        cmd(*host, *vlan, ops, false).query(self.conn.link())?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                raw.push(r);
             }
-            Err(e) => return Err(e.into()),
-        };
+        } else {
+            let pipe = |by_sha: bool| {
+                let mut p = redis::pipe();
+                for ((host, vlan), ops) in hosts {
+                    p.add_command(cmd(*host, *vlan, ops, by_sha));
+                }
+                p
+            };
+            self.round_trips += 1;
+            raw = match pipe(true).query(self.conn.link()) {
+                Ok(v) => v,
+                // The server forgot the script (restarted, flushed): every call of the pipeline
+                // failed alike, and EVAL caches it again.
+                Err(e) if no_script(&e) => {
+                    self.round_trips += 1;
+                    pipe(false).query(self.conn.link())?
+                }
+                Err(e) => return Err(e.into()),
+            };
+        }
         Ok(raw
             .into_iter()
             .map(|ops| {

@@ -48,9 +48,20 @@ pub struct RedisServer {
     dir: PathBuf,
     cluster: bool,
     password: Option<String>,
+    /// Append-only file, fsync'd at every write: what was acknowledged survives a kill.
+    persistent: bool,
 }
 
 impl RedisServer {
+    /// Starts a server that keeps an append-only file (fsync at every write), so that a kill
+    /// and a [`RedisServer::restart`] lose nothing it acknowledged.
+    pub fn start_persistent() -> Result<RedisServer> {
+        let mut s = RedisServer::spawn(free_port()?, false, None)?;
+        s.persistent = true;
+        s.restart()?;
+        Ok(s)
+    }
+
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Result<RedisServer> {
         RedisServer::spawn(free_port()?, false, None)
@@ -71,6 +82,7 @@ impl RedisServer {
             dir,
             cluster,
             password,
+            persistent: false,
         };
         s.restart()?;
         Ok(s)
@@ -81,7 +93,12 @@ impl RedisServer {
         self.kill();
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--save", "", "--protected-mode", "no"])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .args(["--loglevel", "warning"])
             .arg("--dir")
             .arg(&self.dir)

@@ -80,6 +80,11 @@ impl Pcap {
         self.buf.extend_from_slice(&f);
     }
 
+    /// The file so far: header and records.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
     pub fn save(&self, path: PathBuf) -> PathBuf {
         std::fs::write(&path, &self.buf).unwrap();
         path
