@@ -12,7 +12,7 @@ DEB_TEST_PKGS := dpkg-dev lintian man-db
 # redis-cli), started by the tests on free loopback ports. The packaged service is not started.
 FLEET_PKGS := redis-server redis-tools
 
-.PHONY: all deps deps-build deps-test build man deb demo test test-deb test-steps test-rust test-eve test-rules test-live soak bench bench-live score check lint msrv deny fmt clean install fuzz fuzz-smoke
+.PHONY: all deps deps-build deps-test build man deb demo test test-deb test-steps test-rust test-eve test-rules test-live soak bench bench-fleet bench-live score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
 all: build
 
@@ -263,6 +263,15 @@ bench: build
 	@command -v ndpiReader >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libndpi-bin time >/dev/null 2>&1; } || true
 	bash bench/run.sh
 	$(CARGO) bench -p xferwatch-wire -p xferwatch-stream -p xferwatch-fingerprint -p xferwatch-parsers
+
+# What the fleet costs (bench/fleet.sh): the bench workloads replayed without a fleet, with [fleet]
+# redis and with [output.redis] streaming too, against a redis-server of its own on a free loopback
+# port (needs redis-server and redis-tools; make deps-test installs them as root). Prints replay
+# time against no fleet, Redis commands per second per sensor and Redis memory. Settings: see the
+# script (BENCH_BYTES, REPEAT, SYNC_INTERVAL). See docs/performance.md, "Fleet".
+bench-fleet: deps-build
+	$(CARGO) build --release --locked -p xferwatch -p xferwatch-gen
+	bash bench/fleet.sh
 
 # Scores the sensor on the public labelled corpus (needs ../shared).
 score: build
