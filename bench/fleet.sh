@@ -15,14 +15,14 @@
 # original rate), peak RSS of the replay, and Redis's used_memory and DBSIZE after the run.
 # Nothing is built here: the Makefile target builds xferwatch and xferwatch-gen first.
 # Environment: BENCH_BYTES (default 1GiB), REPEAT (3), BENCH_DIR (bench-data),
-# SYNC_INTERVAL ([fleet] sync_interval, default "1s"), PROFILES ("bulk many-flows"),
+# SYNC_INTERVAL ([fleet] sync_interval, default "5s" as the sensor's), PROFILES ("bulk many-flows"),
 # REDIS_SERVER (redis-server), REDIS_CLI (redis-cli).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BYTES=${BENCH_BYTES:-1GiB}
 REPEAT=${REPEAT:-3}
 DIR=${BENCH_DIR:-bench-data}
-SYNC=${SYNC_INTERVAL:-1s}
+SYNC=${SYNC_INTERVAL:-5s}
 PROFILES=${PROFILES:-bulk many-flows}
 CORES=$(nproc)
 REDIS_SERVER=${REDIS_SERVER:-redis-server}

@@ -116,10 +116,13 @@ struct Pending {
 /// What the fleet said last about a host, to tell when it may be about to cross.
 #[derive(Clone, Copy, Default)]
 struct Known {
-    /// The host roll-up's window sum, and whether it alerted within the window.
+    /// The host roll-up's window sum.
     host_sum: u64,
-    /// Per protocol: the baseline window, its volume and its limit (0 while learning).
-    baseline: [(i64, u64, u64); 4],
+    /// The host roll-up alerted (here or on another sensor): quiet until then, packet time.
+    host_quiet_until: i64,
+    /// Per protocol: the baseline window, its volume, its limit (0 while learning), and whether
+    /// it alerted in that window.
+    baseline: [(i64, u64, u64, bool); 4],
 }
 
 pub struct FleetSync {
@@ -127,16 +130,18 @@ pub struct FleetSync {
     params: Params,
     host_threshold: u64,
     baseline_on: bool,
-    state: Option<State>,
-    /// A connection being made in the background.
-    connecting: Option<std::sync::mpsc::Receiver<anyhow::Result<State>>>,
-    retry_at: Option<Instant>,
-    backoff: Duration,
+    /// The link's thread: requests go in order, replies come back in the same order.
+    tx: crossbeam_channel::Sender<Req>,
+    rx: crossbeam_channel::Receiver<Resp>,
+    /// Redis answered the last request.
+    up: bool,
+    /// A probe (a connection attempt) is on its way.
+    probing: bool,
+    /// The contexts of the round trips on their way, oldest first.
+    in_flight: std::collections::VecDeque<Vec<(i64, Vec<Arc<AlertCtx>>)>>,
     hosts: HashMap<(Addr, u16), Pending>,
     known: HashMap<(Addr, u16), Known>,
     pending_ops: usize,
-    /// The last host context built, reused while the same flow sends.
-    last_ctx: Option<Arc<AlertCtx>>,
     pub stats: FleetStats,
     /// The last error, for the log.
     pub last_error: Option<String>,
@@ -163,31 +168,132 @@ pub fn params(d: &DetectConfig) -> Params {
     }
 }
 
+/// What a worker asks of its link's thread.
+enum Req {
+    Sync(Params, Vec<((Addr, u16), Vec<Op>)>),
+    /// Connect if not connected (`true`: now, whatever the back-off says).
+    Probe(bool),
+}
+
+/// The thread's answers, in the order of the requests.
+enum Resp {
+    Synced {
+        batch: Vec<((Addr, u16), Vec<Op>)>,
+        result: Result<Vec<Vec<xferwatch_fleet::state::Reply>>, String>,
+        round_trips: u64,
+        ops: u64,
+    },
+    Probed(Result<(), String>),
+}
+
+/// Round trips on their way at most; beyond, the worker waits for the oldest.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// The link's thread: owns the connection, so that neither a round trip nor a connection
+/// attempt ever holds a worker up. A failed round trip drops the connection; the next probe
+/// after the back-off connects again.
+fn link(
+    cfg: FleetConfig,
+    mut state: Option<State>,
+    rx: crossbeam_channel::Receiver<Req>,
+    tx: crossbeam_channel::Sender<Resp>,
+) {
+    let mut retry_at: Option<Instant> = None;
+    let mut backoff = RETRY_FIRST;
+    while let Ok(req) = rx.recv() {
+        let resp = match req {
+            Req::Probe(now) => {
+                if state.is_some() {
+                    Resp::Probed(Ok(()))
+                } else if !now && retry_at.is_some_and(|t| Instant::now() < t) {
+                    Resp::Probed(Err("waiting to retry".into()))
+                } else {
+                    match State::connect(&cfg) {
+                        Ok(s) => {
+                            state = Some(s);
+                            backoff = RETRY_FIRST;
+                            Resp::Probed(Ok(()))
+                        }
+                        Err(e) => {
+                            retry_at = Some(Instant::now() + backoff);
+                            backoff = (backoff * 2).min(RETRY_MAX);
+                            Resp::Probed(Err(e.to_string()))
+                        }
+                    }
+                }
+            }
+            Req::Sync(params, batch) => {
+                let (result, round_trips, ops) = match state.as_mut() {
+                    None => (Err("not connected".to_string()), 0, 0),
+                    Some(s) => {
+                        let (r0, o0) = (s.round_trips, s.ops);
+                        let r = s.sync(&params, &batch).map_err(|e| e.to_string());
+                        (r, s.round_trips - r0, s.ops - o0)
+                    }
+                };
+                if result.is_err() {
+                    state = None;
+                    retry_at = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+                Resp::Synced {
+                    batch,
+                    result,
+                    round_trips,
+                    ops,
+                }
+            }
+        };
+        if tx.send(resp).is_err() {
+            return;
+        }
+    }
+}
+
 impl FleetSync {
     pub fn new(setup: &FleetSetup, detect: &DetectConfig) -> FleetSync {
+        let cfg = setup.cfg.clone();
+        // Replay: connected before the first packet, so that the whole input is judged with the
+        // fleet's state (the caller checked that Redis answers).
+        let (state, err) = if setup.connect_at_start {
+            match State::connect(&cfg) {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        } else {
+            (None, None)
+        };
+        let up = state.is_some();
+        let (req_tx, req_rx) = crossbeam_channel::unbounded();
+        let (resp_tx, resp_rx) = crossbeam_channel::unbounded();
+        let c = cfg.clone();
+        let spawned = std::thread::Builder::new()
+            .name("xw-fleet".into())
+            .spawn(move || link(c, state, req_rx, resp_tx));
         let mut f = FleetSync {
-            cfg: setup.cfg.clone(),
+            cfg,
             params: params(detect),
             host_threshold: detect.host_rollup.threshold_bytes,
             baseline_on: detect.baseline.enabled,
-            state: None,
-            connecting: None,
-            retry_at: None,
-            backoff: RETRY_FIRST,
+            tx: req_tx,
+            rx: resp_rx,
+            up,
+            probing: false,
+            in_flight: std::collections::VecDeque::new(),
             hosts: HashMap::default(),
             known: HashMap::default(),
             pending_ops: 0,
-            last_ctx: None,
             stats: FleetStats::default(),
             last_error: None,
         };
-        if setup.connect_at_start {
-            match State::connect(&f.cfg) {
-                Ok(s) => f.state = Some(s),
-                Err(e) => f.went_down(e.to_string()),
-            }
+        if let Err(e) = spawned {
+            f.up = false;
+            f.last_error = Some(format!("cannot start the fleet's thread: {e}"));
         }
-        f.stats.up = u64::from(f.state.is_some());
+        if let Some(e) = err {
+            f.went_down(e);
+        }
+        f.stats.up = u64::from(f.up);
         f.stats.workers = 1;
         f
     }
@@ -201,27 +307,19 @@ impl FleetSync {
 
     /// Redis answers: the fleet decides the shared signatures.
     pub fn up(&self) -> bool {
-        self.state.is_some()
+        self.up
     }
 
-    /// The context of the flow now sending for `host`: `make` builds it when the flow changed.
-    fn ctx(&mut self, flow_id: u64, total: u64, make: impl FnOnce() -> AlertCtx) -> Arc<AlertCtx> {
-        match &mut self.last_ctx {
-            Some(c) if c.flow_id == flow_id => {
-                if c.session_total != total {
-                    Arc::make_mut(c).session_total = total;
-                }
-                c.clone()
-            }
-            _ => {
-                let c = Arc::new(make());
-                self.last_ctx = Some(c.clone());
-                c
-            }
-        }
-    }
-
-    fn push(&mut self, host: (Addr, u16), op: Op, ctx: Arc<AlertCtx>, merge: bool) {
+    /// Queues `op` for `host`; `ctx` (made once by `make` if needed) is the flow its alert would
+    /// name, taken when the op is new: an update merged into an op keeps that op's flow.
+    fn push(
+        &mut self,
+        host: (Addr, u16),
+        op: Op,
+        ctx: &mut Option<Arc<AlertCtx>>,
+        make: &mut dyn FnMut() -> AlertCtx,
+        merge: bool,
+    ) {
         let p = self.hosts.entry(host).or_insert_with(|| Pending {
             since_us: op.now_us,
             ops: Vec::new(),
@@ -238,13 +336,13 @@ impl FleetSync {
                 {
                     last.delta += op.delta;
                     last.now_us = last.now_us.max(op.now_us);
-                    p.ctxs[i] = ctx;
                     return;
                 }
             }
         }
+        let c = ctx.get_or_insert_with(|| Arc::new(make())).clone();
         p.ops.push(op);
-        p.ctxs.push(ctx);
+        p.ctxs.push(c);
         self.pending_ops += 1;
         if self.pending_ops > MAX_PENDING_OPS {
             self.shed();
@@ -281,12 +379,12 @@ impl FleetSync {
         vlan: u16,
         proto: &str,
         delta: u64,
-        flow_id: u64,
-        session_total: u64,
         make_ctx: impl FnOnce() -> AlertCtx,
         local: &[Raised],
     ) {
-        let ctx = self.ctx(flow_id, session_total, make_ctx);
+        let mut make_ctx = Some(make_ctx);
+        let mut make = || make_ctx.take().map_or_else(unreachable_ctx, |f| f());
+        let mut ctx = None;
         let host = (internal, vlan);
         let up = self.up();
         let mute = |sid: Sid| {
@@ -305,7 +403,7 @@ impl FleetSync {
                 threshold: self.host_threshold,
                 flags: mute(Sid::HostRollup),
             };
-            self.push(host, op, ctx.clone(), true);
+            self.push(host, op, &mut ctx, &mut make, true);
         }
         if self.baseline_on {
             let op = Op {
@@ -315,7 +413,7 @@ impl FleetSync {
                 threshold: 0,
                 flags: mute(Sid::OverBaseline),
             };
-            self.push(host, op, ctx, true);
+            self.push(host, op, &mut ctx, &mut make, true);
         }
         // May it cross? Then it goes at the next chance.
         let k = self.known.get(&host).copied().unwrap_or_default();
@@ -333,11 +431,13 @@ impl FleetSync {
                 .map(|o| o.delta)
                 .sum()
         };
-        let host_hot =
-            self.host_threshold > 0 && k.host_sum + waiting(OpKind::Host) >= self.host_threshold;
-        let (w, cur, limit) = k.baseline[pk as usize];
+        let host_hot = self.host_threshold > 0
+            && now_us >= k.host_quiet_until
+            && k.host_sum + waiting(OpKind::Host) >= self.host_threshold;
+        let (w, cur, limit, alerted) = k.baseline[pk as usize];
         let base_hot = self.baseline_on
             && limit > 0
+            && !alerted
             && w == now_us.div_euclid(window)
             && cur + waiting(OpKind::Baseline(pk)) > limit;
         p.hot = host_hot || base_hot;
@@ -370,7 +470,8 @@ impl FleetSync {
             threshold,
             flags: if alone { ALONE } else { 0 } | if muted { MUTE } else { 0 },
         };
-        self.push((internal, vlan), op, Arc::new(ctx), false);
+        let mut ctx = Some(Arc::new(ctx));
+        self.push((internal, vlan), op, &mut ctx, &mut unreachable_ctx, false);
     }
 
     /// A local alert was raised because Redis was down.
@@ -378,23 +479,34 @@ impl FleetSync {
         self.stats.local_alerts += 1;
     }
 
-    /// Sends what is due at packet time `now_us` (everything when `all`), and returns the alerts
-    /// the fleet raised.
+    /// Sends what is due at packet time `now_us` (everything when `all`), and hands over the
+    /// alerts of the replies that came back.
     pub fn due(&mut self, now_us: i64, all: bool, out: &mut Vec<FleetRaised>) {
-        self.poll_connect();
+        while let Ok(r) = self.rx.try_recv() {
+            self.handle(r, out);
+        }
+        self.stats.pending = self.pending_ops as u64;
+        if !self.up {
+            if !self.probing && self.tx.send(Req::Probe(false)).is_ok() {
+                self.probing = true;
+            }
+            return;
+        }
         if self.hosts.is_empty() {
-            self.stats.pending = 0;
             return;
         }
-        if self.state.is_none() {
-            self.stats.pending = self.pending_ops as u64;
-            return;
-        }
+        // Once a host has waited sync_interval (packet time), every waiting host goes, in as
+        // few round trips as can be; in between, only the hosts that may be crossing.
         let interval = self.cfg.sync_interval_us.max(1);
+        let tick = all
+            || self
+                .hosts
+                .values()
+                .any(|p| now_us.saturating_sub(p.since_us) >= interval);
         let mut ready: Vec<(Addr, u16)> = self
             .hosts
             .iter()
-            .filter(|(_, p)| all || p.hot || now_us.saturating_sub(p.since_us) >= interval)
+            .filter(|(_, p)| tick || p.hot)
             .map(|(k, _)| *k)
             .collect();
         // The same order every run (the map's is not).
@@ -409,48 +521,101 @@ impl FleetSync {
                     ctxs.push((p.since_us, p.ctxs));
                 }
             }
-            let Some(state) = self.state.as_mut() else {
-                self.requeue(batch, ctxs);
-                continue;
-            };
-            match state.sync(&self.params, &batch) {
-                Ok(replies) => {
-                    self.stats.round_trips = state.round_trips;
-                    self.stats.ops = state.ops;
-                    for (((host, ops), (_, cs)), rs) in batch.iter().zip(&ctxs).zip(replies) {
-                        self.learn(*host, ops, &rs);
-                        for ((op, ctx), r) in ops.iter().zip(cs).zip(rs) {
-                            if !r.alert {
-                                continue;
+            match self.tx.send(Req::Sync(self.params, batch)) {
+                Ok(()) => self.in_flight.push_back(ctxs),
+                Err(crossbeam_channel::SendError(Req::Sync(_, batch))) => {
+                    self.requeue(batch, ctxs);
+                    self.went_down("the fleet's thread is gone".into());
+                }
+                Err(_) => {}
+            }
+        }
+        while self.in_flight.len() > MAX_IN_FLIGHT {
+            self.wait_one(out);
+        }
+        self.stats.pending = self.pending_ops as u64;
+    }
+
+    /// Waits for the next reply (bounded: a link that says nothing for long is taken as down).
+    fn wait_one(&mut self, out: &mut Vec<FleetRaised>) {
+        let patience = self.cfg.timeout * 4 + Duration::from_secs(1);
+        match self.rx.recv_timeout(patience) {
+            Ok(r) => self.handle(r, out),
+            Err(_) => {
+                // Nothing will come back for what is on its way: count it lost.
+                for ctxs in self.in_flight.drain(..) {
+                    self.stats.ops_dropped += ctxs.iter().map(|c| c.1.len() as u64).sum::<u64>();
+                }
+                self.probing = false;
+                self.went_down("the fleet's thread does not answer".into());
+            }
+        }
+    }
+
+    fn handle(&mut self, r: Resp, out: &mut Vec<FleetRaised>) {
+        match r {
+            Resp::Probed(Ok(())) => {
+                self.probing = false;
+                if !self.up {
+                    self.up = true;
+                    self.stats.up = 1;
+                    self.stats.reconnects += 1;
+                    tracing::warn!(
+                        "fleet: {} answers again; {} waiting updates are delivered",
+                        self.cfg.target.describe(),
+                        self.pending_ops
+                    );
+                }
+            }
+            Resp::Probed(Err(e)) => {
+                self.probing = false;
+                self.last_error = Some(e);
+            }
+            Resp::Synced {
+                batch,
+                result,
+                round_trips,
+                ops,
+            } => {
+                let ctxs = self.in_flight.pop_front().unwrap_or_default();
+                self.stats.round_trips += round_trips;
+                self.stats.ops += ops;
+                match result {
+                    Ok(replies) => {
+                        for (((host, ops), (_, cs)), rs) in batch.iter().zip(&ctxs).zip(replies) {
+                            self.learn(*host, ops, &rs);
+                            for ((op, ctx), r) in ops.iter().zip(cs).zip(rs) {
+                                if !r.alert {
+                                    continue;
+                                }
+                                let sid = match op.kind {
+                                    OpKind::Host => Sid::HostRollup,
+                                    OpKind::Baseline(_) => Sid::OverBaseline,
+                                    OpKind::Pair(..) => Sid::Rollup,
+                                };
+                                out.push(FleetRaised {
+                                    raised: Raised {
+                                        sid,
+                                        total: r.total,
+                                        threshold: r.limit,
+                                        baseline: r.mean,
+                                    },
+                                    internal: host.0,
+                                    ctx: ctx.clone(),
+                                });
                             }
-                            let sid = match op.kind {
-                                OpKind::Host => Sid::HostRollup,
-                                OpKind::Baseline(_) => Sid::OverBaseline,
-                                OpKind::Pair(..) => Sid::Rollup,
-                            };
-                            out.push(FleetRaised {
-                                raised: Raised {
-                                    sid,
-                                    total: r.total,
-                                    threshold: r.limit,
-                                    baseline: r.mean,
-                                },
-                                internal: host.0,
-                                ctx: ctx.clone(),
-                            });
                         }
                     }
-                }
-                Err(e) => {
-                    self.stats.errors += 1;
-                    // Not known to have been applied: sent again once Redis is back (a round
-                    // trip cut between its execution and its reply counts twice).
-                    self.requeue(batch, ctxs);
-                    self.went_down(e.to_string());
+                    Err(e) => {
+                        self.stats.errors += 1;
+                        // Not known to have been applied: sent again once Redis is back (a
+                        // round trip cut between its execution and its reply counts twice).
+                        self.requeue(batch, ctxs);
+                        self.went_down(e);
+                    }
                 }
             }
         }
-        self.stats.pending = self.pending_ops as u64;
     }
 
     fn requeue(
@@ -480,16 +645,24 @@ impl FleetSync {
     /// Keeps what the fleet said about a host, to tell when it may cross next.
     fn learn(&mut self, host: (Addr, u16), ops: &[Op], replies: &[xferwatch_fleet::state::Reply]) {
         let window = self.params.baseline_window_us.max(1);
+        let host_window = self.params.host_window_us.max(1);
         let k = self.known.entry(host).or_default();
         for (op, r) in ops.iter().zip(replies) {
             match op.kind {
                 OpKind::Host => {
-                    // Alerted: quiet for the window; do not hurry.
-                    k.host_sum = if r.alert { 0 } else { r.total };
+                    k.host_sum = r.total;
+                    // Raised now, or already (here or elsewhere: over the threshold without
+                    // alerting means the window alerted): nothing to hurry for a window.
+                    if r.alert || (r.limit > 0 && r.total >= r.limit) {
+                        k.host_quiet_until = op.now_us.saturating_add(host_window);
+                    }
                 }
                 OpKind::Baseline(p) => {
-                    let limit = if r.alert { 0 } else { r.limit };
-                    k.baseline[p.min(3) as usize] = (op.now_us.div_euclid(window), r.total, limit);
+                    let w = op.now_us.div_euclid(window);
+                    let slot = &mut k.baseline[p.min(3) as usize];
+                    let alerted =
+                        r.alert || (slot.0 == w && slot.3) || (r.limit > 0 && r.total > r.limit);
+                    *slot = (w, r.total, r.limit, alerted);
                 }
                 OpKind::Pair(..) => {}
             }
@@ -501,77 +674,69 @@ impl FleetSync {
     }
 
     fn went_down(&mut self, why: String) {
-        if self.state.take().is_some() || self.last_error.is_none() {
+        if self.up || self.last_error.is_none() {
             tracing::warn!(
                 "fleet: {}: {why}; detection goes on with this sensor's own state",
                 self.cfg.target.describe()
             );
         }
         self.last_error = Some(why);
+        self.up = false;
         self.stats.up = 0;
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(RETRY_MAX);
     }
 
-    /// Reconnects in the background, never blocking the worker on a Redis that is away.
-    fn poll_connect(&mut self) {
-        if self.state.is_some() {
-            return;
-        }
-        if let Some(rx) = &self.connecting {
-            match rx.try_recv() {
-                Ok(Ok(s)) => {
-                    self.connecting = None;
-                    self.state = Some(s);
-                    self.stats.up = 1;
-                    self.stats.reconnects += 1;
-                    self.backoff = RETRY_FIRST;
-                    tracing::warn!(
-                        "fleet: {} answers again; {} waiting updates are delivered",
-                        self.cfg.target.describe(),
-                        self.pending_ops
-                    );
-                }
-                Ok(Err(e)) => {
-                    self.connecting = None;
-                    self.went_down(e.to_string());
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => {}
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.connecting = None,
-            }
-            return;
-        }
-        if self.retry_at.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let cfg = self.cfg.clone();
-        let spawned = std::thread::Builder::new()
-            .name("fleet-connect".into())
-            .spawn(move || {
-                let _ = tx.send(State::connect(&cfg));
-            });
-        if spawned.is_ok() {
-            self.connecting = Some(rx);
-        } else {
-            self.retry_at = Some(Instant::now() + self.backoff);
-        }
-    }
-
-    /// Waits (at most `patience`) for a connection being made, then sends everything: the end
-    /// of a replay.
+    /// The end of the input: sends everything and waits for the replies; while Redis does not
+    /// answer, keeps trying for `patience` (wall clock). What is still waiting then stays
+    /// counted in `pending`.
     pub fn finish(&mut self, now_us: i64, patience: Duration, out: &mut Vec<FleetRaised>) {
         let t0 = Instant::now();
         loop {
             self.due(now_us, true, out);
+            while !self.in_flight.is_empty() {
+                self.wait_one(out);
+            }
             if self.hosts.is_empty() || t0.elapsed() >= patience {
                 break;
             }
-            if self.state.is_none() && self.connecting.is_none() {
-                self.retry_at = None;
+            if !self.up {
+                // Try now, whatever the back-off, and wait for the answer.
+                if !self.probing && self.tx.send(Req::Probe(true)).is_ok() {
+                    self.probing = true;
+                }
+                while self.probing && t0.elapsed() < patience {
+                    match self.rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok(r) => self.handle(r, out),
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                        Err(_) => return,
+                    }
+                }
+                if !self.up {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
+        self.stats.pending = self.pending_ops as u64;
+    }
+}
+
+/// The context maker of an op that has its context already (never called).
+fn unreachable_ctx() -> AlertCtx {
+    AlertCtx {
+        flow_id: 0,
+        src: String::new(),
+        src_port: 0,
+        dst: String::new(),
+        dst_port: 0,
+        proto: "",
+        vlan: 0,
+        app_proto: None,
+        community_id: String::new(),
+        in_iface: None,
+        session_id: 0,
+        parent_flow_id: None,
+        session_total: 0,
+        external: None,
+        session_proto: "other",
     }
 }
 

@@ -928,8 +928,6 @@ impl Alerts<'_> {
                     vlan,
                     proto,
                     delta,
-                    flow_ref.flow_id,
-                    total,
                     || render::alert_ctx(flow_ref, shared, sessions.get(flow_ref.app.session)),
                     self.raised,
                 );

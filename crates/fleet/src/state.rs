@@ -13,6 +13,8 @@ use xferwatch_wire::Addr;
 
 /// The script every update runs.
 pub const SCRIPT: &str = include_str!("lua/host.lua");
+/// Baseline windows a host's key holds (the script's RING).
+pub const RING_WINDOWS: usize = 256;
 
 /// Flag of an op: the alert it could raise was already raised locally (while Redis was down);
 /// the script records it and reports nothing.
@@ -383,6 +385,53 @@ mod tests {
         assert!(!go(6 * H + 20, 5000, 0).alert);
         // A window far older than the ring holds is dropped.
         assert_eq!(go(-300 * H, 5, 0).total, 0);
+    }
+
+    #[test]
+    fn the_learnt_mean_is_kept_and_a_late_update_refreshes_it() {
+        if let Err(why) = available() {
+            eprintln!("SKIP the_learnt_mean_is_kept: {why}");
+            return;
+        }
+        let srv = RedisServer::start().unwrap();
+        let mut s = State::connect(&cfg(srv.url())).unwrap();
+        let mut go = |now: i64, delta: u64| {
+            s.sync(
+                &params(),
+                &[(host(), vec![op(OpKind::Baseline(0), now, delta, 0, 0)])],
+            )
+            .unwrap()
+            .remove(0)
+            .remove(0)
+        };
+        // 40 hours of growing volume: the mean is folded in hour by hour.
+        let mut mean = 0.0f64;
+        for h in 0..40i64 {
+            let v = 100 + 10 * h as u64;
+            let r = go(h * H + 5, v);
+            if h >= 3 {
+                assert_eq!(r.mean, Some(mean), "hour {h}");
+            }
+            mean = if h == 0 {
+                v as f64
+            } else {
+                mean + 0.1 * (v as f64 - mean)
+            };
+        }
+        // A late sensor adds to hour 20: the next mean is computed again, with it.
+        go(20 * H + 9, 1000);
+        let r = go(40 * H + 5, 1);
+        let mut m = 100.0f64;
+        for h in 1..40i64 {
+            let v = 100.0 + 10.0 * h as f64 + if h == 20 { 1000.0 } else { 0.0 };
+            m += 0.1 * (v - m);
+        }
+        assert_eq!(r.mean, Some(m));
+        let keys: Vec<String> = redis::cmd("HKEYS")
+            .arg(op_key("t", host().0, 0, OpKind::Baseline(0)))
+            .query(s.conn().link())
+            .unwrap();
+        assert!(keys.len() <= 3 * RING_WINDOWS + 5, "{}", keys.len());
     }
 
     #[test]

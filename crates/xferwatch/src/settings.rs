@@ -271,7 +271,7 @@ impl Default for Fleet {
             redis_cluster: Vec::new(),
             key_prefix: "xferwatch".into(),
             timeout: Seconds(2),
-            sync_interval: Seconds(1),
+            sync_interval: Seconds(5),
         }
     }
 }

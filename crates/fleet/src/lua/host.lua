@@ -18,25 +18,35 @@ local BUCKETS, RING, ALPHA = 60, 256, 0.1
 
 local function I(x) return string.format('%d', x) end
 
+-- A sliding window of BUCKETS buckets: fields b<index> hold bytes, s their sum, lo the oldest
+-- bucket held, la the time of the last alert. The buckets are read again only when the oldest
+-- may have left the window (or an update lands before it).
 local function slide(key, now, delta, window, threshold, flags)
   local blen = math.max(1, math.floor(window / BUCKETS))
   local b = math.floor(now / blen)
   if delta > 0 then redis.call('HINCRBY', key, 'b' .. I(b), I(delta)) end
-  local all = redis.call('HGETALL', key)
-  local sum, la = 0, nil
-  for i = 1, #all, 2 do
-    local f, v = all[i], all[i + 1]
-    if f == 'la' then
-      la = tonumber(v)
-    else
-      local j = tonumber(string.sub(f, 2))
-      if j and (j + 1) * blen > now - window then
-        sum = sum + tonumber(v)
-      else
-        redis.call('HDEL', key, f)
+  local lo = tonumber(redis.call('HGET', key, 'lo'))
+  local sum
+  if lo ~= nil and b >= lo and (lo + 1) * blen > now - window then
+    sum = tonumber(redis.call('HINCRBY', key, 's', I(delta)))
+  else
+    local all = redis.call('HGETALL', key)
+    sum, lo = 0, b
+    for i = 1, #all, 2 do
+      local f, v = all[i], all[i + 1]
+      if string.sub(f, 1, 1) == 'b' then
+        local j = tonumber(string.sub(f, 2))
+        if j and (j + 1) * blen > now - window then
+          sum = sum + tonumber(v)
+          if j < lo then lo = j end
+        else
+          redis.call('HDEL', key, f)
+        end
       end
     end
+    redis.call('HSET', key, 's', I(sum), 'lo', I(lo))
   end
+  local la = tonumber(redis.call('HGET', key, 'la'))
   local quiet = (la == nil) or (now - la >= window)
   local alert = 0
   if flags % 4 >= 2 then
@@ -66,9 +76,17 @@ local function baseline(key, now, delta, flags)
   end
   local cur = redis.call('HINCRBY', key, 'b' .. s, I(delta))
   local first = tonumber(redis.call('HGET', key, 'first'))
+  -- The learnt mean folds windows up to mw; an update into one of them (a late sensor), or an
+  -- earlier first window, makes it stale.
+  local mw = tonumber(redis.call('HGET', key, 'mw'))
   if first == nil or w < first then
     first = w
     redis.call('HSET', key, 'first', I(w))
+    mw = -1
+  end
+  if mw ~= nil and w <= mw then
+    redis.call('HDEL', key, 'm', 'd', 'mw')
+    mw = nil
   end
   redis.call('PEXPIRE', key, I(math.ceil(blw / 1000) * (RING + 2)))
   if flags % 2 == 1 then
@@ -84,12 +102,24 @@ local function baseline(key, now, delta, flags)
     return 0
   end
   local start = math.max(first, w - RING + 1)
-  local mean, dev = vol(start), 0
-  for j = start + 1, w - 1 do
+  local mean, dev, from
+  if mw ~= nil and mw >= start and mw <= w - 1 then
+    mean = tonumber(redis.call('HGET', key, 'm'))
+    dev = tonumber(redis.call('HGET', key, 'd'))
+    from = mw + 1
+  end
+  if mean == nil or dev == nil then
+    mean, dev, from = vol(start), 0, start + 1
+  end
+  for j = from, w - 1 do
     local v = vol(j)
     local d = math.abs(v - mean)
     mean = mean + ALPHA * (v - mean)
     dev = dev + ALPHA * (d - dev)
+  end
+  if from <= w - 1 or mw ~= w - 1 then
+    redis.call('HSET', key, 'm', string.format('%.17g', mean), 'd', string.format('%.17g', dev),
+      'mw', I(w - 1))
   end
   local limit = math.max(k * mean, floor)
   local alert = 0
