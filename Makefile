@@ -228,7 +228,8 @@ bench-live: deps-build deps-test
 # sensor.toml.example as installed (make install, make deb): EVE to /var/log, baselines in /var/lib.
 INSTALLED_CONF := -e 's|^eve_path = "eve.json"|eve_path = "/var/log/xferwatch/eve.json"|' \
 	-e 's|^state_file = ""|state_file = "/var/lib/xferwatch/baseline.json"|' \
-	-e 's|^dir = "evidence"|dir = "/var/lib/xferwatch/evidence"|'
+	-e 's|^dir = "evidence"|dir = "/var/lib/xferwatch/evidence"|' \
+	-e 's|^spool_dir = "spool"|spool_dir = "/var/lib/xferwatch/redis-spool"|'
 
 # Installs the daemon as a systemd service (root). DESTDIR stages the files instead; the system
 # user and the ownership of the configuration are then left to the package.

@@ -73,6 +73,14 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_redis_spool_bytes", false, Unit::Bytes, "Bytes waiting in the Redis spool now (at most [output.redis] spool_max)."),
     ("xferwatch_redis_events_dropped_total", true, Unit::Count, "EVE events not sent to Redis: the spool was full (or could not be written)."),
     ("xferwatch_redis_output_up", false, Unit::Count, "1 while Redis takes the events, 0 while it is unreachable (events go to the spool)."),
+    ("xferwatch_fleet_up", false, Unit::Count, "1 while every worker reaches the fleet's Redis ([fleet]); 0 while detection runs on this sensor's own state."),
+    ("xferwatch_fleet_round_trips_total", true, Unit::Count, "Pipelined round trips to the fleet's Redis (one script call per host in each)."),
+    ("xferwatch_fleet_updates_total", true, Unit::Count, "Per-host updates sent to the fleet (roll-up, pair roll-up, baseline)."),
+    ("xferwatch_fleet_errors_total", true, Unit::Count, "Round trips to the fleet's Redis that failed (their updates are sent again)."),
+    ("xferwatch_fleet_updates_pending", false, Unit::Count, "Updates waiting for the fleet's Redis now."),
+    ("xferwatch_fleet_updates_dropped_total", true, Unit::Count, "Updates lost: the waiting queue was full (262144 per worker) while Redis was away."),
+    ("xferwatch_fleet_local_alerts_total", true, Unit::Count, "Fleet signatures (1173004-1173006) raised from this sensor's own state while Redis was away."),
+    ("xferwatch_fleet_reconnects_total", true, Unit::Count, "Times a worker's link to the fleet's Redis came back."),
 ];
 
 /// What the daemon itself knows, beside the threads' counters.
@@ -384,6 +392,17 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
         counter!("xferwatch_expectations_total", "event" => event).absolute(v);
     }
     counter!("xferwatch_sessions_total").absolute(t.sessions.created);
+    let fl = &t.fleet;
+    if fl.workers > 0 {
+        gauge!("xferwatch_fleet_up").set(if fl.up == fl.workers { 1.0 } else { 0.0 });
+        counter!("xferwatch_fleet_round_trips_total").absolute(fl.round_trips);
+        counter!("xferwatch_fleet_updates_total").absolute(fl.ops);
+        counter!("xferwatch_fleet_errors_total").absolute(fl.errors);
+        gauge!("xferwatch_fleet_updates_pending").set(fl.pending as f64);
+        counter!("xferwatch_fleet_updates_dropped_total").absolute(fl.ops_dropped);
+        counter!("xferwatch_fleet_local_alerts_total").absolute(fl.local_alerts);
+        counter!("xferwatch_fleet_reconnects_total").absolute(fl.reconnects);
+    }
     let p = &t.pcaps;
     counter!("xferwatch_evidence_pcaps_total").absolute(p.files);
     counter!("xferwatch_evidence_pcap_bytes_total").absolute(p.bytes);
