@@ -441,3 +441,49 @@ fn redis_killed_mid_replay_loses_no_alert_and_no_event() {
         }
     }
 }
+
+/// A replay whose fleet's Redis cannot be reached fails before reading anything, naming the key
+/// and the URL (never the password); with --fleet-optional it replays on its own state and
+/// raises what one sensor without a fleet raises.
+#[test]
+fn unreachable_redis_fails_fast_unless_fleet_optional() {
+    let dir = tmpdir("unreachable");
+    let c = captures();
+    let whole = c.whole.save(dir.join("whole.pcap"));
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = config(
+        &dir,
+        "u",
+        &fleet_single(&format!("redis://:s3cret@127.0.0.1:{port}/0"), "u"),
+    );
+    let eve = dir.join("u.json");
+    let t0 = std::time::Instant::now();
+    let o = replay_cmd(&cfg, &whole, &eve).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    assert!(err.contains("fleet.redis"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(!eve.exists(), "nothing is written");
+
+    let o = replay_cmd(&cfg, &whole, &eve)
+        .arg("--fleet-optional")
+        .output()
+        .unwrap();
+    ok(&o, "--fleet-optional");
+    let one = dir.join("one.json");
+    let o = replay_cmd(&config(&dir, "one", ""), &whole, &one)
+        .output()
+        .unwrap();
+    ok(&o, "no fleet");
+    assert_eq!(alerts(&[&eve]), alerts(&[&one]));
+    let st = stats(&eve);
+    assert_eq!(st["fleet_up"], 0, "{st}");
+    assert!(st["fleet_local_alerts"].as_u64().unwrap() >= 5, "{st}");
+}
