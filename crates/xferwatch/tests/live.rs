@@ -1220,6 +1220,130 @@ fn live_matches_replay() {
     }
 }
 
+/// (f) The daemon in a fleet: a real redis-server in the rig's namespace holds the fleet's state
+/// and receives every event (a list). The bundled captures sent onto the veth raise the host
+/// roll-up (1173006, threshold 1 MiB here) on the fleet's state, once; the list holds exactly the
+/// EVE file's lines; the heartbeat lists the sensor as running; `xferwatch_fleet_up` is 1.
+#[test]
+fn daemon_in_a_fleet_with_events_to_redis() {
+    const T: &str = "daemon_in_a_fleet_with_events_to_redis";
+    let Some((_g, rig)) = rig_for(
+        T,
+        &[
+            "ip",
+            "tcpreplay",
+            "curl",
+            "kill",
+            "redis-server",
+            "redis-cli",
+        ],
+    ) else {
+        return;
+    };
+    let (server, cli) = (
+        rig.tools.get("redis-server").to_string_lossy().into_owned(),
+        rig.tools.get("redis-cli").to_string_lossy().into_owned(),
+    );
+    let mut redis = rig.spawn(
+        "redis",
+        &[
+            &server,
+            "--port",
+            "16390",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        &[],
+    );
+    let ping = |rig: &Rig| {
+        rig.exec(&[&cli, "-p", "16390", "PING"], Duration::from_secs(5))
+            .ok()
+            .filter(|o| text(&o.stdout).contains("PONG"))
+    };
+    assert!(
+        poll(Duration::from_secs(10), || ping(&rig)).is_some(),
+        "redis-server did not answer{}",
+        redis.diag()
+    );
+    let spool = rig.dir.join("spool");
+    let extra = format!(
+        "{SHORT_TIMEOUTS}\n[detect.host_rollup]\nthreshold_bytes = \"1MiB\"\n\
+         [sensor]\nname = \"live-1\"\n\
+         [fleet]\nredis = \"redis://127.0.0.1:16390/0\"\nkey_prefix = \"lv\"\n\
+         [output.redis]\nenabled = true\nmode = \"list\"\nkey = \"eve\"\nspool_dir = {}\n",
+        toml_str(&spool)
+    );
+    let (cfg, eve) = rig.config("fleet", 1, &extra);
+    let mut d = rig.start_daemon("daemon-fleet", &cfg, &[]);
+    let names = [
+        "ftp-passive-upload.pcap",
+        "ftp-multi-stor.pcap",
+        "tftp-rrq-wrq.pcap",
+        "smb-upload.pcap",
+    ];
+    let mut npkts = 0.0;
+    for n in names {
+        rig.tcpreplay(&pcap(n));
+        npkts += pcap_packets(&pcap(n)) as f64;
+    }
+    let m = rig.wait_metrics(
+        &mut d,
+        "packets seen, every flow ended, the fleet up",
+        Duration::from_secs(30),
+        |m| {
+            packets_on(m) >= npkts
+                && m.has("xferwatch_flows_active")
+                && m.sum("xferwatch_flows_active", &[]) == 0.0
+                && m.sum("xferwatch_fleet_up", &[]) == 1.0
+        },
+    );
+    assert!(m.sum("xferwatch_fleet_round_trips_total", &[]) > 0.0);
+    let st = rig.stop_daemon(&mut d);
+    assert!(st.success(), "daemon exit status {st}{}", d.proc.diag());
+    let live = read_eve(&eve);
+    let fleet: Vec<&Value> = live
+        .iter()
+        .filter(|e| e["event_type"] == "alert" && e["alert"]["signature_id"] == 1_173_006)
+        .collect();
+    assert_eq!(fleet.len(), 1, "one 1173006, on the fleet's state");
+    assert_eq!(fleet[0]["xfer"]["fleet"], true, "{}", fleet[0]);
+    assert!(live.iter().all(|e| e["host"] == "live-1"));
+    // The list holds the EVE file, line for line.
+    let o = rig
+        .exec(
+            &[&cli, "-p", "16390", "--raw", "LRANGE", "eve", "0", "-1"],
+            Duration::from_secs(10),
+        )
+        .expect("LRANGE");
+    let listed: Vec<String> = text(&o.stdout).lines().map(String::from).collect();
+    let written: Vec<String> = fs::read_to_string(&eve)
+        .expect("EVE file")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(listed, written, "the Redis list and the EVE file");
+    // The heartbeat: the sensor, running, with its packets.
+    let o = rig
+        .exec(
+            &[&cli, "-p", "16390", "--raw", "HGET", "lv:sensors", "live-1"],
+            Duration::from_secs(10),
+        )
+        .expect("HGET");
+    let beat: Value = serde_json::from_str(text(&o.stdout).trim()).expect("a heartbeat");
+    assert_eq!(beat["mode"], "run", "{beat}");
+    assert!(beat["packets"].as_f64().unwrap_or(0.0) >= npkts, "{beat}");
+    redis.signal("TERM");
+    let _ = redis.wait(Duration::from_secs(10));
+    println!(
+        "{T}: {} events in the EVE file and the Redis list, 1173006 once on the fleet's state",
+        written.len()
+    );
+}
+
 /// (a') The same with two capture threads on the interface (a PACKET_FANOUT hash group): an FTP
 /// data connection may arrive through another thread than the control connection announcing
 /// it, and must still be recognised as ftp-data.
