@@ -1204,8 +1204,10 @@ mod tests {
     #[test]
     fn engine_defaults_are_the_sensors() {
         let from_toml = Settings::default().engine_config(3);
+        // The sensor's name is the host's, which the engine cannot know.
         let engine = xferwatch_engine::EngineConfig {
             workers: 3,
+            sensor: Some(Settings::default().sensor_name()),
             ..Default::default()
         };
         assert_eq!(format!("{from_toml:?}"), format!("{engine:?}"));
