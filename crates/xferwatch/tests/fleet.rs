@@ -487,3 +487,139 @@ fn unreachable_redis_fails_fast_unless_fleet_optional() {
     assert_eq!(st["fleet_up"], 0, "{st}");
     assert!(st["fleet_local_alerts"].as_u64().unwrap() >= 5, "{st}");
 }
+
+/// `rediss://`: a redis-server serving TLS only, with a certificate from a test CA that the
+/// sensor trusts through SSL_CERT_FILE. The fleet works over it (and a server whose certificate
+/// does not verify is refused).
+#[test]
+fn a_fleet_over_tls() {
+    if skip("a_fleet_over_tls") {
+        return;
+    }
+    let dir = tmpdir("tls");
+    let ssl = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let made = ssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=xferwatch test CA",
+    ]) && ssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]) && ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    if !made {
+        eprintln!("SKIP a_fleet_over_tls: openssl cannot make the test certificates");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--tls-cert-file", "srv.pem", "--tls-key-file", "srv.key"])
+        .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(&dir)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Kill(&mut server);
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t0.elapsed() > std::time::Duration::from_secs(5) {
+            eprintln!("SKIP a_fleet_over_tls: this redis-server does not serve TLS");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let c = captures();
+    let whole = c.whole.save(dir.join("whole.pcap"));
+    let one = reference(&dir, &c);
+    let cfg = config(
+        &dir,
+        "tls",
+        &fleet_single(&format!("rediss://127.0.0.1:{port}/0"), "tls"),
+    );
+    let eve = dir.join("tls.json");
+    let o = replay_cmd(&cfg, &whole, &eve)
+        .env("SSL_CERT_FILE", dir.join("ca.pem"))
+        .output()
+        .unwrap();
+    ok(&o, "a replay over TLS");
+    assert_eq!(alerts(&[&eve]), one);
+    let st = stats(&eve);
+    assert_eq!(st["fleet_up"], 1, "{st}");
+    assert!(st["fleet_round_trips"].as_u64().unwrap() > 0, "{st}");
+    // Without the CA, the certificate does not verify: refused, before reading.
+    let o = replay_cmd(&cfg, &whole, &dir.join("refused.json"))
+        .env("SSL_CERT_FILE", dir.join("srv.key"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    drop(server);
+}
