@@ -9,8 +9,9 @@ LIVE_PKGS := tcpreplay prometheus iproute2 curl
 # lintian, and man-db for `man -w`.
 DEB_TEST_PKGS := dpkg-dev lintian man-db
 # What the fleet tests need: real Redis servers (one alone, and a 3-master cluster made with
-# redis-cli), started by the tests on free loopback ports. The packaged service is not started.
-FLEET_PKGS := redis-server redis-tools
+# redis-cli), started by the tests on free loopback ports, and openssl for the TLS test's
+# certificates. The packaged service is not started.
+FLEET_PKGS := redis-server redis-tools openssl
 
 .PHONY: all deps deps-build deps-test build man deb demo test test-deb test-steps test-rust test-eve test-rules test-live soak bench bench-fleet bench-live score check lint msrv deny fmt clean install fuzz fuzz-smoke
 
