@@ -260,7 +260,7 @@ fn three_sensors(dir: &Path, c: &Captures, tag: &str, fleet: &str) -> Vec<PathBu
         let name = format!("{tag}{i}");
         let pcap = p.save(dir.join(format!("{name}.pcap")));
         let eve = dir.join(format!("{name}.json"));
-        let cfg = config(dir, &name, fleet);
+        let cfg = config(dir, &name, &fleet.replace("{name}", &name));
         let child = replay_cmd(&cfg, &pcap, &eve)
             .stderr(Stdio::piped())
             .spawn()
@@ -300,11 +300,41 @@ fn three_sensors_of_a_fleet_raise_what_one_sensor_raises() {
     assert!(!has(&alone, 1_173_006, "10.0.0.2"), "{alone:?}");
     assert_ne!(alone, one);
 
-    // With a fleet they raise exactly its alerts: each once, by one of them.
+    // With a fleet they raise exactly its alerts: each once, by one of them; and the stream
+    // holds every event of the three.
     let srv = RedisServer::start().unwrap();
-    let eves = three_sensors(&dir, &c, "s", &fleet_single(&srv.url(), "t1"));
+    let with_stream = format!(
+        "{}[output.redis]\nenabled = true\nmode = \"stream\"\nkey = \"eve\"\n\
+         spool_dir = \"{}/spool-{{name}}\"\n",
+        fleet_single(&srv.url(), "t1"),
+        dir.display()
+    );
+    let eves = three_sensors(&dir, &c, "s", &with_stream);
     let paths: Vec<&Path> = eves.iter().map(|p| p.as_path()).collect();
     assert_eq!(alerts(&paths), one);
+    let mut written: Vec<String> = eves
+        .iter()
+        .flat_map(|e| {
+            std::fs::read_to_string(e)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let listed = srv.cli(&["--raw", "XRANGE", "eve", "-", "+"]).unwrap();
+    let mut in_stream: Vec<String> = listed
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(String::from)
+        .collect();
+    written.sort();
+    in_stream.sort();
+    assert_eq!(in_stream.len(), written.len());
+    assert!(
+        in_stream == written,
+        "the stream holds the three EVE files' lines"
+    );
     for eve in &eves {
         let st = stats(eve);
         assert_eq!(st["fleet_up"], 1, "{st}");
