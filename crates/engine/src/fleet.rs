@@ -111,7 +111,25 @@ struct Pending {
     ctxs: Vec<Arc<AlertCtx>>,
     /// It may cross: send at the next chance.
     hot: bool,
+    /// Alerts the worker's own detector raised while these updates waited: the fleet decides
+    /// when they are delivered; if they cannot be, these are written instead.
+    held: Vec<Held>,
 }
+
+/// A local alert of a shared signature, held until the fleet has the updates behind it.
+#[derive(Debug)]
+pub struct Held {
+    pub sid: Sid,
+    /// The key the MUTE op goes to when this alert is written.
+    pub kind: OpKind,
+    pub now_us: i64,
+    /// The alert record, rendered when it was raised.
+    pub line: String,
+}
+
+/// What a round trip carries besides its ops, per host: the oldest update's time, the flows
+/// the ops' alerts would name, the held local alerts.
+type Carried = (i64, Vec<Arc<AlertCtx>>, Vec<Held>);
 
 /// What the fleet said last about a host, to tell when it may be about to cross.
 #[derive(Clone, Copy, Default)]
@@ -138,7 +156,9 @@ pub struct FleetSync {
     /// A probe (a connection attempt) is on its way.
     probing: bool,
     /// The contexts of the round trips on their way, oldest first.
-    in_flight: std::collections::VecDeque<Vec<(i64, Vec<Arc<AlertCtx>>)>>,
+    in_flight: std::collections::VecDeque<Vec<Carried>>,
+    /// Held local alerts to write now (their updates could not reach the fleet).
+    pub released: Vec<(Sid, String)>,
     hosts: HashMap<(Addr, u16), Pending>,
     known: HashMap<(Addr, u16), Known>,
     pending_ops: usize,
@@ -280,6 +300,7 @@ impl FleetSync {
             up,
             probing: false,
             in_flight: std::collections::VecDeque::new(),
+            released: Vec::new(),
             hosts: HashMap::default(),
             known: HashMap::default(),
             pending_ops: 0,
@@ -325,6 +346,7 @@ impl FleetSync {
             ops: Vec::new(),
             ctxs: Vec::new(),
             hot: false,
+            held: Vec::new(),
         });
         if merge {
             // Into the key's last op when it has the same bucket or window and the same flags:
@@ -518,7 +540,7 @@ impl FleetSync {
                 if let Some(p) = self.hosts.remove(key) {
                     self.pending_ops -= p.ops.len();
                     batch.push((*key, p.ops));
-                    ctxs.push((p.since_us, p.ctxs));
+                    ctxs.push((p.since_us, p.ctxs, p.held));
                 }
             }
             match self.tx.send(Req::Sync(self.params, batch)) {
@@ -543,8 +565,12 @@ impl FleetSync {
             Ok(r) => self.handle(r, out),
             Err(_) => {
                 // Nothing will come back for what is on its way: count it lost.
-                for ctxs in self.in_flight.drain(..) {
+                let lost: Vec<Vec<Carried>> = self.in_flight.drain(..).collect();
+                for ctxs in lost {
                     self.stats.ops_dropped += ctxs.iter().map(|c| c.1.len() as u64).sum::<u64>();
+                    for (_, _, held) in ctxs {
+                        self.release(held, None);
+                    }
                 }
                 self.probing = false;
                 self.went_down("the fleet's thread does not answer".into());
@@ -582,7 +608,8 @@ impl FleetSync {
                 self.stats.ops += ops;
                 match result {
                     Ok(replies) => {
-                        for (((host, ops), (_, cs)), rs) in batch.iter().zip(&ctxs).zip(replies) {
+                        for (((host, ops), (_, cs, _)), rs) in batch.iter().zip(&ctxs).zip(replies)
+                        {
                             self.learn(*host, ops, &rs);
                             for ((op, ctx), r) in ops.iter().zip(cs).zip(rs) {
                                 if !r.alert {
@@ -608,28 +635,36 @@ impl FleetSync {
                     }
                     Err(e) => {
                         self.stats.errors += 1;
+                        self.went_down(e);
                         // Not known to have been applied: sent again once Redis is back (a
                         // round trip cut between its execution and its reply counts twice).
-                        self.requeue(batch, ctxs);
-                        self.went_down(e);
+                        // The local alerts they carried are written now, as any raised while
+                        // Redis is away, and recorded behind them (MUTE).
+                        let mut helds = Vec::new();
+                        let mut stripped = Vec::with_capacity(ctxs.len());
+                        for ((host, _), (since, cs, held)) in batch.iter().zip(ctxs) {
+                            helds.push((*host, held));
+                            stripped.push((since, cs, Vec::new()));
+                        }
+                        self.requeue(batch, stripped);
+                        for (host, held) in helds {
+                            self.release(held, Some(host));
+                        }
                     }
                 }
             }
         }
     }
 
-    fn requeue(
-        &mut self,
-        batch: Vec<((Addr, u16), Vec<Op>)>,
-        ctxs: Vec<(i64, Vec<Arc<AlertCtx>>)>,
-    ) {
-        for ((key, ops), (since, cs)) in batch.into_iter().zip(ctxs) {
+    fn requeue(&mut self, batch: Vec<((Addr, u16), Vec<Op>)>, ctxs: Vec<Carried>) {
+        for ((key, ops), (since, cs, mut held)) in batch.into_iter().zip(ctxs) {
             self.pending_ops += ops.len();
             let p = self.hosts.entry(key).or_insert_with(|| Pending {
                 since_us: since,
                 ops: Vec::new(),
                 ctxs: Vec::new(),
                 hot: false,
+                held: Vec::new(),
             });
             // Older updates first.
             let mut o = ops;
@@ -638,6 +673,8 @@ impl FleetSync {
             let mut c = cs;
             c.append(&mut p.ctxs);
             p.ctxs = c;
+            held.append(&mut p.held);
+            p.held = held;
             p.since_us = p.since_us.min(since);
         }
     }
@@ -707,7 +744,10 @@ impl FleetSync {
                     match self.rx.recv_timeout(Duration::from_millis(100)) {
                         Ok(r) => self.handle(r, out),
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                        Err(_) => return,
+                        Err(_) => {
+                            self.probing = false;
+                            break;
+                        }
                     }
                 }
                 if !self.up {
@@ -715,7 +755,70 @@ impl FleetSync {
                 }
             }
         }
+        // Updates that never reached the fleet: the local alerts they carried stand.
+        let left: Vec<Vec<Held>> = self
+            .hosts
+            .values_mut()
+            .map(|p| std::mem::take(&mut p.held))
+            .collect();
+        for held in left {
+            self.release(held, None);
+        }
         self.stats.pending = self.pending_ops as u64;
+    }
+
+    /// A local alert of `host` raised while its updates wait for the fleet: held with them.
+    pub fn hold(&mut self, host: (Addr, u16), h: Held) {
+        let p = self.hosts.entry(host).or_insert_with(|| Pending {
+            since_us: h.now_us,
+            ops: Vec::new(),
+            ctxs: Vec::new(),
+            hot: false,
+            held: Vec::new(),
+        });
+        p.held.push(h);
+        // The fleet decides it at the next chance.
+        p.hot = true;
+    }
+
+    /// Writes held alerts whose updates could not reach the fleet; with `host`, records each
+    /// behind the updates that wait (MUTE), so that the fleet does not raise it again.
+    fn release(&mut self, held: Vec<Held>, host: Option<(Addr, u16)>) {
+        for h in held {
+            self.stats.local_alerts += 1;
+            if let Some(host) = host {
+                // The waiting updates of the same key and window must not raise it again when
+                // they are delivered, whatever their order: they carry the MUTE too.
+                let p = self.params;
+                if let Some(w) = self.hosts.get_mut(&host) {
+                    for op in w.ops.iter_mut().filter(|o| o.kind == h.kind) {
+                        let same = match h.kind {
+                            OpKind::Baseline(_) => {
+                                let bw = p.baseline_window_us.max(1);
+                                op.now_us.div_euclid(bw) == h.now_us.div_euclid(bw)
+                            }
+                            OpKind::Host => (op.now_us - h.now_us).abs() < p.host_window_us.max(1),
+                            OpKind::Pair(..) => {
+                                (op.now_us - h.now_us).abs() < p.rollup_window_us.max(1)
+                            }
+                        };
+                        if same {
+                            op.flags |= MUTE;
+                        }
+                    }
+                }
+                let op = Op {
+                    kind: h.kind,
+                    now_us: h.now_us,
+                    delta: 0,
+                    threshold: 0,
+                    flags: MUTE,
+                };
+                let mut ctx = Some(Arc::new(unreachable_ctx()));
+                self.push(host, op, &mut ctx, &mut unreachable_ctx, false);
+            }
+            self.released.push((h.sid, h.line));
+        }
     }
 }
 

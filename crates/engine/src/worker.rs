@@ -237,6 +237,13 @@ impl Worker {
             fl.due(self.last_ts_us, false, &mut raised);
         }
         self.totals.fleet = fl.stats;
+        // Local alerts whose updates could not reach the fleet: written now.
+        let released = std::mem::take(&mut fl.released);
+        let base = raised.len() as u64;
+        for (n, (sid, line)) in released.into_iter().enumerate() {
+            self.detector.count(sid);
+            self.events.push(((at.0, at.1, base + n as u64), line));
+        }
         let shared = self.shared.clone();
         for (n, r) in raised.drain(..).enumerate() {
             let c = &r.ctx;
@@ -931,10 +938,69 @@ impl Alerts<'_> {
                     || render::alert_ctx(flow_ref, shared, sessions.get(flow_ref.app.session)),
                     self.raised,
                 );
-                fleet_filter(fl, self.raised);
+                let held = fleet_filter(fl, self.raised);
+                self.hold(flow, ts_us, held);
             }
         }
         self.session_alerts(flow, ts_us, key);
+    }
+
+    /// Local alerts of the shared signatures while the fleet is taken to be up: held with the
+    /// host's waiting updates, written only if those cannot reach the fleet (so that Redis
+    /// failing between two round trips loses no alert).
+    fn hold(&mut self, flow: &Flow<App>, ts_us: i64, held: Vec<Raised>) {
+        if held.is_empty() {
+            return;
+        }
+        let Some(s) = self.sessions.get(flow.app.session) else {
+            return;
+        };
+        let (Some(int), Some(ext)) = (s.internal, s.external) else {
+            return;
+        };
+        let (proto, total, vlan) = (s.proto, s.outbound, s.vlan);
+        let pk = match proto {
+            "ftp" => 0,
+            "tftp" => 1,
+            "smb" => 2,
+            _ => 3,
+        };
+        for r in held {
+            if self
+                .detector
+                .is_allowed_path(r.sid, Some(int), Some(ext), proto)
+            {
+                continue;
+            }
+            let kind = match r.sid {
+                Sid::HostRollup => xferwatch_fleet::state::OpKind::Host,
+                Sid::OverBaseline => xferwatch_fleet::state::OpKind::Baseline(pk),
+                _ => xferwatch_fleet::state::OpKind::Pair(ext, pk),
+            };
+            let a = render::AlertFacts {
+                sid: r.sid,
+                direction: Direction::Outbound,
+                internal: Some(int),
+                external: Some(ext),
+                session_total: total,
+                raised: Some(r),
+                app_proto_expected: None,
+                port_mismatch: None,
+                mismatch_flows: None,
+            };
+            let line = render::alert(flow, &a, ts_us, self.shared, Some(s), None);
+            if let Some(fl) = self.fleet.as_mut() {
+                fl.hold(
+                    (int, vlan),
+                    crate::fleet::Held {
+                        sid: r.sid,
+                        kind,
+                        now_us: ts_us,
+                        line,
+                    },
+                );
+            }
+        }
     }
 
     /// The last flow of a session ended: its volume joins the host pair's roll-up (1173005).
@@ -971,7 +1037,8 @@ impl Alerts<'_> {
                 render::alert_ctx(flow, self.shared, Some(s)),
                 self.raised,
             );
-            fleet_filter(fl, self.raised);
+            let held = fleet_filter(fl, self.raised);
+            self.hold(flow, ts_us, held);
         }
         self.session_alerts(flow, ts_us, key);
     }
@@ -1118,14 +1185,18 @@ impl Alerts<'_> {
 /// With a fleet whose Redis answers, the shared signatures (1173004, 1173005, 1173006) are the
 /// fleet's to raise: the worker's own are dropped. While it does not answer, they are raised here
 /// (and counted).
-fn fleet_filter(fl: &mut FleetSync, raised: &mut Vec<Raised>) {
+fn fleet_filter(fl: &mut FleetSync, raised: &mut Vec<Raised>) -> Vec<Raised> {
     let shared = |s: Sid| matches!(s, Sid::OverBaseline | Sid::Rollup | Sid::HostRollup);
     if fl.up() {
+        // Held (Alerts::hold) until the updates behind them reach the fleet.
+        let held = raised.iter().filter(|r| shared(r.sid)).copied().collect();
         raised.retain(|r| !shared(r.sid));
+        held
     } else {
         for _ in raised.iter().filter(|r| shared(r.sid)) {
             fl.count_local();
         }
+        Vec::new()
     }
 }
 

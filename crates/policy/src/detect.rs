@@ -497,6 +497,20 @@ impl Detector {
         Some(&self.cfg.allow[i].reason)
     }
 
+    /// Would `sid` be suppressed for this traffic? (Nothing counted.)
+    pub fn is_allowed_path(
+        &self,
+        sid: Sid,
+        internal: Option<Addr>,
+        external: Option<Addr>,
+        proto: &str,
+    ) -> bool {
+        self.cfg
+            .allow
+            .iter()
+            .any(|e| e.matches(sid, internal, external, proto))
+    }
+
     /// Counts a raised alert.
     pub fn count(&mut self, sid: Sid) {
         self.stats.alerts[sid.index()] += 1;

@@ -653,3 +653,43 @@ fn a_fleet_over_tls() {
     );
     drop(server);
 }
+
+/// Redis killed after the first 20 hours went in, and not back before the end: the alerts the
+/// sensor raised on its own state stand, the ones whose updates were on their way when Redis
+/// died included (held until the fleet had them, written when it could not).
+#[test]
+fn redis_gone_for_good_mid_replay_loses_no_alert() {
+    if skip("redis_gone_for_good_mid_replay_loses_no_alert") {
+        return;
+    }
+    let dir = tmpdir("gone");
+    let c = captures();
+    let one = reference(&dir, &c);
+    let mut srv = RedisServer::start().unwrap();
+    let fifo = dir.join("in.pcap");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let eve = dir.join("gone.json");
+    let cfg = config(&dir, "g", &fleet_single(&srv.url(), "g"));
+    let child = replay_cmd(&cfg, &fifo, &eve)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let bytes = c.whole.bytes();
+    pipe.write_all(&bytes[..c.hour20]).unwrap();
+    pipe.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    srv.kill();
+    pipe.write_all(&bytes[c.hour20..]).unwrap();
+    drop(pipe);
+    let o = child.wait_with_output().unwrap();
+    ok(&o, "the replay after Redis's death");
+    assert_eq!(alerts(&[&eve]), one);
+    let st = stats(&eve);
+    assert_eq!(st["fleet_up"], 0, "{st}");
+    assert!(st["fleet_local_alerts"].as_u64().unwrap() >= 5, "{st}");
+}
