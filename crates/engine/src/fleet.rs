@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xferwatch_fleet::state::{Op, OpKind, Params, State, ALONE, MUTE};
 use xferwatch_fleet::FleetConfig;
-use xferwatch_policy::detect::{DetectConfig, Raised, Sid};
+use xferwatch_policy::detect::{proto_key, DetectConfig, Raised, Sid};
 use xferwatch_wire::Addr;
 
 /// Updates waiting in one worker at most; beyond, the host waiting longest loses its updates
@@ -165,15 +165,6 @@ pub struct FleetSync {
     pub stats: FleetStats,
     /// The last error, for the log.
     pub last_error: Option<String>,
-}
-
-fn proto_key(p: &str) -> u8 {
-    match p {
-        "ftp" => 0,
-        "tftp" => 1,
-        "smb" => 2,
-        _ => 3,
-    }
 }
 
 /// The fleet's settings from the detector's.

@@ -959,12 +959,7 @@ impl Alerts<'_> {
             return;
         };
         let (proto, total, vlan) = (s.proto, s.outbound, s.vlan);
-        let pk = match proto {
-            "ftp" => 0,
-            "tftp" => 1,
-            "smb" => 2,
-            _ => 3,
-        };
+        let pk = xferwatch_policy::detect::proto_key(proto);
         for r in held {
             if self
                 .detector

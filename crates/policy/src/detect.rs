@@ -269,8 +269,8 @@ pub struct Raised {
     pub baseline: Option<f64>,
 }
 
-/// Protocol names as small keys.
-fn proto_key(p: &str) -> u8 {
+/// Protocol names as small keys (0 ftp, 1 tftp, 2 smb, 3 anything else).
+pub fn proto_key(p: &str) -> u8 {
     match p {
         "ftp" => 0,
         "tftp" => 1,
