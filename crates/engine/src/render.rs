@@ -389,19 +389,7 @@ pub fn alert(
         &header(f, &t, ts_us, facts.app_proto),
         "alert",
         |o| {
-            o.obj("alert", |x| {
-                x.str("action", "allowed")
-                    .u64("gid", 1)
-                    .u64("signature_id", sig.id as u64)
-                    .u64("rev", sig.rev as u64)
-                    .str("signature", sig.msg)
-                    .str("category", sig.category)
-                    .u64("severity", sig.severity as u64);
-                x.obj("metadata", |m| {
-                    m.str_array("mitre_analytic", &["AN1173"]);
-                    m.str_array("mitre_technique", sig.techniques);
-                });
-            });
+            alert_object(o, sig);
             o.obj("xfer", |x| {
                 x.str("direction", a.direction.as_str());
                 if let (Some(i), Some(e)) = (a.internal, a.external) {
@@ -441,6 +429,23 @@ pub fn alert(
         },
     );
     out
+}
+
+/// An alert record's Suricata `alert` object for signature `sig`.
+fn alert_object(o: &mut JsonObject<'_>, sig: &xferwatch_policy::detect::Signature) {
+    o.obj("alert", |x| {
+        x.str("action", "allowed")
+            .u64("gid", 1)
+            .u64("signature_id", sig.id as u64)
+            .u64("rev", sig.rev as u64)
+            .str("signature", sig.msg)
+            .str("category", sig.category)
+            .u64("severity", sig.severity as u64);
+        x.obj("metadata", |m| {
+            m.str_array("mitre_analytic", &["AN1173"]);
+            m.str_array("mitre_technique", sig.techniques);
+        });
+    });
 }
 
 /// What an alert raised later (by the fleet, after the flow may have ended) needs of `f`.
@@ -495,19 +500,7 @@ pub fn fleet_alert(
     };
     let mut out = String::with_capacity(900);
     write_event(&mut out, &h, "alert", |o| {
-        o.obj("alert", |x| {
-            x.str("action", "allowed")
-                .u64("gid", 1)
-                .u64("signature_id", sig.id as u64)
-                .u64("rev", sig.rev as u64)
-                .str("signature", sig.msg)
-                .str("category", sig.category)
-                .u64("severity", sig.severity as u64);
-            x.obj("metadata", |m| {
-                m.str_array("mitre_analytic", &["AN1173"]);
-                m.str_array("mitre_technique", sig.techniques);
-            });
-        });
+        alert_object(o, sig);
         o.obj("xfer", |x| {
             x.str("direction", Direction::Outbound.as_str());
             x.str("internal_host", &internal.to_string());
