@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const LARGE_OUTBOUND: u64 = 1_173_001;
 const OVER_BASELINE: u64 = 1_173_004;
@@ -30,23 +30,10 @@ const KIB: usize = 1024;
 // ---------------------------------------------------------------------------------------------
 // Running the binary.
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xferwatch"));
-    // Ignore a developer's environment overrides.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("XFERWATCH__") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use synth::bin;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("xferwatch-detection-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    synth::tmpdir("detection", name)
 }
 
 fn replay(cfg: &Path, workers: &str, pcaps: &[&Path], eve: &Path) -> Output {

@@ -23,22 +23,10 @@ const BASE: i64 = 1_767_225_600 * SEC;
 const KIB: usize = 1024;
 const SHARES: usize = 3;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xferwatch"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("XFERWATCH__") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use synth::bin;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("xferwatch-fleet-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    synth::tmpdir("fleet", name)
 }
 
 fn skip(test: &str) -> bool {

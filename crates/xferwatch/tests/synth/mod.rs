@@ -1,9 +1,31 @@
 //! Captures written packet by packet for the end-to-end tests: a classic pcap writer (Ethernet,
-//! IPv4, UDP) and TFTP write transfers, so every byte count and packet time is known in advance.
+//! IPv4, UDP) and TFTP write transfers, so every byte count and packet time is known in advance;
+//! and the binary and a scratch directory to run it on them.
 
 #![allow(dead_code, reason = "each test crate uses its own part")]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The sensor binary, without a developer's environment overrides.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xferwatch"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("XFERWATCH__") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// An empty directory for test `name` of `suite`.
+pub fn tmpdir(suite: &str, name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("xferwatch-{suite}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
 
 pub const SEC: i64 = 1_000_000;
 
