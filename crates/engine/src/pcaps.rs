@@ -440,6 +440,11 @@ impl SessionPcaps {
         !self.to_dump.is_empty()
     }
 
+    /// The session keys [`SessionPcaps::dump`] will write the rings of.
+    pub fn pending_keys(&self) -> &[u64] {
+        &self.to_dump
+    }
+
     /// Writes the rings of the flows of the sessions just alerted: `flows` yields each flow's
     /// session key and ring (the live table, and a flow that just ended).
     pub fn dump<'a>(

@@ -70,6 +70,9 @@ pub struct Session {
     refs: u32,
     /// Live flows of the session.
     flows: u32,
+    /// Those flows (handle, flow id): where a session pcap finds their rings without a walk
+    /// over the whole flow table.
+    members: Vec<FlowRef>,
     /// The session's volume went to its host pair's roll-up.
     rolled_up: bool,
     /// Files the session moved so far (the first [`MAX_FILES`]), and how many more.
@@ -148,6 +151,7 @@ impl Sessions {
                 files_more: 0,
                 queued: VecDeque::new(),
                 waiting: VecDeque::new(),
+                members: Vec::new(),
             },
         );
         true
@@ -177,10 +181,11 @@ impl Sessions {
 
     /// A flow of the session ended. When it was the last live flow, the session's volume is final
     /// for the roll-up (announced flows that never came do not matter): true then, once.
-    pub fn flow_ended(&mut self, id: u64) -> bool {
+    pub fn flow_ended(&mut self, id: u64, flow_id: u64) -> bool {
         let Some(s) = self.map.get_mut(&id) else {
             return false;
         };
+        s.members.retain(|m| m.1 != flow_id);
         s.flows = s.flows.saturating_sub(1);
         if s.flows == 0 && !s.rolled_up {
             s.rolled_up = true;
@@ -190,10 +195,16 @@ impl Sessions {
     }
 
     /// A flow joined the session.
-    pub fn flow_joined(&mut self, id: u64) {
+    pub fn flow_joined(&mut self, id: u64, flow: FlowRef) {
         if let Some(s) = self.map.get_mut(&id) {
             s.flows += 1;
+            s.members.push(flow);
         }
+    }
+
+    /// The live flows of session `id` (handle, flow id).
+    pub fn members(&self, id: u64) -> &[FlowRef] {
+        self.map.get(&id).map_or(&[], |s| &s.members)
     }
 
     pub fn get(&self, id: u64) -> Option<&Session> {

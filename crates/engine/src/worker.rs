@@ -12,7 +12,9 @@ use crate::counters::{Ev, OrderKey, Out, WorkerTotals, MAX_NOTABLE};
 use crate::fleet::{FleetRaised, FleetSync};
 use crate::pcaps::{Frame, SessionPcaps};
 use crate::render;
-use crate::session::{pair_key, Activity, FtpCmd, Inference, Pending, PendingKind, Sessions};
+use crate::session::{
+    pair_key, Activity, FlowRef, FtpCmd, Inference, Pending, PendingKind, Sessions,
+};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use xferwatch_capture::{Batch, Item, PacketRec};
@@ -677,26 +679,50 @@ impl Worker {
         if let Some(pair) = activity {
             self.claim_orphans(pair, ts_us, key);
         }
-        self.dump_pcaps(None);
+        self.dump_pcaps(Some(h), None);
     }
 
-    /// Writes the rings of the sessions an alert just started a pcap for: every flow of theirs
-    /// in the table, and `ended`, a flow that just left it.
-    fn dump_pcaps(&mut self, ended: Option<&mut Flow<App>>) {
+    /// Writes the rings of the sessions an alert just started a pcap for: the live flows of each
+    /// (the session's members, or the lone flow `cur`) and `ended`, a flow that just left the
+    /// table. Only a key that is neither (a lone flow alerted from elsewhere) walks the table.
+    fn dump_pcaps(&mut self, cur: Option<u32>, ended: Option<&mut Flow<App>>) {
         let Some(pc) = self.pcaps.as_mut() else {
             return;
         };
         if !pc.pending() {
             return;
         }
-        let table = self
-            .table
-            .iter_mut()
-            .map(|f| (pcap_key(f), &mut f.app.ring));
-        match ended {
-            Some(f) => pc.dump(table.chain(std::iter::once((pcap_key(f), &mut f.app.ring)))),
-            None => pc.dump(table),
+        let mut handles: Vec<FlowRef> = Vec::new();
+        let mut walk = false;
+        for &k in pc.pending_keys() {
+            if self.sessions.get(k).is_some() {
+                handles.extend_from_slice(self.sessions.members(k));
+                continue;
+            }
+            let at_hand = cur.and_then(|h| self.table.get_mut(h).map(|f| (h, f.flow_id)));
+            match at_hand {
+                Some((h, id)) if id == k => handles.push((h, id)),
+                _ => walk |= ended.as_ref().is_none_or(|f| f.flow_id != k),
+            }
         }
+        let mut rings: Vec<(u64, Option<Box<crate::pcaps::PacketRing>>)> = Vec::new();
+        if let Some(f) = ended {
+            rings.push((pcap_key(f), f.app.ring.take()));
+        }
+        if walk {
+            let table = self
+                .table
+                .iter_mut()
+                .map(|f| (pcap_key(f), &mut f.app.ring));
+            pc.dump(table.chain(rings.iter_mut().map(|(k, r)| (*k, r))));
+            return;
+        }
+        for (h, id) in handles {
+            if let Some(f) = self.table.get_mut(h).filter(|f| f.flow_id == id) {
+                rings.push((pcap_key(f), f.app.ring.take()));
+            }
+        }
+        pc.dump(rings.iter_mut().map(|(k, r)| (*k, r)));
     }
 
     /// FTP activity between two hosts: the unannounced connections waiting between them are its
@@ -836,11 +862,12 @@ impl Worker {
                 self.expects.remove_wildcards(f.flow_id, &mut self.expired);
                 self.release_expired();
             }
-            let session_over = f.app.session == 0 || self.sessions.flow_ended(f.app.session);
+            let session_over =
+                f.app.session == 0 || self.sessions.flow_ended(f.app.session, f.flow_id);
             if session_over && f.app.session != 0 {
                 alerts!(self, &shared).session_end(&f, ts, key);
             }
-            self.dump_pcaps(Some(&mut f));
+            self.dump_pcaps(None, Some(&mut f));
             if let Some(pc) = self.pcaps.as_mut() {
                 if session_over {
                     pc.flow_ended(&mut f.app.ring);
@@ -1287,7 +1314,7 @@ fn link(
     let mut dir = dir;
     // The expectation's hold on the session passes to the flow.
     flow.app.session = if sessions.get(x.session).is_some() {
-        sessions.flow_joined(x.session);
+        sessions.flow_joined(x.session, (h, flow.flow_id));
         x.session
     } else {
         0
@@ -1373,7 +1400,7 @@ fn start_session(
         return;
     }
     flow.app.session = flow.flow_id;
-    sessions.flow_joined(flow.flow_id);
+    sessions.flow_joined(flow.flow_id, (h, flow.flow_id));
     if let Some(req) = app::tftp_request(flow) {
         let x = Expect {
             transport: Transport::Udp,
