@@ -2,7 +2,7 @@
 //! every `FLUSH_EVERY` packets (so idle workers still learn that time moved on).
 
 use crate::batch::{Batch, FrameRef, Item, PacketRec};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use std::sync::Arc;
 use xferwatch_wire::{Addr, L4Packet};
 
@@ -41,7 +41,15 @@ const BATCH_ITEMS: usize = 512;
 const BATCH_BYTES: usize = 256 * 1024;
 const FLUSH_EVERY: u64 = 8192;
 
-/// Replay keeps backpressure (nothing is dropped); live capture never blocks and counts drops.
+/// How long a live capture thread waits for room in a full worker queue before it drops the batch.
+/// Meanwhile packets wait in the kernel's capture ring (`capture.buffer_size`, 64 MiB by default,
+/// tens of times a worker queue), so a burst the workers fall behind on is absorbed there instead
+/// of being lost here; a worker stuck for longer than this loses its batches (counted), and the
+/// kernel drops (counted) what its ring cannot hold.
+pub const LIVE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Replay keeps backpressure (nothing is dropped); live capture waits for a full queue at most
+/// [`LIVE_QUEUE_WAIT`], then drops the batch and counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Replay,
@@ -61,6 +69,10 @@ pub struct Dispatcher {
     pub dropped_packets: u64,
     /// Packets for a worker that is gone (its thread ended): lost, counted, never silently.
     pub dead_worker_packets: u64,
+    /// Live mode: batches that found their worker's queue full and waited for room, and the
+    /// time spent waiting (microseconds).
+    pub queue_waits: u64,
+    pub queue_wait_us: u64,
     /// Whole frames travel with their packets (evidence pcaps need them).
     keep_frames: bool,
     /// The capture interface of every packet (1-based; 0: none).
@@ -86,6 +98,8 @@ impl Dispatcher {
             dropped_batches: 0,
             dropped_packets: 0,
             dead_worker_packets: 0,
+            queue_waits: 0,
+            queue_wait_us: 0,
             keep_frames: false,
             iface: 0,
         }
@@ -133,9 +147,19 @@ impl Dispatcher {
             Mode::Live => match self.senders[w].try_send(b) {
                 Ok(()) => None,
                 Err(TrySendError::Full(b)) => {
-                    self.dropped_batches += 1;
-                    self.dropped_packets += b.packets();
-                    None
+                    self.queue_waits += 1;
+                    let t0 = std::time::Instant::now();
+                    let r = self.senders[w].send_timeout(b, LIVE_QUEUE_WAIT);
+                    self.queue_wait_us += t0.elapsed().as_micros() as u64;
+                    match r {
+                        Ok(()) => None,
+                        Err(SendTimeoutError::Timeout(b)) => {
+                            self.dropped_batches += 1;
+                            self.dropped_packets += b.packets();
+                            None
+                        }
+                        Err(SendTimeoutError::Disconnected(b)) => Some(b),
+                    }
                 }
                 Err(TrySendError::Disconnected(b)) => Some(b),
             },
@@ -246,5 +270,72 @@ impl Dispatcher {
                 self.dead_worker_packets += e.0.packets();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+    use xferwatch_wire::{Endpoint, Transport};
+
+    fn udp(payload: &[u8]) -> L4Packet<'_> {
+        let ep = |b, port| Endpoint {
+            addr: Addr::v4([10, 0, 0, b]),
+            port,
+        };
+        L4Packet {
+            transport: Transport::Udp,
+            src: ep(1, 1000),
+            dst: ep(2, 69),
+            vlan: 0,
+            tcp: None,
+            payload,
+            payload_len: payload.len() as u32,
+        }
+    }
+
+    /// A live dispatcher with one worker queue of one batch, filled: the next batch finds it full.
+    fn full_live() -> (Dispatcher, Receiver<Batch>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (_keep, recycle) = crossbeam_channel::unbounded();
+        let mut d = Dispatcher::new(Mode::Live, Arc::new(|_, _, _| 0), vec![tx], recycle);
+        d.packet(0, 0, 60, &udp(b"a"), None);
+        d.flush();
+        (d, rx)
+    }
+
+    #[test]
+    fn live_waits_for_a_worker_that_catches_up() {
+        let (mut d, rx) = full_live();
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut n = 0;
+            while let Ok(b) = rx.recv_timeout(Duration::from_millis(500)) {
+                n += b.packets();
+            }
+            n
+        });
+        d.packet(1, 0, 60, &udp(b"b"), None);
+        d.flush();
+        assert_eq!((d.dropped_batches, d.dropped_packets), (0, 0));
+        assert_eq!(d.queue_waits, 1);
+        assert!(d.queue_wait_us >= 20_000, "waited {} us", d.queue_wait_us);
+        drop(d);
+        assert_eq!(drain.join().unwrap(), 2, "both packets reach the worker");
+    }
+
+    #[test]
+    fn live_drops_and_counts_past_the_wait_bound() {
+        let (mut d, _rx) = full_live();
+        let t0 = Instant::now();
+        d.packet(1, 0, 60, &udp(b"b"), None);
+        d.packet(2, 0, 60, &udp(b"c"), None);
+        d.flush();
+        let waited = t0.elapsed();
+        assert_eq!((d.dropped_batches, d.dropped_packets), (1, 2));
+        assert!(waited >= LIVE_QUEUE_WAIT, "{waited:?}");
+        assert!(waited < LIVE_QUEUE_WAIT * 8, "{waited:?}");
+        assert_eq!(d.dead_worker_packets, 0);
     }
 }

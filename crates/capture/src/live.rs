@@ -1,7 +1,8 @@
 //! Live capture through libpcap: opening handles (with a clear one-line error for what goes wrong),
 //! joining several handles on one interface in a PACKET_FANOUT hash group (Linux), and the capture
-//! loop that feeds an [`Ingest`]. Live capture never blocks on the workers: a full queue drops the
-//! batch (counted by the dispatcher).
+//! loop that feeds an [`Ingest`]. A full worker queue makes the capture thread wait for room at
+//! most [`crate::dispatch::LIVE_QUEUE_WAIT`] while packets wait in the kernel's ring; past that the
+//! batch is dropped (counted by the dispatcher).
 
 use crate::ingest::Ingest;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,6 +159,9 @@ pub struct CaptureReport {
     pub defrag: crate::DefragStats,
     pub queue_drops_batches: u64,
     pub queue_drops_packets: u64,
+    /// Batches that waited for room in a full worker queue, and the time waited (microseconds).
+    pub queue_waits: u64,
+    pub queue_wait_us: u64,
     /// Packets for a worker whose thread is gone.
     pub dead_worker_packets: u64,
     /// Whether a handle is open and reading now.
@@ -328,6 +332,8 @@ fn fill_report(ingest: &Ingest, rep: &mut CaptureReport) {
     rep.defrag = ingest.defrag.stats;
     rep.queue_drops_batches = ingest.dispatcher.dropped_batches;
     rep.queue_drops_packets = ingest.dispatcher.dropped_packets;
+    rep.queue_waits = ingest.dispatcher.queue_waits;
+    rep.queue_wait_us = ingest.dispatcher.queue_wait_us;
     rep.dead_worker_packets = ingest.dispatcher.dead_worker_packets;
 }
 

@@ -23,7 +23,8 @@ pub const CATALOGUE: &[(&str, bool, Unit, &str)] = &[
     ("xferwatch_build_info", false, Unit::Count, "Always 1; the version label says which build runs."),
     ("xferwatch_capture_packets_total", true, Unit::Count, "Packets handed to the sensor by an interface (drops are counted apart)."),
     ("xferwatch_capture_bytes_total", true, Unit::Bytes, "Captured bytes handed to the sensor, per interface."),
-    ("xferwatch_capture_drops_total", true, Unit::Count, "Packets lost, by where: kernel (socket buffer full), interface (driver), queue (a worker's queue was full), dead_worker (the worker's thread had ended)."),
+    ("xferwatch_capture_drops_total", true, Unit::Count, "Packets lost, by where: kernel (socket buffer full), interface (driver), queue (a worker's queue stayed full for 250 ms), dead_worker (the worker's thread had ended)."),
+    ("xferwatch_capture_queue_wait_seconds_total", true, Unit::Seconds, "Time capture threads waited for room in a full worker queue (packets meanwhile wait in the kernel ring), per interface."),
     ("xferwatch_decode_errors_total", true, Unit::Count, "Frames that produced no flow packet, by reason (layer.kind)."),
     ("xferwatch_flows_active", false, Unit::Count, "Flows in the flow tables now."),
     ("xferwatch_flows_ended_total", true, Unit::Count, "Flows ended and written, by app_proto (none: no payload)."),
@@ -309,6 +310,7 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
         Default::default();
     // Per interface: all its handles up, reopens, newest packet time.
     let mut liveness: std::collections::BTreeMap<&str, (bool, u64, i64, u64)> = Default::default();
+    let mut waited: std::collections::BTreeMap<&str, u64> = Default::default();
     let mut decode = [0u64; DecodeError::ALL.len()];
     for c in captures {
         let e = by_iface.entry(c.interface.as_str()).or_default();
@@ -324,6 +326,7 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
         l.1 += c.reopens;
         l.2 = l.2.max(c.last_packet_us);
         l.3 += c.dead_worker_packets;
+        *waited.entry(c.interface.as_str()).or_default() += c.queue_wait_us;
         for (i, v) in c.ingest.decode.iter().enumerate() {
             decode[i] += v;
         }
@@ -336,6 +339,10 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
             counter!("xferwatch_capture_drops_total", "interface" => iface.clone(), "where" => place)
                 .absolute(v);
         }
+    }
+    for (iface, us) in waited {
+        counter!("xferwatch_capture_queue_wait_seconds_total", "interface" => iface.to_string())
+            .absolute(us / 1_000_000);
     }
     let now_us = xferwatch_capture::live::wall_us();
     for (iface, (up, reopens, last_us, dead_worker)) in liveness {
