@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench-live`: packet loss of the live daemon at top speed. A veth pair inside a network
 # namespace this script creates (no address, no route); `xferwatch run` with the example
-# configuration (sensor.toml.example: sha256 of every file, session pcaps on) captures on one end,
+# configuration (sensor.toml.example: sha256 of every file, session pcaps on) plus every event to
+# a local Redis stream ([output.redis], a redis-server of its own in the namespace) captures on one end,
 # `tcpreplay --topspeed` sends each workload out of the other:
 #   transfers    real-transfer traffic: the bulk profile of xferwatch-gen (FTP/SMB/TFTP transfers)
 #   many-flows   many short flows: the many-flows profile (>= 50,000 concurrent flows)
@@ -12,7 +13,9 @@
 #
 # Root only; otherwise it says "skipped" and exits 0. Everything is removed on exit.
 # Environment: LIVE_TRANSFERS_BYTES (1GiB), LIVE_MANY_BYTES (400MiB), BENCH_DIR (bench-data),
-# LIVE_DIR (target/bench-live), LIVE_EVIDENCE (1; 0: session pcaps off, to see what they cost).
+# LIVE_DIR (target/bench-live), LIVE_EVIDENCE (1; 0: session pcaps off, to see what they cost),
+# LIVE_REDIS (1; 0: no Redis output; without redis-server it is off, and said so),
+# LIVE_WORKLOADS ("transfers many-flows": which to send, in order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,10 +69,34 @@ sed -e "s|^eve_path = \"eve.json\"|eve_path = \"$DIR/eve.json\"|" \
     -e "s|^dir = \"evidence\"|dir = \"$( [ "${LIVE_EVIDENCE:-1}" = 0 ] || echo "$DIR/evidence")\"|" \
     -e "s|^interfaces = \[\]|interfaces = [\"xwcap\"]|" \
     -e "s|^listen = \"127.0.0.1:9727\"|listen = \"$METRICS\"|" sensor.toml.example > "$DIR/sensor.toml"
+REDIS_PORT=6399
+REDIS=${LIVE_REDIS:-1}
+if [ "$REDIS" = 1 ] && ! command -v redis-server >/dev/null; then
+  say "redis-server not found: no Redis output (\`make deps-test\` installs it)"
+  REDIS=0
+fi
+if [ "$REDIS" = 1 ]; then
+  # [output.redis] on, to the namespace's own redis-server, spooling under this run's directory.
+  awk -v url="redis://127.0.0.1:$REDIS_PORT/0" -v spool="$DIR/spool" '
+    /^\[/ { sect = $0 }
+    sect == "[output.redis]" && /^enabled = / { $0 = "enabled = true" }
+    sect == "[output.redis]" && /^url = / { $0 = "url = \"" url "\"" }
+    sect == "[output.redis]" && /^spool_dir = / { $0 = "spool_dir = \"" spool "\"" }
+    { print }' "$DIR/sensor.toml" > "$DIR/sensor.toml.new" && mv "$DIR/sensor.toml.new" "$DIR/sensor.toml"
+  "$BIN" check-config "$DIR/sensor.toml" | grep -q "^url = \"redis://127.0.0.1:$REDIS_PORT/0\"" \
+    || { say "could not turn on the Redis output in $DIR/sensor.toml"; exit 2; }
+fi
 "$BIN" check-config "$DIR/sensor.toml" | grep -q 'interfaces = \["xwcap"\]' \
   || { say "could not set the capture interface in $DIR/sensor.toml"; exit 2; }
 
 rig_up
+rcli() { ip netns exec "$NS" redis-cli -p "$REDIS_PORT" "$@"; }
+if [ "$REDIS" = 1 ]; then
+  ip netns exec "$NS" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no --logfile "$DIR/redis.log" &
+  for _ in $(seq 50); do rcli ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  rcli ping | grep -q PONG || { say "FAIL: redis-server did not start"; cat "$DIR/redis.log"; exit 1; }
+fi
 
 scrape() { ip netns exec "$NS" curl -sf --max-time 2 "http://$METRICS/metrics" 2>/dev/null || true; }
 # metric NAME [LABEL-FILTER]: the sum of the samples of NAME whose labels contain the filter.
@@ -77,9 +104,11 @@ metric() { awk -v n="$1" -v f="${2:-}" '$1 ~ "^"n"({|$)" && index($1, f) { s += 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 printf '\n%-11s %10s %10s %8s %8s %8s %8s %9s %10s %9s %12s\n' workload sent captured kernel iface queue dead lost_% "sent_kpps" "sent_Gb/s" "cpu_us/pkt"
-for w in transfers many-flows; do
+notes=""
+for w in ${LIVE_WORKLOADS:-transfers many-flows}; do
   f="$DATA/live-$w.pcap"
-  rm -rf "$DIR/evidence" "$DIR/eve.json"
+  rm -rf "$DIR/evidence" "$DIR/eve.json" "$DIR/spool"
+  [ "$REDIS" = 1 ] && rcli flushall >/dev/null
   ip netns exec "$NS" "$BIN" run -c "$DIR/sensor.toml" 2>"$DIR/daemon-$w.log" &
   DAEMON=$!
   for _ in $(seq 150); do
@@ -115,6 +144,11 @@ for w in transfers many-flows; do
   kill -TERM "$DAEMON" 2>/dev/null || true
   wait "$DAEMON" 2>/dev/null || true
   DAEMON=""
+  events=$(wc -l < "$DIR/eve.json")
+  notes="$notes$w: $events events in the EVE file"
+  [ "$REDIS" = 1 ] && notes="$notes, $(rcli xlen xferwatch) in the Redis stream"
+  notes="$notes
+"
   hz=$(getconf CLK_TCK)
   awk -v w="$w" -v s="${sent:-0}" -v g="$got" -v k="$k" -v i="$i" -v q="$q" -v d="$d" \
       -v r="${rate:-0}" -v m="${mbps:-0}" -v c=$((c1 - c0)) -v hz="$hz" 'BEGIN {
@@ -123,4 +157,5 @@ for w in transfers many-flows; do
       (s > 0 ? 100 * lost / s : 0), r / 1000, m / 1000, (s > 0 ? c / hz * 1e6 / s : 0) }'
 done
 echo
+printf '%s' "$notes"
 say "lost_% counts kernel, interface, queue and dead-worker drops and any packet sent but never seen."
