@@ -71,6 +71,29 @@ impl FlowIndex {
         }
     }
 
+    /// The entry a lookup of `hash` reads first (for a prefetch).
+    pub fn home_entry(&self, hash: u32) -> &impl Sized {
+        &self.entries[self.home(hash)]
+    }
+
+    /// The first handle stored with `hash`, without checking its key (for a prefetch: usually
+    /// the one a lookup will find). Looks at a few entries at most.
+    pub fn first_with(&self, hash: u32) -> Option<u32> {
+        let mask = self.mask();
+        let mut i = self.home(hash);
+        for _ in 0..4 {
+            let e = self.entries[i];
+            if e.handle == EMPTY {
+                return None;
+            }
+            if e.hash == hash {
+                return Some(e.handle);
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
     /// Adds a handle (its key must not be present).
     pub fn insert(&mut self, hash: u32, handle: u32) {
         if (self.len + 1) * 2 > self.entries.len() {
@@ -186,6 +209,10 @@ mod tests {
                 assert_eq!(idx.len(), model.len());
                 for (&h, &hash) in model.iter().take(50) {
                     assert_eq!(idx.get(hash, |c| c == h), Some(h));
+                    // The prefetch's guess, when it has one, is a handle stored with that hash.
+                    if let Some(g) = idx.first_with(hash) {
+                        assert_eq!(model.get(&g), Some(&hash));
+                    }
                 }
                 assert_eq!(idx.handles().count(), model.len());
             }
