@@ -8,32 +8,20 @@
 /// Most disjoint covered ranges remembered per direction (holes + 1).
 pub const MAX_SEQ_RANGES: usize = 6;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SeqTracker {
     started: bool,
     last_seq: u32,
     last_pos: u64,
     /// Position where the stream's data must start (ISN + 1), when the SYN was seen.
     expected_start: Option<u64>,
-    ranges: [(u64, u64); MAX_SEQ_RANGES],
+    /// The covered ranges, `len` of them: the first one here while it is the only one (most
+    /// streams never have a hole), all of them in `spill` once a hole appeared (and from then on).
+    one: (u64, u64),
+    spill: Option<Box<[(u64, u64); MAX_SEQ_RANGES]>>,
     len: u8,
     max_peer_ack: u64,
     overflowed: bool,
-}
-
-impl Default for SeqTracker {
-    fn default() -> Self {
-        SeqTracker {
-            started: false,
-            last_seq: 0,
-            last_pos: 0,
-            expected_start: None,
-            ranges: [(0, 0); MAX_SEQ_RANGES],
-            len: 0,
-            max_peer_ack: 0,
-            overflowed: false,
-        }
-    }
 }
 
 /// Positions start at 2^40 so that data a little before the first seen segment stays representable.
@@ -103,12 +91,30 @@ impl SeqTracker {
         }
     }
 
+    fn ranges(&self) -> &[(u64, u64)] {
+        let n = self.len as usize;
+        match self.spill.as_deref() {
+            Some(b) => &b[..n.min(MAX_SEQ_RANGES)],
+            None => &std::slice::from_ref(&self.one)[..n.min(1)],
+        }
+    }
+
+    fn ranges_mut(&mut self) -> &mut [(u64, u64)] {
+        let n = self.len as usize;
+        match self.spill.as_deref_mut() {
+            Some(b) => &mut b[..n.min(MAX_SEQ_RANGES)],
+            None => &mut std::slice::from_mut(&mut self.one)[..n.min(1)],
+        }
+    }
+
     fn insert(&mut self, mut s: u64, mut e: u64) -> u64 {
         let n = self.len as usize;
         // Fast path: in-order append to the last range.
-        if n > 0 && self.ranges[n - 1].1 == s {
-            self.ranges[n - 1].1 = e;
-            return e - s;
+        if let Some(last) = self.ranges_mut().last_mut() {
+            if last.1 == s {
+                last.1 = e;
+                return e - s;
+            }
         }
         let mut new_bytes = e - s;
         // Subtract overlaps with existing ranges, then merge everything that touches [s, e).
@@ -117,7 +123,7 @@ impl SeqTracker {
         let mut m = 0usize;
         let mut placed = false;
         while i < n {
-            let (rs, re) = self.ranges[i];
+            let (rs, re) = self.ranges()[i];
             if re < s {
                 out[m] = (rs, re);
                 m += 1;
@@ -151,7 +157,11 @@ impl SeqTracker {
                 m += 1;
             }
         }
-        self.ranges = out;
+        match self.spill.as_mut() {
+            Some(b) => **b = out,
+            None if m <= 1 => self.one = out[0],
+            None => self.spill = Some(Box::new(out)),
+        }
         self.len = m as u8;
         new_bytes
     }
@@ -162,7 +172,7 @@ impl SeqTracker {
             return false;
         }
         if self.len == 1 {
-            let (s, e) = self.ranges[0];
+            let (s, e) = self.ranges()[0];
             if let Some(x) = self.expected_start {
                 if s > x {
                     return false;
