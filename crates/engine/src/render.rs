@@ -648,6 +648,15 @@ pub fn smb(f: &Flow<App>, tx: &SmbTx, ts_us: i64, shared: &Shared) -> String {
 /// At the end of an FTP data channel (`ftp_data`) or a TFTP transfer (`tftp`): what moved, and the
 /// event type written.
 pub fn transfer_event(f: &Flow<App>, shared: &Shared) -> Option<(&'static str, String)> {
+    // Most flows are neither: nothing is made for them (the tuple hashes a community id).
+    let wanted = match &f.app.proto {
+        Proto::FtpData(_) => true,
+        Proto::Tftp(st) => !st.handed_over,
+        _ => false,
+    };
+    if !wanted {
+        return None;
+    }
     let t = tuple(f, shared);
     let mut out = String::with_capacity(512);
     match &f.app.proto {
