@@ -40,8 +40,8 @@ fn tuple(f: &Flow<App>, shared: &Shared) -> Tuple {
         s.port,
     );
     Tuple {
-        src: c.addr.to_string(),
-        dst: s.addr.to_string(),
+        src: ip_string(c.addr),
+        dst: ip_string(s.addr),
         community_id,
         in_iface: (f.app.iface as usize)
             .checked_sub(1)
@@ -49,6 +49,12 @@ fn tuple(f: &Flow<App>, shared: &Shared) -> Tuple {
             .cloned(),
         host: shared.sensor.clone(),
     }
+}
+
+fn ip_string(a: xferwatch_wire::Addr) -> String {
+    let mut s = String::with_capacity(15);
+    xferwatch_events::push_ip(&mut s, a.to_ip());
+    s
 }
 
 fn header<'a>(

@@ -35,12 +35,15 @@ impl<'a> JsonObject<'a> {
     }
     pub fn u64(&mut self, k: &str, v: u64) -> &mut Self {
         self.key(k);
-        let _ = write!(self.out, "{v}");
+        push_u64(self.out, v);
         self
     }
     pub fn i64(&mut self, k: &str, v: i64) -> &mut Self {
         self.key(k);
-        let _ = write!(self.out, "{v}");
+        if v < 0 {
+            self.out.push('-');
+        }
+        push_u64(self.out, v.unsigned_abs());
         self
     }
     pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
@@ -63,7 +66,7 @@ impl<'a> JsonObject<'a> {
             if i > 0 {
                 self.out.push(',');
             }
-            let _ = write!(self.out, "{x}");
+            push_u64(self.out, *x);
         }
         self.out.push(']');
         self
@@ -140,13 +143,71 @@ pub fn timestamp(out: &mut String, micros: i64) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}+0000",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    );
+    if !(0..=9999).contains(&y) {
+        let _ = write!(
+            out,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{us:06}+0000",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        );
+        return;
+    }
+    push_padded(out, y as u64, 4);
+    out.push('-');
+    push_padded(out, m as u64, 2);
+    out.push('-');
+    push_padded(out, d as u64, 2);
+    out.push('T');
+    push_padded(out, (sod / 3600) as u64, 2);
+    out.push(':');
+    push_padded(out, ((sod / 60) % 60) as u64, 2);
+    out.push(':');
+    push_padded(out, (sod % 60) as u64, 2);
+    out.push('.');
+    push_padded(out, us as u64, 6);
+    out.push_str("+0000");
+}
+
+/// An IP address as `Display` writes it (IPv4 without the formatting machinery).
+pub fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(out, o as u64);
+            }
+        }
+        std::net::IpAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// `v` in decimal (what `write!(out, "{v}")` writes, without the formatting machinery: this runs
+/// for every number of every event).
+pub fn push_u64(out: &mut String, v: u64) {
+    push_padded(out, v, 1);
+}
+
+/// `v` in decimal, zero-padded to at least `width` digits (at most 20).
+fn push_padded(out: &mut String, mut v: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = i.min(buf.len() - width.clamp(1, buf.len()));
+    for &b in &buf[start..] {
+        out.push(b as char);
+    }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -165,6 +226,58 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_and_timestamps_are_what_fmt_writes() {
+        use super::*;
+        for v in [0u64, 1, 9, 10, 99, 100, 12345, u32::MAX as u64, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+        for v in [0i64, -1, 42, i64::MIN, i64::MAX] {
+            let mut s = String::new();
+            let mut o = JsonObject::begin(&mut s);
+            o.i64("k", v);
+            o.end();
+            assert_eq!(s.trim_end(), format!("{{\"k\":{v}}}"));
+        }
+        for ip in [
+            "0.0.0.0",
+            "10.1.22.255",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+        for us in [
+            0i64,
+            1,
+            1_700_000_000_123_456,
+            -1,
+            -86_400_000_001,
+            253_402_300_799_999_999,
+            951_782_400_000_000,
+        ] {
+            let mut fast = String::new();
+            timestamp(&mut fast, us);
+            let secs = us.div_euclid(1_000_000);
+            let sod = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let slow = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}+0000",
+                sod / 3600,
+                (sod / 60) % 60,
+                sod % 60,
+                us.rem_euclid(1_000_000)
+            );
+            assert_eq!(fast, slow, "{us}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -13,5 +13,5 @@ mod json;
 mod records;
 
 pub use community_id::{community_id_v1, COMMUNITY_ID_V1_LEN};
-pub use json::{civil_from_days, timestamp, JsonObject};
+pub use json::{civil_from_days, push_ip, push_u64, timestamp, JsonObject};
 pub use records::{write_event, write_flow, write_stats, EventHeader, FlowRecord, StatsRecord};
