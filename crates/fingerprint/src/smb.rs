@@ -166,7 +166,7 @@ fn scan(buf: &[u8], final_: bool) -> Scan {
     let end = buf.len().min(SCAN_LIMIT);
     let mut q = start;
     while q < end {
-        let Some(off) = buf.get(q..end).and_then(|w| w.iter().position(|&b| b == 0)) else {
+        let Some(off) = buf.get(q..end).and_then(|w| memchr::memchr(0, w)) else {
             break;
         };
         q += off;
@@ -212,7 +212,7 @@ pub enum SmbSync {
 /// The first offset in `buf` where an NBSS session message carrying an SMB header starts.
 pub fn smb_sync(buf: &[u8]) -> SmbSync {
     let mut q = 0usize;
-    while let Some(off) = buf.get(q..).and_then(|w| w.iter().position(|&b| b == 0)) {
+    while let Some(off) = buf.get(q..).and_then(|w| memchr::memchr(0, w)) {
         q += off;
         match smb_message(buf, q, false) {
             At::Yes(_) => return SmbSync::At(q),
