@@ -237,12 +237,15 @@ fn prefetch<T>(r: &T, lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // Every line `r` touches: it need not start on a line boundary.
         let p = (r as *const T).cast::<i8>();
-        let n = lines.min(std::mem::size_of::<T>().div_ceil(64));
+        let skew = p as usize % 64;
+        let n = lines.min((skew + std::mem::size_of::<T>()).div_ceil(64));
+        let first = p.wrapping_sub(skew);
         for i in 0..n {
-            // SAFETY: SSE is part of x86_64; the address lies inside `r` (a prefetch would not
-            // fault even if it did not).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * 64)) };
+            // SAFETY: SSE is part of x86_64; a prefetch never faults and reads nothing the
+            // program sees, whatever the address (these lines hold `r`).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(i * 64)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
