@@ -12,7 +12,7 @@
 # tcpreplay reached and the daemon's CPU time per packet.
 #
 # Root only; otherwise it says "skipped" and exits 0. Everything is removed on exit.
-# Environment: LIVE_TRANSFERS_BYTES (1GiB), LIVE_MANY_BYTES (400MiB), BENCH_DIR (bench-data),
+# Environment: LIVE_TRANSFERS_BYTES (1GiB), LIVE_MANY_BYTES (1GiB), BENCH_DIR (bench-data),
 # LIVE_DIR (target/bench-live), LIVE_EVIDENCE (1; 0: session pcaps off, to see what they cost),
 # LIVE_REDIS (1; 0: no Redis output; without redis-server it is off, and said so),
 # LIVE_WORKLOADS ("transfers many-flows": which to send, in order).
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 T_BYTES=${LIVE_TRANSFERS_BYTES:-1GiB}
-M_BYTES=${LIVE_MANY_BYTES:-400MiB}
+M_BYTES=${LIVE_MANY_BYTES:-1GiB}
 DATA=${BENCH_DIR:-bench-data}
 DIR=${LIVE_DIR:-target/bench-live}
 BIN=target/release/xferwatch

@@ -57,6 +57,8 @@ measure() {
 }
 
 printf '\nxferwatch bench: %s cores, %s, repeat %s, medians\n' "$CORES" "$(uname -m)" "$REPEAT"
+RESULTS=$(mktemp)
+trap 'rm -f "$RESULTS"' EXIT
 for profile in bulk many-flows; do
   gen "$profile"
   f="$DIR/$profile.pcap"
@@ -69,10 +71,12 @@ for profile in bulk many-flows; do
     local label=$1; shift
     read -r w r < <(measure "$@")
     [ -z "$floor" ] && floor=$w
+    echo "$label $w $r" >> "$RESULTS"
     awk -v l="$label" -v w="$w" -v r="$r" -v p="$pkts" -v b="$bytes" -v f="$floor" 'BEGIN {
       if (w <= 0) w = 0.001;
       printf "  %-28s %9.2f %12.2f %9.2f %10.1f %9.2f\n", l, w, p / w / 1e6, b * 8 / w / 1e9, r / 1024, w / f }'
   }
+  echo "profile $profile" >> "$RESULTS"
   row "libpcap read loop (floor)" $FLOOR "$f"
   # The default configuration hashes every FTP/TFTP file (sha256); the rows with "no hashes"
   # show what hashing costs.
@@ -88,4 +92,30 @@ for profile in bulk many-flows; do
     echo "  ndpiReader: not installed (apt-get install libndpi-bin) - skipped"
   fi
 done
+echo
+
+# The line-rate issue's offline targets, with the default configuration (sha256 of every file,
+# one worker per core): bulk at most 1.5x the floor, many-flows at most 3x, peak memory at most
+# 128 MiB on both, and ahead of ndpiReader on both.
+echo "targets (default configuration: $WORKERS workers, sha256 of every file):"
+awk -v workers="$WORKERS" '
+  $1 == "profile" { p = $2; next }
+  { n = NF; label = $1; for (i = 2; i <= n - 2; i++) label = label " " $i; w = $(n - 1); r = $n / 1024 }
+  label == "libpcap read loop (floor)" { floor[p] = w }
+  label == "xferwatch replay, " workers " workers" { xw[p] = w; rss[p] = r }
+  label == "ndpiReader" { nd[p] = w }
+  END {
+    lim["bulk"] = 1.5; lim["many-flows"] = 3
+    for (k = 1; k <= 2; k++) {
+      p = (k == 1 ? "bulk" : "many-flows")
+      if (!(p in xw)) continue
+      x = floor[p] > 0 ? xw[p] / floor[p] : 0
+      printf "  %-11s %5.2fx the floor (target <= %.1fx): %s\n", p, x, lim[p], (x <= lim[p] ? "met" : "NOT met")
+      printf "  %-11s peak %.0f MiB (target <= 128 MiB): %s\n", p, rss[p], (rss[p] <= 128 ? "met" : "NOT met")
+      if (p in nd)
+        printf "  %-11s %.2f s vs ndpiReader %.2f s (target: ahead): %s\n", p, xw[p], nd[p], (xw[p] < nd[p] ? "met" : "NOT met")
+      else
+        printf "  %-11s ndpiReader not installed: not compared\n", p
+    }
+  }' "$RESULTS"
 echo
