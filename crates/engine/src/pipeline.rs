@@ -77,7 +77,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             workers: 1,
-            queue_batches: 16,
+            queue_batches: 8,
             internal: xferwatch_policy::DEFAULT_INTERNAL
                 .iter()
                 .filter_map(|n| n.parse().ok())

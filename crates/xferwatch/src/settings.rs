@@ -555,7 +555,7 @@ impl Default for Engine {
     fn default() -> Self {
         Engine {
             workers: 0,
-            queue_batches: 16,
+            queue_batches: 8,
         }
     }
 }
