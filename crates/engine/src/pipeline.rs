@@ -186,6 +186,7 @@ pub(crate) fn shared(
         live,
         sensor: c.sensor.as_deref().map(std::sync::Arc::from),
         fleet: c.fleet.clone(),
+        written: None,
     }
 }
 
@@ -231,7 +232,11 @@ impl Engine {
             }
             None => None,
         };
+        let replay = live.is_none();
         let mut shared = shared(c, n, live, pcaps);
+        if replay {
+            shared.written = Some(Arc::new(crate::writer::WriterProgress::new(n)));
+        }
         if let Some((dir, max)) = &c.file_store {
             let store = crate::evidence::FileStore::open(dir, *max).with_context(|| {
                 format!("evidence.store_files: cannot use {}/files", dir.display())
@@ -265,6 +270,12 @@ impl Engine {
             events_tx,
             events: Some(events),
         })
+    }
+
+    /// Replay: where the writer tells the workers how far it got (give it to
+    /// [`crate::writer::run_paced`]).
+    pub fn writer_progress(&self) -> Option<Arc<crate::writer::WriterProgress>> {
+        self.shared.written.clone()
     }
 
     /// Worker threads running.

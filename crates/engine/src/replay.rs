@@ -78,10 +78,11 @@ pub fn replay_progress(
     let mut engine = Engine::start(c, &baselines.saved, false)?;
     let n = engine.workers();
     let rx = engine.take_events().context("events already taken")?;
+    let taken = engine.writer_progress();
     let writer = std::thread::Builder::new()
         .name("xw-writer".into())
         .spawn(move || {
-            let r = crate::writer::run(rx, n, &mut *sink);
+            let r = crate::writer::run_paced(rx, n, &mut *sink, taken.as_deref());
             (r, sink)
         })
         .context("cannot start the writer thread")?;

@@ -37,6 +37,8 @@ const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(250)
 pub struct Worker {
     id: usize,
     shared: Arc<Shared>,
+    /// Events handed to the writer so far.
+    events_sent: u64,
     table: FlowTable<App>,
     ended: Vec<Flow<App>>,
     app: AppState,
@@ -67,6 +69,9 @@ pub struct Worker {
 
 /// Flows ended per chunk when the input ends.
 const DRAIN_CHUNK: usize = 4096;
+/// The longest a draining worker waits for the writer before each chunk (a safety net: the writer
+/// always takes the smallest event once every worker has sent past it).
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Packets of a new flow during which an announcement may still claim it.
 const LATE_LINK_PACKETS: u64 = 16;
@@ -94,6 +99,7 @@ impl Worker {
             .as_ref()
             .map(|f| FleetSync::new(f, &shared.detect));
         Worker {
+            events_sent: 0,
             pcaps,
             fleet,
             fleet_raised: Vec::new(),
@@ -151,6 +157,7 @@ impl Worker {
                 // flat however many flows were open.
                 let order = self.table.drain_order();
                 for chunk in order.chunks(DRAIN_CHUNK) {
+                    self.wait_for_writer();
                     self.guarded(|w| {
                         for &(_, h) in chunk {
                             if let Some(f) = w.table.end_one(h) {
@@ -293,6 +300,24 @@ impl Worker {
         let n = msg.events.len() as u64;
         if out.send(msg).is_err() {
             self.totals.health.writer_gone_events += n;
+        } else {
+            self.events_sent += n;
+        }
+    }
+
+    /// Replay, at the end of the input: before the next chunk of open flows is rendered, waits
+    /// (at most [`DRAIN_WAIT`]) until the writer has taken all but [`DRAIN_CHUNK`] of this
+    /// worker's events. The writer merges the workers' events in packet order, so a worker that
+    /// drains ahead of the others would otherwise pile its records up in the writer.
+    fn wait_for_writer(&self) {
+        let Some(p) = self.shared.written.as_ref() else {
+            return;
+        };
+        let t0 = std::time::Instant::now();
+        while self.events_sent.saturating_sub(p.taken(self.id)) > DRAIN_CHUNK as u64
+            && t0.elapsed() < DRAIN_WAIT
+        {
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }
 

@@ -115,9 +115,38 @@ impl EventSink for EveSink {
     }
 }
 
+/// How many of each worker's events the replay writer has taken out of its merge queues.
+#[derive(Debug)]
+pub struct WriterProgress {
+    taken: Vec<AtomicU64>,
+}
+
+impl WriterProgress {
+    pub fn new(workers: usize) -> Self {
+        WriterProgress {
+            taken: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Events of worker `w` the writer has taken so far.
+    pub fn taken(&self, w: usize) -> u64 {
+        self.taken.get(w).map_or(0, |t| t.load(Ordering::Relaxed))
+    }
+}
+
 /// Replay: writes the workers' events in packet order (the same for any number of workers) until
 /// every worker is done or gone.
 pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn EventSink) -> std::io::Result<Merged> {
+    run_paced(rx, workers, out, None)
+}
+
+/// [`run`], telling the workers through `progress` how many of their events it has taken.
+pub fn run_paced(
+    rx: Receiver<Out>,
+    workers: usize,
+    out: &mut dyn EventSink,
+    progress: Option<&WriterProgress>,
+) -> std::io::Result<Merged> {
     let mut queues: Vec<VecDeque<(OrderKey, Ev)>> = (0..workers).map(|_| VecDeque::new()).collect();
     let mut marks: Vec<OrderKey> = vec![(0, 0, 0); workers];
     let mut totals: Vec<Option<WorkerTotals>> = vec![None; workers];
@@ -133,13 +162,13 @@ pub fn run(rx: Receiver<Out>, workers: usize, out: &mut dyn EventSink) -> std::i
             marks[w] = (u64::MAX, u8::MAX, u64::MAX);
             finished += 1;
         }
-        written += emit_safe(&mut queues, &marks, out)?;
+        written += emit_safe(&mut queues, &marks, out, progress)?;
     }
     if finished < workers {
         // A worker is gone without finishing (it died): nothing earlier can come from it any more,
         // so what the others sent is written, in order, rather than held back for ever.
         marks.fill((u64::MAX, u8::MAX, u64::MAX));
-        written += emit_safe(&mut queues, &marks, out)?;
+        written += emit_safe(&mut queues, &marks, out, progress)?;
     }
     out.flush()?;
     Ok(Merged {
@@ -154,6 +183,7 @@ fn emit_safe(
     queues: &mut [VecDeque<(OrderKey, Ev)>],
     marks: &[OrderKey],
     out: &mut dyn EventSink,
+    progress: Option<&WriterProgress>,
 ) -> std::io::Result<u64> {
     let mut written = 0;
     loop {
@@ -180,6 +210,9 @@ fn emit_safe(
         };
         out.event(&line)?;
         written += 1;
+        if let Some(t) = progress.and_then(|p| p.taken.get(i)) {
+            t.fetch_add(1, Ordering::Relaxed);
+        }
     }
     Ok(written)
 }
