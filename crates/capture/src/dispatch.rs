@@ -42,7 +42,7 @@ const BATCH_BYTES: usize = 256 * 1024;
 const FLUSH_EVERY: u64 = 8192;
 
 /// How long a live capture thread waits for room in a full worker queue before it drops the batch.
-/// Meanwhile packets wait in the kernel's capture ring (`capture.buffer_size`, 64 MiB by default,
+/// Meanwhile packets wait in the kernel's capture ring (`capture.buffer_size`, 128 MiB by default,
 /// tens of times a worker queue), so a burst the workers fall behind on is absorbed there instead
 /// of being lost here; a worker stuck for longer than this loses its batches (counted), and the
 /// kernel drops (counted) what its ring cannot hold.

@@ -595,7 +595,7 @@ impl Default for Capture {
             interfaces: Vec::new(),
             snaplen: 65_535,
             promisc: true,
-            buffer_size: Bytes(64 << 20),
+            buffer_size: Bytes(128 << 20),
             bpf: String::new(),
             immediate: false,
             timeout_ms: 100,
