@@ -136,6 +136,7 @@ for w in ${LIVE_WORKLOADS:-transfers many-flows}; do
   sleep 1
   body=$(scrape)
   c1=$(cpu_ticks "$DAEMON")
+  hwm=$(awk '/^VmHWM:/ { printf "%d", $2 / 1024 }' "/proc/$DAEMON/status")
   got=$(echo "$body" | metric xferwatch_capture_packets_total)
   k=$(echo "$body" | metric xferwatch_capture_drops_total 'where="kernel"')
   i=$(echo "$body" | metric xferwatch_capture_drops_total 'where="interface"')
@@ -145,7 +146,7 @@ for w in ${LIVE_WORKLOADS:-transfers many-flows}; do
   wait "$DAEMON" 2>/dev/null || true
   DAEMON=""
   events=$(wc -l < "$DIR/eve.json")
-  notes="$notes$w: $events events in the EVE file"
+  notes="$notes$w: peak RSS ${hwm} MiB; $events events in the EVE file"
   [ "$REDIS" = 1 ] && notes="$notes, $(rcli xlen xferwatch) in the Redis stream"
   notes="$notes
 "
