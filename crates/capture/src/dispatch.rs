@@ -49,7 +49,7 @@ const FLUSH_EVERY: u64 = 8192;
 pub const LIVE_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Replay keeps backpressure (nothing is dropped); live capture waits for a full queue at most
-/// [`LIVE_QUEUE_WAIT`], then drops the batch and counts it.
+/// `LIVE_QUEUE_WAIT` (250 ms), then drops the batch and counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Replay,

@@ -1,7 +1,7 @@
 //! Live capture through libpcap: opening handles (with a clear one-line error for what goes wrong),
 //! joining several handles on one interface in a PACKET_FANOUT hash group (Linux), and the capture
 //! loop that feeds an [`Ingest`]. A full worker queue makes the capture thread wait for room at
-//! most [`crate::dispatch::LIVE_QUEUE_WAIT`] while packets wait in the kernel's ring; past that the
+//! most `LIVE_QUEUE_WAIT` (250 ms) while packets wait in the kernel's ring; past that the
 //! batch is dropped (counted by the dispatcher).
 
 use crate::ingest::Ingest;
