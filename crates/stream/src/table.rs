@@ -226,21 +226,21 @@ const TIERS: [&[u8]; 3] = [
     &[5, 6, 7, 8, 9],
 ];
 
-/// Asks the CPU to start loading `r` (at most its first `lines` cache lines) into its caches.
+/// Asks the CPU to start loading every cache line of `r` into its caches.
 /// A prefetch is a hint: it reads nothing the program sees, never faults and changes nothing.
 #[inline(always)]
 #[allow(
     unsafe_code,
     reason = "_mm_prefetch is a target-feature intrinsic, hence unsafe to call, though it never dereferences"
 )]
-fn prefetch<T>(r: &T, lines: usize) {
+fn prefetch<T>(r: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // Every line `r` touches: it need not start on a line boundary.
         let p = (r as *const T).cast::<i8>();
         let skew = p as usize % 64;
-        let n = lines.min((skew + std::mem::size_of::<T>()).div_ceil(64));
+        let n = (skew + std::mem::size_of::<T>()).div_ceil(64);
         let first = p.wrapping_sub(skew);
         for i in 0..n {
             // SAFETY: SSE is part of x86_64; a prefetch never faults and reads nothing the
@@ -249,7 +249,7 @@ fn prefetch<T>(r: &T, lines: usize) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (r, lines);
+    let _ = r;
 }
 
 /// The flow index's 32-bit hash of a key (FxHash, folded).
@@ -544,7 +544,7 @@ impl<A: Default> FlowTable<A> {
     /// First stage of a prefetch for a packet a few places ahead (hash from
     /// [`FlowTable::hash_of`]): the index entry its lookup reads.
     pub fn prefetch_entry(&self, kh: u32) {
-        prefetch(self.map.home_entry(kh), 1);
+        prefetch(self.map.home_entry(kh));
     }
 
     /// Second stage, a few packets later, when the entry is in cache: the flow record the entry
@@ -553,10 +553,10 @@ impl<A: Default> FlowTable<A> {
     pub fn prefetch_flow(&self, kh: u32) {
         if let Some(h) = self.map.first_with(kh) {
             if let Some(s) = self.slots.get(h as usize) {
-                prefetch(s, 16);
+                prefetch(s);
             }
             if let Some(l) = self.links.get(h as usize) {
-                prefetch(l, 1);
+                prefetch(l);
             }
         }
     }
