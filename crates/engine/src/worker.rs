@@ -365,7 +365,7 @@ impl Worker {
                     }
                     next.set(i);
                     self.in_flight = None;
-                    self.item(batch, item);
+                    self.item(batch, item, hashes[i % PREFETCH_RING]);
                 }
                 next.set(batch.items.len());
             }));
@@ -377,7 +377,8 @@ impl Worker {
         self.in_flight = None;
     }
 
-    fn item(&mut self, batch: &Batch, item: &Item) {
+    /// One item of a batch; `kh`: a packet's flow index hash, computed for the prefetch.
+    fn item(&mut self, batch: &Batch, item: &Item, kh: u32) {
         match *item {
             Item::Tick { ts_us, idx } => {
                 let start = self.events.len();
@@ -401,7 +402,7 @@ impl Worker {
                     wire_len: rec.frame_wire,
                     dlt: rec.dlt,
                 });
-                self.packet(&p, rec, frame);
+                self.packet(&p, rec, frame, kh);
             }
         }
     }
@@ -544,10 +545,12 @@ impl Worker {
         }
     }
 
-    fn packet(&mut self, p: &L4Packet<'_>, rec: &PacketRec, frame: Option<Frame<'_>>) {
+    fn packet(&mut self, p: &L4Packet<'_>, rec: &PacketRec, frame: Option<Frame<'_>>, kh: u32) {
         let (frame_len, ts_us, idx) = (rec.frame_len, rec.ts_us, rec.idx);
         self.last_ts_us = self.last_ts_us.max(ts_us);
-        let (h, mut dir) = self.table.packet(p, frame_len, ts_us, idx, &mut self.ended);
+        let (h, mut dir) = self
+            .table
+            .packet_hashed(p, kh, frame_len, ts_us, idx, &mut self.ended);
         self.in_flight = Some(h);
         #[cfg(test)]
         assert!(

@@ -571,8 +571,23 @@ impl<A: Default> FlowTable<A> {
         idx: u64,
         ended: &mut Vec<Flow<A>>,
     ) -> (u32, Dir) {
+        let kh = Self::hash_of(pkt.transport, pkt.src, pkt.dst, pkt.vlan);
+        self.packet_hashed(pkt, kh, frame_len, ts_us, idx, ended)
+    }
+
+    /// [`FlowTable::packet`] for a packet whose index hash `kh` ([`FlowTable::hash_of`]) the
+    /// caller already has (the worker computes it once, for its prefetch).
+    pub fn packet_hashed(
+        &mut self,
+        pkt: &L4Packet<'_>,
+        kh: u32,
+        frame_len: u32,
+        ts_us: i64,
+        idx: u64,
+        ended: &mut Vec<Flow<A>>,
+    ) -> (u32, Dir) {
         let (key, side) = FlowKey::new(pkt.transport, pkt.src, pkt.dst, pkt.vlan);
-        let kh = key_hash(&key);
+        debug_assert_eq!(kh, key_hash(&key), "the hash of another packet");
         let slots = &self.slots;
         let mut handle = self.map.get(kh, |h| {
             slots[h as usize]
