@@ -68,10 +68,8 @@ pub struct Session {
     pub alerted: Vec<Sid>,
     /// Live flows and pending expectations that refer to the session.
     refs: u32,
-    /// Live flows of the session.
-    flows: u32,
-    /// Those flows (handle, flow id): where a session pcap finds their rings without a walk
-    /// over the whole flow table.
+    /// Live flows of the session (handle, flow id): how many are left, and where a session pcap
+    /// finds their rings without a walk over the whole flow table.
     members: Vec<FlowRef>,
     /// The session's volume went to its host pair's roll-up.
     rolled_up: bool,
@@ -145,7 +143,6 @@ impl Sessions {
                 outbound: 0,
                 alerted: Vec::new(),
                 refs: 1,
-                flows: 0,
                 rolled_up: false,
                 files: Vec::new(),
                 files_more: 0,
@@ -186,8 +183,7 @@ impl Sessions {
             return false;
         };
         s.members.retain(|m| m.1 != flow_id);
-        s.flows = s.flows.saturating_sub(1);
-        if s.flows == 0 && !s.rolled_up {
+        if s.members.is_empty() && !s.rolled_up {
             s.rolled_up = true;
             return true;
         }
@@ -197,7 +193,6 @@ impl Sessions {
     /// A flow joined the session.
     pub fn flow_joined(&mut self, id: u64, flow: FlowRef) {
         if let Some(s) = self.map.get_mut(&id) {
-            s.flows += 1;
             s.members.push(flow);
         }
     }
