@@ -159,8 +159,7 @@ pub struct CaptureReport {
     pub defrag: crate::DefragStats,
     pub queue_drops_batches: u64,
     pub queue_drops_packets: u64,
-    /// Batches that waited for room in a full worker queue, and the time waited (microseconds).
-    pub queue_waits: u64,
+    /// Time spent waiting for room in full worker queues (microseconds).
     pub queue_wait_us: u64,
     /// Packets for a worker whose thread is gone.
     pub dead_worker_packets: u64,
@@ -332,7 +331,6 @@ fn fill_report(ingest: &Ingest, rep: &mut CaptureReport) {
     rep.defrag = ingest.defrag.stats;
     rep.queue_drops_batches = ingest.dispatcher.dropped_batches;
     rep.queue_drops_packets = ingest.dispatcher.dropped_packets;
-    rep.queue_waits = ingest.dispatcher.queue_waits;
     rep.queue_wait_us = ingest.dispatcher.queue_wait_us;
     rep.dead_worker_packets = ingest.dispatcher.dead_worker_packets;
 }

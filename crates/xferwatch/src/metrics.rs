@@ -306,11 +306,11 @@ static STARTED_US: std::sync::LazyLock<i64> =
 /// Sets every metric from the latest counters.
 pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Daemon) {
     // Capture side, per interface (several threads may share one).
-    let mut by_iface: std::collections::BTreeMap<&str, (u64, u64, u64, u64, u64)> =
+    // Per interface: packets, bytes, kernel, interface and queue drops, queue waits (µs).
+    let mut by_iface: std::collections::BTreeMap<&str, (u64, u64, u64, u64, u64, u64)> =
         Default::default();
     // Per interface: all its handles up, reopens, newest packet time.
     let mut liveness: std::collections::BTreeMap<&str, (bool, u64, i64, u64)> = Default::default();
-    let mut waited: std::collections::BTreeMap<&str, u64> = Default::default();
     let mut decode = [0u64; DecodeError::ALL.len()];
     for c in captures {
         let e = by_iface.entry(c.interface.as_str()).or_default();
@@ -319,6 +319,7 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
         e.2 += c.pcap.kernel_drops;
         e.3 += c.pcap.interface_drops;
         e.4 += c.queue_drops_packets;
+        e.5 += c.queue_wait_us;
         let l = liveness
             .entry(c.interface.as_str())
             .or_insert((true, 0, 0, 0));
@@ -326,12 +327,11 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
         l.1 += c.reopens;
         l.2 = l.2.max(c.last_packet_us);
         l.3 += c.dead_worker_packets;
-        *waited.entry(c.interface.as_str()).or_default() += c.queue_wait_us;
         for (i, v) in c.ingest.decode.iter().enumerate() {
             decode[i] += v;
         }
     }
-    for (iface, (pkts, bytes, kdrop, idrop, qdrop)) in by_iface {
+    for (iface, (pkts, bytes, kdrop, idrop, qdrop, wait_us)) in by_iface {
         let iface = iface.to_string();
         counter!("xferwatch_capture_packets_total", "interface" => iface.clone()).absolute(pkts);
         counter!("xferwatch_capture_bytes_total", "interface" => iface.clone()).absolute(bytes);
@@ -339,10 +339,8 @@ pub fn publish(workers: &[WorkerTotals], captures: &[CaptureReport], daemon: &Da
             counter!("xferwatch_capture_drops_total", "interface" => iface.clone(), "where" => place)
                 .absolute(v);
         }
-    }
-    for (iface, us) in waited {
-        counter!("xferwatch_capture_queue_wait_seconds_total", "interface" => iface.to_string())
-            .absolute(us / 1_000_000);
+        counter!("xferwatch_capture_queue_wait_seconds_total", "interface" => iface)
+            .absolute(wait_us / 1_000_000);
     }
     let now_us = xferwatch_capture::live::wall_us();
     for (iface, (up, reopens, last_us, dead_worker)) in liveness {
