@@ -54,7 +54,7 @@ pub struct Shared {
     pub fleet: Option<crate::fleet::FleetSetup>,
     /// Replay: how many of each worker's events the writer has taken (the end of the input
     /// waits on it, so that open flows are not all rendered ahead of the writer).
-    pub written: Option<std::sync::Arc<crate::writer::WriterProgress>>,
+    pub writer_progress: Option<std::sync::Arc<crate::writer::WriterProgress>>,
 }
 
 /// What the live daemon shares with its workers (touched once per batch, never per packet).

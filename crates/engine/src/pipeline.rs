@@ -186,7 +186,7 @@ pub(crate) fn shared(
         live,
         sensor: c.sensor.as_deref().map(std::sync::Arc::from),
         fleet: c.fleet.clone(),
-        written: None,
+        writer_progress: None,
     }
 }
 
@@ -235,7 +235,7 @@ impl Engine {
         let replay = live.is_none();
         let mut shared = shared(c, n, live, pcaps);
         if replay {
-            shared.written = Some(Arc::new(crate::writer::WriterProgress::new(n)));
+            shared.writer_progress = Some(Arc::new(crate::writer::WriterProgress::new(n)));
         }
         if let Some((dir, max)) = &c.file_store {
             let store = crate::evidence::FileStore::open(dir, *max).with_context(|| {
@@ -275,7 +275,7 @@ impl Engine {
     /// Replay: where the writer tells the workers how far it got (give it to
     /// [`crate::writer::run_paced`]).
     pub fn writer_progress(&self) -> Option<Arc<crate::writer::WriterProgress>> {
-        self.shared.written.clone()
+        self.shared.writer_progress.clone()
     }
 
     /// Worker threads running.

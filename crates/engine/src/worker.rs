@@ -310,7 +310,7 @@ impl Worker {
     /// worker's events. The writer merges the workers' events in packet order, so a worker that
     /// drains ahead of the others would otherwise pile its records up in the writer.
     fn wait_for_writer(&self) {
-        let Some(p) = self.shared.written.as_ref() else {
+        let Some(p) = self.shared.writer_progress.as_ref() else {
             return;
         };
         let t0 = std::time::Instant::now();
